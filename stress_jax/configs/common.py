@@ -1,0 +1,100 @@
+"""Defaults shared by every config. Each named config starts here and changes what differs.
+
+Sections:
+  data      which TFDS dataset, where, and how clips are read
+  protocol  the subject-independent split into train / validation / test
+  input     batching, augmentation, grain workers
+  model     StressNet (see stress_jax/models/stressnet.py)
+  optim     optimizer and schedule
+  train     loop length, logging, checkpointing
+"""
+
+from __future__ import annotations
+
+import ml_collections
+
+
+def model_config() -> ml_collections.ConfigDict:
+  """The paper's architecture: full ResNet-18 trunk through stage 3, pixels in."""
+  return ml_collections.ConfigDict(
+    dict(
+      input_mode="pixels",  # "pixels": (B,T,112,112,3) in [0,1]; "features": (B,T,7,7,256)
+      stem_width=64,
+      stage_widths=(64, 128, 256),
+      stage_blocks=(2, 2, 2),
+      head_width=512,
+      head_blocks=1,
+      spatial_attention=True,
+      spatial_kernel_size=7,
+      temporal_attention=True,
+      attention_hidden=128,
+      landmark_stream=True,
+      landmark_hidden=128,
+      image_stream=True,
+      dropout_rate=0.5,
+      num_classes=3,
+      dtype="float32",  # compute dtype; parameters stay float32
+    )
+  )
+
+
+def base_config() -> ml_collections.ConfigDict:
+  config = ml_collections.ConfigDict()
+  config.seed = 0
+
+  config.data = ml_collections.ConfigDict(
+    dict(
+      name="stress_faces/synthetic",
+      data_dir="",  # "" = $TFDS_DATA_DIR or ~/tensorflow_datasets
+      manual_dir="",
+      build_if_missing=True,
+      task="",  # yonsei_stress only: "4class", "3class" or "binary"
+      num_frames=16,
+    )
+  )
+  config.protocol = ml_collections.ConfigDict(
+    dict(
+      kind="kfold",  # "kfold" or "loso" (leave one subject out)
+      num_folds=10,
+      fold=0,
+      num_val_subjects=2,  # taken from the training subjects, never from the test fold
+      seed=0,
+    )
+  )
+  config.input = ml_collections.ConfigDict(
+    dict(
+      batch_size=16,  # global, across all devices and processes
+      eval_batch_size=32,
+      num_workers=0,  # grain worker processes; 0 = read in the main process
+      prefetch_batches=2,
+      shuffle_buffer_epochs=True,
+      augment=ml_collections.ConfigDict(
+        dict(flip=True, brightness=0.15, contrast=0.15, temporal_jitter=True)
+      ),
+    )
+  )
+  config.model = model_config()
+  config.optim = ml_collections.ConfigDict(
+    dict(
+      name="adamw",  # "adamw" or "sgd" (momentum)
+      learning_rate=1e-3,
+      warmup_steps=100,
+      end_learning_rate_factor=0.01,
+      weight_decay=1e-4,
+      momentum=0.9,
+      clip_norm=1.0,
+    )
+  )
+  config.train = ml_collections.ConfigDict(
+    dict(
+      num_epochs=30,
+      num_steps=-1,  # > 0 overrides num_epochs
+      log_every_steps=20,
+      eval_every_steps=-1,  # -1 = once per epoch
+      checkpoint_every_steps=200,
+      keep_checkpoints=3,
+      async_checkpoints=True,
+      progress_bar=True,
+    )
+  )
+  return config

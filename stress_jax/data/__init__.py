@@ -1,0 +1,1 @@
+"""Datasets: the shared clip record, face geometry, the synthetic simulator."""
