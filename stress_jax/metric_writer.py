@@ -1,0 +1,57 @@
+"""Metrics people read: JSON lines, TensorBoard event files (tensorboardX, no TF), stdout.
+
+Only process 0 writes; the others get a writer that drops everything, so callers
+never branch on the process index.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import pathlib
+
+import jax
+
+
+class MetricWriter:
+  def __init__(self, workdir, enabled: bool | None = None):
+    self.enabled = jax.process_index() == 0 if enabled is None else enabled
+    self._jsonl = None
+    self._tensorboard = None
+    if self.enabled:
+      workdir = pathlib.Path(workdir)
+      workdir.mkdir(parents=True, exist_ok=True)
+      self._jsonl = open(workdir / "metrics.jsonl", "a", encoding="utf-8")  # noqa: SIM115
+      from tensorboardX import SummaryWriter
+
+      self._tensorboard = SummaryWriter(str(workdir / "tensorboard"))
+
+  def write(self, step: int, scalars: dict, prefix: str = "") -> None:
+    if not self.enabled:
+      return
+    row = {"step": int(step)}
+    for name, value in scalars.items():
+      value = float(value)
+      key = f"{prefix}{name}"
+      row[key] = value if math.isfinite(value) else str(value)
+      self._tensorboard.add_scalar(key, value, int(step))
+    self._jsonl.write(json.dumps(row) + "\n")
+    self._jsonl.flush()
+
+  def flush(self) -> None:
+    if self.enabled:
+      self._tensorboard.flush()
+      self._jsonl.flush()
+
+  def close(self) -> None:
+    if self.enabled:
+      self._tensorboard.close()
+      self._jsonl.close()
+      self.enabled = False
+
+
+def read_metrics(workdir) -> list[dict]:
+  path = pathlib.Path(workdir) / "metrics.jsonl"
+  if not path.exists():
+    return []
+  return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]

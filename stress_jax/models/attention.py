@@ -1,0 +1,104 @@
+"""Spatial (CBAM-style) and temporal attention, and masked pooling over frames."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+# Stands in for -inf on masked scores: exp() of it underflows to exactly 0 in float32,
+# while a true -inf would give NaN (inf - inf) on a clip whose frames are all masked.
+MASKED_SCORE = -1e9
+
+
+class SpatialAttention(nn.Module):
+  """CBAM spatial attention applied residually: x + a * x.
+
+  a = sigmoid(conv_kxk([mean_c(x), max_c(x)])) is one (h, w) map per image. The conv
+  has a bias and no BatchNorm (CBAM puts a BN there; with a single output channel a
+  bias does the same job and keeps the map independent of batch statistics).
+
+  Returns (x + a * x, a) with a in float32, shape (N, h, w).
+  """
+
+  kernel_size: int = 7
+  dtype: Any = jnp.float32
+
+  @nn.compact
+  def __call__(self, x):
+    pooled = jnp.concatenate(
+      [jnp.mean(x, axis=-1, keepdims=True), jnp.max(x, axis=-1, keepdims=True)], axis=-1
+    )
+    logits = nn.Conv(
+      1,
+      (self.kernel_size, self.kernel_size),
+      padding="SAME",
+      dtype=self.dtype,
+      param_dtype=jnp.float32,
+      name="conv",
+    )(pooled)
+    attention = jax.nn.sigmoid(logits.astype(jnp.float32))
+    return x + attention.astype(x.dtype) * x, attention[..., 0]
+
+
+def masked_mean(vectors, frame_mask):
+  """Mean of (B, T, D) over the valid frames of each clip; zeros for an all-masked clip."""
+  valid = frame_mask.astype(vectors.dtype)[..., None]
+  total = jnp.sum(jnp.where(frame_mask[..., None], vectors, 0), axis=1)
+  return total / jnp.maximum(jnp.sum(valid, axis=1), 1)
+
+
+def masked_softmax(scores, frame_mask):
+  """Softmax over T of (B, T) float32 scores, restricted to valid frames.
+
+  Weights sum to 1 over each clip's valid frames and are exactly 0 on masked ones;
+  a clip with no valid frame gets all-zero weights instead of NaN.
+  """
+  scores = jnp.where(frame_mask, scores.astype(jnp.float32), MASKED_SCORE)
+  shifted = scores - jax.lax.stop_gradient(jnp.max(scores, axis=-1, keepdims=True))
+  exp = jnp.where(frame_mask, jnp.exp(shifted), 0.0)
+  total = jnp.sum(exp, axis=-1, keepdims=True)
+  # The max is over valid frames whenever there is one, so total >= 1 then; 0 means none.
+  return exp / jnp.where(total > 0, total, 1.0)
+
+
+class TemporalAttentionPool(nn.Module):
+  """Pools per-frame vectors (B, T, D) into one clip vector (B, D) with weights (B, T).
+
+  With `use_attention`, frame t scores s_t = MLP([v_t, m]) where m is the mean of the
+  clip's valid frame vectors (Dense(hidden) -> tanh -> Dense(1)), and the weights are
+  the masked softmax of the scores: they sum to 1 over the valid frames and are exactly
+  0 on masked frames. Without it (no parameters at all) the weights are uniform over the
+  valid frames, i.e. the clip vector is the masked mean. An all-masked clip gets zero
+  weights and a zero clip vector.
+
+  Masked frames' vectors are replaced by zeros first, so whatever they hold (cached
+  garbage, huge values) never reaches a score, a weight or the output. Scores, weights
+  and the pooled vector are float32.
+  """
+
+  hidden: int = 128
+  use_attention: bool = True
+  dtype: Any = jnp.float32
+
+  @nn.compact
+  def __call__(self, vectors, frame_mask):
+    frame_mask = frame_mask.astype(bool)
+    vectors = jnp.where(frame_mask[..., None], vectors, 0).astype(jnp.float32)
+    if self.use_attention:
+      context = masked_mean(vectors, frame_mask)
+      context = jnp.broadcast_to(context[:, None, :], vectors.shape)
+      h = jnp.concatenate([vectors, context], axis=-1)
+      h = nn.Dense(self.hidden, dtype=self.dtype, param_dtype=jnp.float32, name="score_hidden")(h)
+      h = jnp.tanh(h)
+      scores = nn.Dense(1, dtype=self.dtype, param_dtype=jnp.float32, name="score_out")(h)
+      weights = masked_softmax(scores[..., 0], frame_mask)
+    else:
+      valid = frame_mask.astype(jnp.float32)
+      weights = valid / jnp.maximum(jnp.sum(valid, axis=-1, keepdims=True), 1.0)
+    # An elementwise sum, not a matmul: accelerators may run float32 matmuls at reduced
+    # precision, and T is small.
+    pooled = jnp.sum(weights[..., None] * vectors, axis=1)
+    return pooled, weights

@@ -1,0 +1,118 @@
+"""ResNet-18 building blocks (BasicBlock, BatchNorm, ReLU, bias-free convs) in flax.linen.
+
+Every BatchNorm takes the per-image `mask` of the folded (B*T) batch, so padded or
+face-less frames never enter the batch statistics in training mode.
+
+Trunk parameter count of the paper config (stem 64, stages (64, 128, 256) x 2 blocks),
+conv kernels plus BatchNorm scale and bias (running statistics not counted):
+
+  stem     7*7*3*64 = 9,408 + BN 2*64 = 128                                    9,536
+  stage 1  4 convs 3*3*64*64 = 4*36,864 = 147,456 + 4 BN * 128 = 512         147,968
+  stage 2  3*3*64*128 = 73,728; 3*3*128*128 = 147,456 (x3 = 442,368);
+           1x1 projection 64*128 = 8,192; 5 BN * 256 = 1,280                  525,568
+  stage 3  3*3*128*256 = 294,912; 3*3*256*256 = 589,824 (x3 = 1,769,472);
+           1x1 projection 128*256 = 32,768; 5 BN * 512 = 2,560              2,099,712
+  total                                                                     2,782,784
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import flax.linen as nn
+import jax.numpy as jnp
+
+# PyTorch-style BatchNorm (momentum 0.1 there is 0.9 here; same epsilon), so statistics
+# follow the ResNet-18 recipe the paper's trunk was trained with.
+BN_MOMENTUM = 0.9
+BN_EPSILON = 1e-5
+
+# He-normal (fan_out) as in torchvision's ResNet; BN then sees unit-scale activations.
+conv_init = nn.initializers.variance_scaling(2.0, "fan_out", "normal")
+
+
+def _batch_norm(x, train: bool, mask, dtype: Any, name: str):
+  """BatchNorm over the folded batch; `mask` (N, 1, 1, 1) keeps masked images out of the stats."""
+  bn = nn.BatchNorm(
+    use_running_average=not train,
+    momentum=BN_MOMENTUM,
+    epsilon=BN_EPSILON,
+    dtype=dtype,
+    param_dtype=jnp.float32,
+    name=name,
+  )
+  return bn(x, mask=mask if train else None)
+
+
+def _conv(features: int, kernel: int, strides: int, dtype: Any, name: str) -> nn.Conv:
+  return nn.Conv(
+    features,
+    (kernel, kernel),
+    strides=(strides, strides),
+    padding=[(kernel // 2, kernel // 2)] * 2,
+    use_bias=False,
+    kernel_init=conv_init,
+    dtype=dtype,
+    param_dtype=jnp.float32,
+    name=name,
+  )
+
+
+class BasicBlock(nn.Module):
+  """Two 3x3 convs with a residual; 1x1 conv + BN projection when the shape changes."""
+
+  features: int
+  strides: int = 1
+  dtype: Any = jnp.float32
+
+  @nn.compact
+  def __call__(self, x, train: bool = False, mask=None):
+    residual = x
+    y = _conv(self.features, 3, self.strides, self.dtype, "conv1")(x)
+    y = _batch_norm(y, train, mask, self.dtype, "bn1")
+    y = nn.relu(y)
+    y = _conv(self.features, 3, 1, self.dtype, "conv2")(y)
+    y = _batch_norm(y, train, mask, self.dtype, "bn2")
+    if self.strides != 1 or x.shape[-1] != self.features:
+      residual = _conv(self.features, 1, self.strides, self.dtype, "proj_conv")(x)
+      residual = _batch_norm(residual, train, mask, self.dtype, "proj_bn")
+    return nn.relu(y + residual)
+
+
+class ResNetTrunk(nn.Module):
+  """ResNet-18 stem and the first len(stage_widths) stages: (N,112,112,3) -> (N,7,7,C)."""
+
+  stem_width: int = 64
+  stage_widths: Sequence[int] = (64, 128, 256)
+  stage_blocks: Sequence[int] = (2, 2, 2)
+  dtype: Any = jnp.float32
+
+  @nn.compact
+  def __call__(self, x, train: bool = False, mask=None):
+    x = _conv(self.stem_width, 7, 2, self.dtype, "stem_conv")(x)
+    x = _batch_norm(x, train, mask, self.dtype, "stem_bn")
+    x = nn.relu(x)
+    x = nn.max_pool(x, (3, 3), strides=(2, 2), padding=((1, 1), (1, 1)))
+    for stage, (width, blocks) in enumerate(zip(self.stage_widths, self.stage_blocks)):
+      for block in range(blocks):
+        # Only the first block of stages 2+ downsamples, as in ResNet-18.
+        strides = 2 if stage > 0 and block == 0 else 1
+        x = BasicBlock(width, strides, self.dtype, name=f"stage{stage + 1}_block{block + 1}")(
+          x, train, mask
+        )
+    return x
+
+
+class ResidualHead(nn.Module):
+  """`num_blocks` stride-1 BasicBlocks that lift the stage-3 map to `features` channels."""
+
+  features: int = 512
+  num_blocks: int = 1
+  dtype: Any = jnp.float32
+
+  @nn.compact
+  def __call__(self, x, train: bool = False, mask=None):
+    for block in range(self.num_blocks):
+      x = BasicBlock(self.features, 1, self.dtype, name=f"block{block + 1}")(x, train, mask)
+    return x

@@ -1,0 +1,294 @@
+"""StressNet: the spatial-temporal stress classifier of Jeon et al. (Sensors 2021).
+
+  frames (B,T,112,112,3) in [0,1]          landmarks (B,T,68,2) crop units
+      | fold T into the batch                    | landmark_features: centre, scale, velocity
+  trunk: ResNet-18 stem + stages 1-3             | landmark_mlp
+      | (B*T,7,7,256)  <- or features in         | landmark_temporal_attention
+  head: residual block(s) -> 512                 |
+  spatial_attention: x + a*x, a = (h,w) map      |
+  global average pool -> frame vectors (B,T,D)   |
+  temporal_attention -> clip vector              |
+      '---------------- concat -------------------'
+                  dropout -> classifier -> logits
+
+Masking: `frame_mask` (B,T) marks real frames. Masked frames are replaced by zeros before
+anything reads them, are kept out of BatchNorm's batch statistics in training, and get
+exactly zero temporal weight, so changing them never changes the logits (eval or train).
+
+Outputs: `apply(...)` returns (logits (B, num_classes) float32, aux) with
+  aux["spatial_attention"]            (B,T,h,w) the sigmoid map in [0,1]; all zeros when
+                                      spatial_attention is off (x + 0*x = x, which is what
+                                      the model then computes) and on masked frames
+  aux["temporal_attention"]           (B,T) image-stream frame weights
+  aux["landmark_temporal_attention"]  (B,T) landmark-stream frame weights
+The first two exist only with the image stream, the last only with the landmark stream.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from stress_jax.data.face_geometry import LEFT_EYE, NUM_LANDMARKS, RIGHT_EYE
+from stress_jax.models.attention import SpatialAttention, TemporalAttentionPool
+from stress_jax.models.resnet import ResidualHead, ResNetTrunk
+
+# Frames arrive in [0, 1]; a fixed (x - 0.5) / 0.25 maps a typical face crop to roughly
+# unit scale without dataset statistics, which we do not have for every builder. The
+# stem BatchNorm absorbs any remaining per-channel offset.
+PIXEL_MEAN = 0.5
+PIXEL_STD = 0.25
+
+# Inter-ocular distance floor in crop units (~1 pixel of a 112 crop; a real face has
+# ~0.34). Keeps a degenerate detection from dividing by zero.
+MIN_INTEROCULAR = 1e-2
+
+LANDMARK_FEATURES = 4 * NUM_LANDMARKS  # normalised (136) + velocity (136)
+
+_DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
+
+
+@dataclasses.dataclass(frozen=True)
+class StressNetConfig:
+  """The fields of `configs.common.model_config()`, frozen so the module stays hashable."""
+
+  input_mode: str = "pixels"
+  stem_width: int = 64
+  stage_widths: tuple[int, ...] = (64, 128, 256)
+  stage_blocks: tuple[int, ...] = (2, 2, 2)
+  head_width: int = 512
+  head_blocks: int = 1
+  spatial_attention: bool = True
+  spatial_kernel_size: int = 7
+  temporal_attention: bool = True
+  attention_hidden: int = 128
+  landmark_stream: bool = True
+  landmark_hidden: int = 128
+  image_stream: bool = True
+  dropout_rate: float = 0.5
+  num_classes: int = 3
+  dtype: str = "float32"
+
+  def __post_init__(self):
+    if self.input_mode not in ("pixels", "features"):
+      raise ValueError(f"input_mode must be 'pixels' or 'features', got {self.input_mode!r}")
+    if self.dtype not in _DTYPES:
+      raise ValueError(f"dtype must be one of {sorted(_DTYPES)}, got {self.dtype!r}")
+    if not (self.image_stream or self.landmark_stream):
+      raise ValueError("StressNet needs at least one stream: image_stream or landmark_stream")
+    if len(self.stage_widths) != len(self.stage_blocks):
+      raise ValueError(
+        f"stage_widths {self.stage_widths} and stage_blocks {self.stage_blocks} differ in length"
+      )
+
+  @classmethod
+  def from_any(cls, cfg: Any) -> StressNetConfig:
+    """Accepts a StressNetConfig, an ml_collections ConfigDict or a plain mapping."""
+    if isinstance(cfg, cls):
+      return cfg
+    values = dict(cfg.to_dict() if hasattr(cfg, "to_dict") else cfg)
+    known = {field.name for field in dataclasses.fields(cls)}
+    unknown = sorted(set(values) - known)
+    if unknown:
+      raise ValueError(f"unknown model config fields: {unknown}")
+    for name in ("stage_widths", "stage_blocks"):
+      if name in values:
+        values[name] = tuple(int(v) for v in values[name])
+    return cls(**values)
+
+  @property
+  def compute_dtype(self):
+    return _DTYPES[self.dtype]
+
+  @property
+  def feature_channels(self) -> int:
+    """Channels of the stage-3 map the head reads (the feature-mode input)."""
+    return self.stage_widths[-1]
+
+
+def landmark_features(landmarks, frame_mask):
+  """Per-frame landmark descriptor: (B,T,68,2) crop units, (B,T) -> (B,T,272) float32.
+
+  Each frame's 68 points are centred on their mean (steadier than the eye midpoint,
+  which moves with every blink) and divided by the inter-ocular distance (eye centres =
+  mean of points 36-41 and 42-47), so the descriptor ignores where the face sits in the
+  crop and how large it is. Velocity is the normalised shape minus the previous frame's;
+  it is 0 on the first frame and wherever this or the previous frame is masked. Masked
+  frames are zeroed before use, so their content cannot reach the output.
+  """
+  mask = frame_mask.astype(bool)
+  points = jnp.where(mask[..., None, None], landmarks.astype(jnp.float32), 0.0)
+  centre = jnp.mean(points, axis=-2, keepdims=True)
+  right_eye = jnp.mean(points[..., RIGHT_EYE, :], axis=-2)
+  left_eye = jnp.mean(points[..., LEFT_EYE, :], axis=-2)
+  # sqrt of a floored square rather than norm(): finite gradients at coincident eyes.
+  interocular = jnp.sqrt(
+    jnp.maximum(jnp.sum(jnp.square(left_eye - right_eye), axis=-1), MIN_INTEROCULAR**2)
+  )
+  shape = (points - centre) / interocular[..., None, None]
+  shape = shape.reshape(*shape.shape[:-2], 2 * NUM_LANDMARKS)
+  previous = jnp.concatenate([jnp.zeros_like(shape[:, :1]), shape[:, :-1]], axis=1)
+  previous_valid = jnp.concatenate([jnp.zeros_like(mask[:, :1]), mask[:, :-1]], axis=1)
+  velocity = jnp.where((mask & previous_valid)[..., None], shape - previous, 0.0)
+  return jnp.concatenate([shape, velocity], axis=-1)
+
+
+class LandmarkMLP(nn.Module):
+  """Two ReLU layers of width `hidden` over each frame's landmark descriptor."""
+
+  hidden: int = 128
+  dtype: Any = jnp.float32
+
+  @nn.compact
+  def __call__(self, x):
+    for layer in (1, 2):
+      x = nn.Dense(self.hidden, dtype=self.dtype, param_dtype=jnp.float32, name=f"dense{layer}")(
+        x
+      )
+      x = nn.relu(x)
+    return x
+
+
+class StressNet(nn.Module):
+  """See the module docstring. Submodule (parameter path) names:
+
+  trunk                        ResNet-18 stem + stages (pixel mode only)
+  head                         residual block(s) to head_width
+  spatial_attention            CBAM spatial attention conv
+  temporal_attention           image-stream frame scoring MLP (no params when disabled)
+  landmark_mlp                 per-frame landmark MLP
+  landmark_temporal_attention  landmark-stream frame scoring MLP
+  classifier                   Dense(num_classes) over the fused clip vector
+  """
+
+  config: StressNetConfig
+
+  def setup(self):
+    cfg = self.config
+    dtype = cfg.compute_dtype
+    if cfg.image_stream:
+      if cfg.input_mode == "pixels":
+        self.trunk = ResNetTrunk(cfg.stem_width, cfg.stage_widths, cfg.stage_blocks, dtype)
+      self.head = ResidualHead(cfg.head_width, cfg.head_blocks, dtype)
+      if cfg.spatial_attention:
+        self.spatial_attention = SpatialAttention(cfg.spatial_kernel_size, dtype)
+      self.temporal_attention = TemporalAttentionPool(
+        cfg.attention_hidden, cfg.temporal_attention, dtype
+      )
+    if cfg.landmark_stream:
+      self.landmark_mlp = LandmarkMLP(cfg.landmark_hidden, dtype)
+      self.landmark_temporal_attention = TemporalAttentionPool(
+        cfg.attention_hidden, cfg.temporal_attention, dtype
+      )
+    self.dropout = nn.Dropout(cfg.dropout_rate)
+    # float32 whatever the compute dtype: logits feed a softmax cross-entropy.
+    self.classifier = nn.Dense(cfg.num_classes, dtype=jnp.float32, param_dtype=jnp.float32)
+
+  def encode_frames(self, inputs, frame_mask, train: bool = False):
+    """Per-frame image encoding, independent across frames except for BN batch stats.
+
+    inputs: (B,T,112,112,3) pixels in [0,1] or (B,T,h,w,C) stage-3 feature maps.
+    Returns (frame_vectors (B,T,head_width) float32, spatial_maps (B,T,h,w) float32);
+    both are zero on masked frames.
+    """
+    cfg = self.config
+    if not cfg.image_stream:
+      raise ValueError("encode_frames needs image_stream=True")
+    if inputs is None or inputs.ndim != 5:
+      raise ValueError(f"expected (B, T, H, W, C) inputs, got {getattr(inputs, 'shape', None)}")
+    batch, steps = inputs.shape[:2]
+    valid = frame_mask.astype(bool).reshape(batch * steps)
+    x = inputs.reshape(batch * steps, *inputs.shape[2:]).astype(jnp.float32)
+    if cfg.input_mode == "pixels":
+      x = (x - PIXEL_MEAN) / PIXEL_STD
+    x = jnp.where(valid[:, None, None, None], x, 0.0).astype(cfg.compute_dtype)
+    # A batch with no valid frame at all would give BatchNorm an empty mean (NaN); let
+    # its (zeroed) frames count then, which keeps the step finite.
+    bn_mask = (valid | ~jnp.any(valid))[:, None, None, None]
+    if cfg.input_mode == "pixels":
+      x = self.trunk(x, train, bn_mask)
+    x = self.head(x, train, bn_mask)
+    if cfg.spatial_attention:
+      x, spatial = self.spatial_attention(x)
+    else:
+      spatial = jnp.zeros(x.shape[:3], jnp.float32)
+    vectors = jnp.mean(x.astype(jnp.float32), axis=(1, 2))
+    vectors = jnp.where(valid[:, None], vectors, 0.0)
+    spatial = jnp.where(valid[:, None, None], spatial, 0.0)
+    return (
+      vectors.reshape(batch, steps, -1),
+      spatial.reshape(batch, steps, *spatial.shape[1:]),
+    )
+
+  def classify_clip(self, frame_vectors, landmarks, frame_mask, train: bool = False):
+    """Temporal pooling of each stream, fusion and classification -> (logits, aux).
+
+    frame_vectors: (B,T,D) from `encode_frames` (ignored, may be None, without the image
+    stream); landmarks: (B,T,68,2) (may be None without the landmark stream).
+    """
+    cfg = self.config
+    mask = frame_mask.astype(bool)
+    parts, aux = [], {}
+    if cfg.image_stream:
+      if frame_vectors is None:
+        raise ValueError("image_stream=True needs frame vectors")
+      pooled, weights = self.temporal_attention(frame_vectors, mask)
+      parts.append(pooled)
+      aux["temporal_attention"] = weights
+    if cfg.landmark_stream:
+      if landmarks is None:
+        raise ValueError("landmark_stream=True needs landmarks (B, T, 68, 2)")
+      per_frame = self.landmark_mlp(landmark_features(landmarks, mask).astype(cfg.compute_dtype))
+      pooled, weights = self.landmark_temporal_attention(per_frame, mask)
+      parts.append(pooled)
+      aux["landmark_temporal_attention"] = weights
+    clip = jnp.concatenate(parts, axis=-1)
+    clip = self.dropout(clip, deterministic=not train)
+    return self.classifier(clip), aux
+
+  def __call__(self, inputs, landmarks, frame_mask, train: bool = False):
+    """(frames or features, landmarks, frame_mask) -> (logits, aux); see the module doc."""
+    spatial = vectors = None
+    if self.config.image_stream:
+      vectors, spatial = self.encode_frames(inputs, frame_mask, train)
+    logits, aux = self.classify_clip(vectors, landmarks, frame_mask, train)
+    if spatial is not None:
+      aux["spatial_attention"] = spatial
+    return logits, aux
+
+
+def build_model(model_config: Any) -> StressNet:
+  """StressNet from `configs.common.model_config()` (a ConfigDict, mapping or StressNetConfig)."""
+  return StressNet(StressNetConfig.from_any(model_config))
+
+
+def dummy_inputs(model_config: Any, batch: int = 1, num_frames: int = 2):
+  """Zero (inputs, landmarks, frame_mask) of the right shapes, for init or shape checks.
+
+  A disabled stream's input is None. frame_mask is all True.
+  """
+  cfg = StressNetConfig.from_any(model_config)
+  inputs = landmarks = None
+  if cfg.image_stream:
+    if cfg.input_mode == "pixels":
+      shape = (batch, num_frames, 112, 112, 3)
+    else:
+      shape = (batch, num_frames, 7, 7, cfg.feature_channels)
+    inputs = jnp.zeros(shape, jnp.float32)
+  if cfg.landmark_stream:
+    landmarks = jnp.zeros((batch, num_frames, NUM_LANDMARKS, 2), jnp.float32)
+  return inputs, landmarks, jnp.ones((batch, num_frames), bool)
+
+
+def init_variables(model: StressNet, rng: jax.Array, batch: int = 1, num_frames: int = 2):
+  """{'params', 'batch_stats'} for `model`, initialised on `dummy_inputs`."""
+  return model.init({"params": rng}, *dummy_inputs(model.config, batch, num_frames), train=False)
+
+
+def count_params(tree: Mapping) -> int:
+  return sum(int(x.size) for x in jax.tree_util.tree_leaves(tree))

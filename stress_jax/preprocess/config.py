@@ -1,0 +1,70 @@
+"""Settings of the video -> aligned-face-clip pipeline, in one flat dataclass.
+
+Flat so that it maps one to one onto an ml_collections section
+(`stress_jax/configs/video.py` builds `config.preprocess` from these defaults) and
+onto the `video` TFDS builder config.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from typing import Any
+
+
+@dataclasses.dataclass(frozen=True)
+class PreprocessConfig:
+  # Decoding.
+  fps: float = 15.0  # resample every source to this rate; 0 = keep the source's frames
+  image_fps: float = 30.0  # the rate a folder of frame images was recorded at
+  decode_threads: int = 0  # FFmpeg decoder threads; 0 = FFmpeg's choice
+
+  # Face detection and tracking.
+  min_face_px: int = 100  # smallest face (source pixels) that full-frame detection must find
+  detect_every: int = 15  # while no face is followed, full-frame detection every N frames
+  roi_margin: float = 1.6  # tracking window side, in face widths
+  max_jump: float = 1.0  # a re-detected face further than this (face widths) is someone else
+  reacquire_s: float = 2.0  # after this long without the followed face, take the largest face
+
+  # Clips.
+  num_frames: int = 16
+  stride: int = 8
+  min_valid_fraction: float = 0.75  # clips with fewer frames with a face are dropped
+
+  # Ingest.
+  workers: int = -1  # video worker processes; -1 = one per CPU core, 0 = in this process
+
+  def replace(self, **changes) -> PreprocessConfig:
+    return dataclasses.replace(self, **changes)
+
+  def to_dict(self) -> dict[str, Any]:
+    return dataclasses.asdict(self)
+
+  @classmethod
+  def from_mapping(cls, values: Mapping[str, Any]) -> PreprocessConfig:
+    """Builds a config from a dict or ConfigDict, refusing keys it does not know."""
+    values = dict(values)
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(values) - known)
+    if unknown:
+      raise ValueError(f"unknown preprocess settings: {', '.join(unknown)}")
+    return cls(**values)
+
+  def __post_init__(self):
+    problems = []
+    if self.fps < 0:
+      problems.append("fps must be >= 0")
+    if self.image_fps <= 0:
+      problems.append("image_fps must be > 0")
+    if self.min_face_px < 20:
+      problems.append("min_face_px must be >= 20")
+    if self.detect_every < 1:
+      problems.append("detect_every must be >= 1")
+    if self.roi_margin < 1.2:
+      problems.append("roi_margin must be >= 1.2")
+    if self.num_frames < 1 or self.stride < 1:
+      problems.append("num_frames and stride must be >= 1")
+    if not 0.0 < self.min_valid_fraction <= 1.0:
+      problems.append("min_valid_fraction must be in (0, 1]")
+    if problems:
+      raise ValueError("; ".join(problems))

@@ -1,0 +1,406 @@
+"""StressNet: shapes, attention normalisation, masking, ablation switches, dtype, API."""
+
+from __future__ import annotations
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from flax import traverse_util
+
+from stress_jax.configs import common
+from stress_jax.models import (
+  StressNetConfig,
+  build_model,
+  count_params,
+  dummy_inputs,
+  init_variables,
+  landmark_features,
+)
+
+B, T, C = 2, 4, 3
+# Frame 2 of clip 0 is masked between valid frames (velocity must skip it); clip 1 has a
+# single valid frame.
+MASK = np.array([[True, True, False, True], [True, False, False, False]])
+
+TINY = dict(
+  stem_width=8,
+  stage_widths=(8, 16, 32),
+  stage_blocks=(1, 1, 1),
+  head_width=32,
+  head_blocks=1,
+  attention_hidden=16,
+  landmark_hidden=16,
+  dropout_rate=0.0,
+  num_classes=C,
+)
+
+
+def tiny(**overrides) -> StressNetConfig:
+  cfg = common.model_config()
+  cfg.update({**TINY, **overrides})
+  return StressNetConfig.from_any(cfg)
+
+
+def make_inputs(cfg: StressNetConfig, seed: int = 0, mask=MASK):
+  rng = np.random.default_rng(seed)
+  steps = mask.shape[1]
+  if cfg.input_mode == "pixels":
+    x = rng.uniform(0, 1, (B, steps, 112, 112, 3))
+  else:
+    x = np.maximum(rng.normal(0, 1, (B, steps, 7, 7, cfg.feature_channels)), 0)
+  # A plausible face: canonical eye positions plus jitter, so the inter-ocular scale is real.
+  landmarks = rng.uniform(0.2, 0.8, (B, steps, 68, 2))
+  landmarks[:, :, 36:42] = [0.33, 0.38] + rng.normal(0, 0.01, (B, steps, 6, 2))
+  landmarks[:, :, 42:48] = [0.67, 0.38] + rng.normal(0, 0.01, (B, steps, 6, 2))
+  return (
+    jnp.asarray(x, jnp.float32),
+    jnp.asarray(landmarks, jnp.float32),
+    jnp.asarray(mask),
+  )
+
+
+def corrupt_masked(x, landmarks, mask, seed=1):
+  """Garbage (large but finite) wherever the mask is False; valid frames untouched."""
+  rng = np.random.default_rng(seed)
+  m = np.asarray(mask)
+  x = np.array(x)
+  landmarks = np.array(landmarks)
+  x[~m] = rng.normal(0, 1e4, x[~m].shape)
+  landmarks[~m] = rng.normal(0, 1e6, landmarks[~m].shape)
+  return jnp.asarray(x), jnp.asarray(landmarks)
+
+
+@functools.cache
+def variables_for(cfg: StressNetConfig):
+  model = build_model(cfg)
+  return jax.jit(lambda rng: init_variables(model, rng, B, T))(jax.random.key(0))
+
+
+@functools.cache
+def forward_fn(cfg: StressNetConfig, train: bool):
+  model = build_model(cfg)
+  if train:
+    return jax.jit(
+      lambda v, x, lm, m, rng: model.apply(
+        v, x, lm, m, train=True, rngs={"dropout": rng}, mutable=["batch_stats"]
+      )
+    )
+  return jax.jit(lambda v, x, lm, m, rng: (model.apply(v, x, lm, m), None))
+
+
+def forward(cfg, variables, x, landmarks, mask, train=False, rng=None):
+  """((logits, aux), new_state or None)."""
+  rng = jax.random.key(7) if rng is None else rng
+  return forward_fn(cfg, train)(variables, x, landmarks, mask, rng)
+
+
+def abstract_variables(cfg: StressNetConfig):
+  model = build_model(cfg)
+  return jax.eval_shape(lambda rng: init_variables(model, rng, 1, 2), jax.random.key(0))
+
+
+def param_paths(cfg: StressNetConfig) -> dict[str, tuple[int, ...]]:
+  flat = traverse_util.flatten_dict(abstract_variables(cfg)["params"], sep="/")
+  return {path: leaf.shape for path, leaf in flat.items()}
+
+
+# --- shapes and parameter counts ------------------------------------------------------
+
+
+def test_paper_trunk_matches_resnet18_through_stage3():
+  cfg = StressNetConfig.from_any(common.model_config())
+  model = build_model(cfg)
+  shapes = jax.eval_shape(lambda rng: init_variables(model, rng), jax.random.key(0))
+  # Hand count in stress_jax/models/resnet.py's docstring: stem 9,536 + stage1 147,968 +
+  # stage2 525,568 + stage3 2,099,712.
+  assert count_params(shapes["params"]["trunk"]) == 2_782_784
+  frames, _, mask = dummy_inputs(cfg, 1, 2)
+  vectors, spatial = jax.eval_shape(
+    lambda v, x, m: model.apply(v, x, m, method="encode_frames"), shapes, frames, mask
+  )
+  assert spatial.shape == (1, 2, 7, 7)  # 112 -> 7: stride 16 from stem, pool, stages 2-3
+  assert vectors.shape == (1, 2, 512)
+  head_in = shapes["params"]["head"]["block1"]["proj_conv"]["kernel"].shape
+  assert head_in == (1, 1, 256, 512)
+
+
+@pytest.mark.parametrize("input_mode", ["pixels", "features"])
+def test_output_shapes_and_dtypes(input_mode):
+  cfg = tiny(input_mode=input_mode)
+  x, landmarks, mask = make_inputs(cfg)
+  (logits, aux), _ = forward(cfg, variables_for(cfg), x, landmarks, mask)
+  assert logits.shape == (B, C) and logits.dtype == jnp.float32
+  assert set(aux) == {"spatial_attention", "temporal_attention", "landmark_temporal_attention"}
+  assert aux["spatial_attention"].shape == (B, T, 7, 7)
+  assert aux["temporal_attention"].shape == (B, T)
+  assert aux["landmark_temporal_attention"].shape == (B, T)
+  assert np.all(np.isfinite(logits))
+
+
+def test_feature_mode_creates_no_trunk_params():
+  pixels = param_paths(tiny())
+  features = param_paths(tiny(input_mode="features"))
+  assert any(p.startswith("trunk/") for p in pixels)
+  assert not any(p.startswith("trunk/") for p in features)
+  assert set(features) == {p for p in pixels if not p.startswith("trunk/")}
+  # The head reads the stage-3 map directly: C = stage_widths[-1] input channels.
+  assert features["head/block1/conv1/kernel"] == (3, 3, 32, 32)
+
+
+# --- attention maps and weights -------------------------------------------------------
+
+
+@pytest.mark.parametrize("input_mode", ["pixels", "features"])
+def test_attention_ranges_and_normalisation(input_mode):
+  cfg = tiny(input_mode=input_mode)
+  x, landmarks, mask = make_inputs(cfg)
+  (_, aux), _ = forward(cfg, variables_for(cfg), x, landmarks, mask)
+  spatial = np.asarray(aux["spatial_attention"])
+  assert np.all(spatial[MASK] > 0) and np.all(spatial[MASK] < 1)
+  assert np.all(spatial[~MASK] == 0)
+  for key in ("temporal_attention", "landmark_temporal_attention"):
+    weights = np.asarray(aux[key])
+    assert np.all(weights[~MASK] == 0.0), key
+    assert np.all(weights[MASK] > 0), key
+    np.testing.assert_allclose(weights.sum(axis=1), 1.0, rtol=1e-6)
+    assert weights[1, 0] == pytest.approx(1.0)  # the lone valid frame takes all the weight
+    # Learned scores, not a plain mean: a clip with 3 valid frames is not uniform.
+    assert np.ptp(weights[0, MASK[0]]) > 1e-6, key
+
+
+def test_temporal_attention_off_gives_masked_mean_weights():
+  cfg = tiny(input_mode="features", temporal_attention=False)
+  x, landmarks, mask = make_inputs(cfg)
+  (_, aux), _ = forward(cfg, variables_for(cfg), x, landmarks, mask)
+  expected = MASK / MASK.sum(axis=1, keepdims=True)
+  np.testing.assert_allclose(aux["temporal_attention"], expected, rtol=1e-6)
+  np.testing.assert_allclose(aux["landmark_temporal_attention"], expected, rtol=1e-6)
+
+
+def test_spatial_attention_off_reports_zero_maps():
+  cfg = tiny(input_mode="features", spatial_attention=False)
+  x, landmarks, mask = make_inputs(cfg)
+  (_, aux), _ = forward(cfg, variables_for(cfg), x, landmarks, mask)
+  assert aux["spatial_attention"].shape == (B, T, 7, 7)
+  assert np.all(np.asarray(aux["spatial_attention"]) == 0)
+
+
+# --- masking ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("input_mode", ["pixels", "features"])
+@pytest.mark.parametrize("train", [False, True])
+def test_masked_frames_do_not_change_outputs(input_mode, train):
+  cfg = tiny(input_mode=input_mode, dropout_rate=0.5)
+  variables = variables_for(cfg)
+  x, landmarks, mask = make_inputs(cfg)
+  x2, landmarks2 = corrupt_masked(x, landmarks, mask)
+  (logits, aux), state = forward(cfg, variables, x, landmarks, mask, train)
+  (logits2, aux2), state2 = forward(cfg, variables, x2, landmarks2, mask, train)
+  np.testing.assert_array_equal(logits, logits2)
+  for key in aux:
+    np.testing.assert_array_equal(aux[key], aux2[key], err_msg=key)
+  if train:
+    jax.tree_util.tree_map(np.testing.assert_array_equal, state, state2)
+    # Dropout is live in this mode, so holding its rng fixed above was what kept it equal.
+    (logits3, _), _ = forward(cfg, variables, x, landmarks, mask, train, jax.random.key(99))
+    assert not np.allclose(logits, logits3)
+
+
+@pytest.mark.parametrize("train", [False, True])
+def test_masked_padding_equals_the_unpadded_clip(train):
+  """Two valid frames vs the same two plus two masked ones: same logits and BN statistics.
+
+  Fails if masked frames enter BatchNorm batch statistics (they are zeros by then, which
+  would still shift the mean and variance) or leak into the landmark velocity.
+  """
+  cfg = tiny()
+  variables = variables_for(cfg)
+  padded_mask = np.array([[True, True, False, False]] * B)
+  x, landmarks, mask = make_inputs(cfg, mask=padded_mask)
+  (logits, aux), state = forward(cfg, variables, x, landmarks, mask, train)
+  (short, short_aux), short_state = forward(
+    cfg, variables, x[:, :2], landmarks[:, :2], mask[:, :2], train
+  )
+  np.testing.assert_allclose(logits, short, rtol=1e-4, atol=1e-5)
+  np.testing.assert_allclose(aux["temporal_attention"][:, :2], short_aux["temporal_attention"])
+  if train:
+    close = functools.partial(np.testing.assert_allclose, rtol=1e-4, atol=1e-5)
+    jax.tree_util.tree_map(close, state, short_state)
+
+
+@pytest.mark.parametrize("train", [False, True])
+def test_all_masked_clip_is_finite(train):
+  cfg = tiny()
+  mask = np.array([[True, True, False, True], [False] * T])
+  x, landmarks, mask = make_inputs(cfg, mask=mask)
+  (logits, aux), state = forward(cfg, variables_for(cfg), x, landmarks, mask, train)
+  assert np.all(np.isfinite(logits))
+  for key in ("temporal_attention", "landmark_temporal_attention"):
+    np.testing.assert_array_equal(aux[key][1], 0.0)
+    np.testing.assert_allclose(aux[key][0].sum(), 1.0, rtol=1e-6)
+  if train:
+    # Even a batch with no valid frame at all keeps BatchNorm finite.
+    none = jnp.zeros((B, T), bool)
+    (logits, _), state = forward(cfg, variables_for(cfg), x, landmarks, none, True)
+    assert np.all(np.isfinite(logits))
+    assert all(np.all(np.isfinite(leaf)) for leaf in jax.tree_util.tree_leaves(state))
+
+
+# --- landmarks ----------------------------------------------------------------------------
+
+
+def test_landmark_features_normalise_position_scale_and_velocity():
+  cfg = tiny()
+  _, landmarks, mask = make_inputs(cfg)
+  features = np.asarray(landmark_features(landmarks, mask))
+  assert features.shape == (B, T, 272)
+  shape = features[..., :136].reshape(B, T, 68, 2)
+  valid = np.asarray(mask)
+  np.testing.assert_allclose(shape[valid].mean(axis=1), 0.0, atol=1e-5)
+  eyes = shape[valid][:, 42:48].mean(1) - shape[valid][:, 36:42].mean(1)
+  np.testing.assert_allclose(np.linalg.norm(eyes, axis=-1), 1.0, rtol=1e-5)
+
+  # A different position and size of the face in every frame changes nothing.
+  rng = np.random.default_rng(3)
+  scale = rng.uniform(0.5, 2.0, (B, T, 1, 1))
+  shift = rng.uniform(-0.3, 0.3, (B, T, 1, 2))
+  moved = landmark_features(jnp.asarray(np.asarray(landmarks) * scale + shift), mask)
+  np.testing.assert_allclose(moved, features, atol=1e-4)
+
+  velocity = features[..., 136:]
+  np.testing.assert_allclose(velocity[0, 1], features[0, 1, :136] - features[0, 0, :136])
+  # First frame, a masked frame, and the valid frame right after a masked one.
+  for b, t in [(0, 0), (1, 0), (0, 2), (0, 3)]:
+    np.testing.assert_array_equal(velocity[b, t], 0.0)
+  np.testing.assert_array_equal(features[~valid], 0.0)
+
+
+# --- ablation switches ------------------------------------------------------------------
+
+
+def test_each_switch_removes_exactly_its_parameters():
+  full = param_paths(tiny())
+  groups = {p.split("/")[0] for p in full}
+  assert groups == {
+    "trunk",
+    "head",
+    "spatial_attention",
+    "temporal_attention",
+    "landmark_mlp",
+    "landmark_temporal_attention",
+    "classifier",
+  }
+  head_width, landmark_width = 32, 16
+  assert full["classifier/kernel"] == (head_width + landmark_width, C)
+
+  def removed(**switch):
+    ablated = param_paths(tiny(**switch))
+    assert set(ablated) <= set(full), switch
+    changed = {p for p in ablated if p != "classifier/kernel" and ablated[p] != full[p]}
+    assert not changed, changed
+    return set(full) - set(ablated), ablated["classifier/kernel"]
+
+  gone, classifier = removed(spatial_attention=False)
+  assert gone == {"spatial_attention/conv/kernel", "spatial_attention/conv/bias"}
+  assert classifier == full["classifier/kernel"]
+
+  gone, classifier = removed(temporal_attention=False)
+  assert gone == {
+    f"{stream}/{layer}/{leaf}"
+    for stream in ("temporal_attention", "landmark_temporal_attention")
+    for layer in ("score_hidden", "score_out")
+    for leaf in ("kernel", "bias")
+  }
+  assert classifier == full["classifier/kernel"]
+
+  gone, classifier = removed(landmark_stream=False)
+  assert gone == {
+    p for p in full if p.startswith(("landmark_mlp/", "landmark_temporal_attention/"))
+  }
+  assert classifier == (head_width, C)
+
+  gone, classifier = removed(image_stream=False)
+  image = ("trunk/", "head/", "spatial_attention/", "temporal_attention/")
+  assert gone == {p for p in full if p.startswith(image)}
+  assert classifier == (landmark_width, C)
+
+
+def test_image_only_and_landmark_only_models_run():
+  image_only = tiny(input_mode="features", landmark_stream=False)
+  x, landmarks, mask = make_inputs(image_only)
+  (logits, aux), _ = forward(image_only, variables_for(image_only), x, None, mask)
+  assert logits.shape == (B, C) and "landmark_temporal_attention" not in aux
+  landmark_only = tiny(image_stream=False)
+  (logits, aux), _ = forward(landmark_only, variables_for(landmark_only), None, landmarks, mask)
+  assert logits.shape == (B, C)
+  assert set(aux) == {"landmark_temporal_attention"}
+
+
+def test_invalid_configs_raise():
+  with pytest.raises(ValueError, match="at least one stream"):
+    build_model(tiny(image_stream=False, landmark_stream=False))
+  with pytest.raises(ValueError, match="unknown model config"):
+    build_model({**TINY, "stage_width": (8,)})
+  cfg = tiny(input_mode="features")
+  x, _, mask = make_inputs(cfg)
+  with pytest.raises(ValueError, match="needs landmarks"):
+    build_model(cfg).apply(variables_for(cfg), x, None, mask)
+
+
+# --- dtype and API ----------------------------------------------------------------------
+
+
+def test_bfloat16_forward_close_to_float32():
+  f32 = tiny()
+  bf16 = tiny(dtype="bfloat16")
+  variables = variables_for(f32)
+  # Same parameters: the config dtype changes compute only, never the parameter tree.
+  as_shapes = functools.partial(jax.tree_util.tree_map, lambda a: (a.shape, a.dtype))
+  assert as_shapes(abstract_variables(bf16)) == as_shapes(abstract_variables(f32))
+  x, landmarks, mask = make_inputs(f32)
+  (ref, ref_aux), _ = forward(f32, variables, x, landmarks, mask)
+  (out, aux), _ = forward(bf16, variables, x, landmarks, mask)
+  assert out.dtype == jnp.float32 and aux["temporal_attention"].dtype == jnp.float32
+  # bfloat16 keeps 8 mantissa bits (relative step 2**-8 ~ 0.4%); a dozen conv/BN layers
+  # compound that to about 1-2% of the logit scale, so allow 5% of it.
+  scale = float(np.max(np.abs(ref)))
+  np.testing.assert_allclose(out, ref, atol=0.05 * scale)
+  np.testing.assert_allclose(aux["temporal_attention"], ref_aux["temporal_attention"], atol=0.02)
+  assert not np.array_equal(out, ref)  # it really did compute in bfloat16
+
+
+@pytest.mark.parametrize("train", [False, True])
+def test_encode_then_classify_equals_call(train):
+  cfg = tiny(dropout_rate=0.5)
+  model = build_model(cfg)
+  variables = variables_for(cfg)
+  x, landmarks, mask = make_inputs(cfg)
+  rngs = {"dropout": jax.random.key(5)}
+  mutable = ["batch_stats"] if train else False
+
+  @jax.jit
+  def split(variables, x, landmarks, mask):
+    (vectors, spatial), _ = model.apply(
+      variables, x, mask, train=train, method="encode_frames", mutable=["batch_stats"]
+    )
+    logits, aux = model.apply(
+      variables, vectors, landmarks, mask, train=train, method="classify_clip", rngs=rngs
+    )
+    return logits, aux, vectors, spatial
+
+  @jax.jit
+  def whole(variables, x, landmarks, mask):
+    out = model.apply(variables, x, landmarks, mask, train=train, rngs=rngs, mutable=mutable)
+    return out[0] if train else out
+
+  logits, aux, vectors, spatial = split(variables, x, landmarks, mask)
+  ref_logits, ref_aux = whole(variables, x, landmarks, mask)
+  assert vectors.shape == (B, T, 32) and spatial.shape == (B, T, 7, 7)
+  np.testing.assert_array_equal(logits, ref_logits)
+  np.testing.assert_array_equal(spatial, ref_aux["spatial_attention"])
+  for key in aux:
+    np.testing.assert_array_equal(aux[key], ref_aux[key])

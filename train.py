@@ -1,0 +1,59 @@
+"""Train StressNet. With no arguments: the demo on the embedded synthetic data.
+
+  python train.py                                   # demo: builds data, trains, evaluates
+  python train.py --config=stress_jax/configs/paper.py --workdir=runs/paper \
+      --config.data.name=stress_faces/video --config.data.manual_dir=/data/videos
+  python train.py --config=stress_jax/configs/demo.py --config.protocol.fold=2
+
+Several hosts (one process per host, same command on each):
+  python train.py ... --coordinator_address=10.0.0.1:8476 --num_processes=4 --process_id=$RANK
+"""
+
+import sys
+
+from absl import app, flags, logging
+from ml_collections import config_flags
+
+_CONFIG = config_flags.DEFINE_config_file(
+  "config", "stress_jax/configs/demo.py", "Config file (a get_config() module).", lock_config=True
+)
+_WORKDIR = flags.DEFINE_string("workdir", "runs/demo", "Where checkpoints, logs and results go.")
+_COORDINATOR = flags.DEFINE_string(
+  "coordinator_address", None, "host:port of process 0, for multi-host training."
+)
+_NUM_PROCESSES = flags.DEFINE_integer("num_processes", None, "Processes in a multi-host run.")
+_PROCESS_ID = flags.DEFINE_integer("process_id", None, "This process's index, 0-based.")
+_CPU_COLLECTIVES = flags.DEFINE_string(
+  "cpu_collectives", "gloo", "CPU collectives implementation for multi-process CPU runs."
+)
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+  if not flags.FLAGS["verbosity"].present:
+    # orbax and TFDS log every file operation at INFO; keep the console readable.
+    logging.set_verbosity(logging.WARNING)
+  import jax
+
+  if _COORDINATOR.value or _NUM_PROCESSES.value:
+    # Only CPU backends read this; it must be set before the backend starts.
+    jax.config.update("jax_cpu_collectives_implementation", _CPU_COLLECTIVES.value)
+    jax.distributed.initialize(
+      coordinator_address=_COORDINATOR.value,
+      num_processes=_NUM_PROCESSES.value,
+      process_id=_PROCESS_ID.value,
+    )
+  from stress_jax import train
+
+  summary = train.train_and_evaluate(_CONFIG.value, _WORKDIR.value)
+  if summary.get("preempted"):
+    sys.exit(train.PREEMPTED_EXIT_CODE)
+  if jax.process_index() == 0:
+    from stress_jax.report import print_summary
+
+    print_summary(summary, _WORKDIR.value)
+
+
+if __name__ == "__main__":
+  app.run(main)
