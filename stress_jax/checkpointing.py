@@ -11,6 +11,7 @@ import logging
 import pathlib
 
 import jax
+import numpy as np
 import orbax.checkpoint as ocp
 from orbax.checkpoint import checkpoint_managers
 
@@ -99,3 +100,38 @@ class CheckpointManager:
 
   def close(self) -> None:
     self._manager.close()
+
+
+def load_state_arrays(workdir, step: int | None = None) -> tuple[int, dict]:
+  """A checkpoint's train state as plain numpy arrays, without building the model.
+
+  Returns (step, {"params": ..., "batch_stats": ..., "step": ..., "opt_state": ...}).
+  """
+  directory = pathlib.Path(workdir).absolute() / "checkpoints"
+  if not directory.is_dir():
+    raise FileNotFoundError(f"no checkpoints in {workdir} (expected {directory})")
+  manager = ocp.CheckpointManager(
+    directory,
+    item_handlers={
+      "state": ocp.StandardCheckpointHandler(),
+      "data": ocp.JsonCheckpointHandler(),
+    },
+    options=ocp.CheckpointManagerOptions(read_only=True, create=False),
+  )
+  try:
+    step = manager.latest_step() if step is None else step
+    if step is None:
+      raise FileNotFoundError(f"no checkpoints in {directory}")
+    # Restore onto this process's first device whatever devices saved it, so a
+    # checkpoint from a TPU pod or 4 fake devices reads back on a laptop.
+    metadata = manager.item_metadata(step)["state"]
+    device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+    abstract = jax.tree.map(
+      lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=device), metadata
+    )
+    restored = manager.restore(
+      step, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract))
+    )
+  finally:
+    manager.close()
+  return step, jax.tree.map(np.asarray, dict(restored["state"]))

@@ -7,10 +7,10 @@ step): uint8 -> float32 in [0, 1] and brightness/contrast, so the host ships
 uint8 and the arithmetic runs where the FLOPs are cheap.
 
 Sharding: the global example order (shuffled per epoch from the config seed) is
-the same for any number of processes; process p reads every P-th example of it
-and batches `global_batch / P` of them, so the global batch at each step is the
-same set of clips on 1 or many hosts. Per-example random augmentation is keyed on
-the global position, hence identical too.
+the same for any number of processes; process p reads only its contiguous block
+of `global_batch / P` rows of each global batch, so the global batch at each step
+is the same clips in the same rows on 1 or many hosts. Per-example random
+augmentation is keyed on the global position, hence identical too.
 """
 
 from __future__ import annotations
@@ -210,15 +210,20 @@ def train_dataset(
   global_batch = int(input_config.batch_size)
   if global_batch % process_count:
     raise ValueError(f"batch_size={global_batch} is not divisible by {process_count} processes")
+  local_batch = global_batch // process_count
   transform = ClipTransform(handle, input_config.augment)
-  dataset = (
+  global_stream = (
     grain.MapDataset.source(handle.source(subjects))
     .shuffle(seed=seed)
     .repeat(num_epochs)
-    # Before slicing, so each clip's augmentation depends on its global position only.
+    # Keyed on the global position, so a clip is augmented the same on any host count.
     .random_map(transform, seed=seed + 1)
-    .slice(slice(process_index, None, process_count))
-    .batch(global_batch // process_count, drop_remainder=True)
+  )
+  num_batches = len(global_stream) // global_batch
+  dataset = (
+    grain.MapDataset.range(num_batches * local_batch)
+    .map(_LocalBlock(global_stream, global_batch, local_batch, process_index))
+    .batch(local_batch, drop_remainder=True)
   )
   iter_dataset = dataset.to_iter_dataset(_read_options(input_config))
   if input_config.num_workers > 0:
@@ -226,6 +231,25 @@ def train_dataset(
       grain.MultiprocessingOptions(num_workers=int(input_config.num_workers))
     )
   return iter_dataset
+
+
+class _LocalBlock:
+  """Local position -> this process's contiguous block of each global batch.
+
+  Process p holds rows [p*b, (p+1)*b) of every global batch, which is exactly the
+  rows `make_array_from_process_local_data` assigns it: the global batch, its row
+  order and so each row's dropout mask are the same for any number of processes.
+  """
+
+  def __init__(self, global_stream, global_batch: int, local_batch: int, process_index: int):
+    self.global_stream = global_stream
+    self.global_batch = global_batch
+    self.local_batch = local_batch
+    self.offset = process_index * local_batch
+
+  def __call__(self, position: int):
+    batch, row = divmod(int(position), self.local_batch)
+    return self.global_stream[batch * self.global_batch + self.offset + row]
 
 
 def steps_per_epoch(handle: DatasetHandle, subjects, global_batch: int) -> int:

@@ -36,6 +36,7 @@ Bad input never enters a record and never stops the build; it is listed as a
     unexpected_folder  a folder that is neither a subject, nor a stage, where expected
     missing_stage  a subject without one of the four stage folders
     empty_recording  a stage folder with no valid frame
+    no_clips       a subject none of whose recordings yields a clip (it gets no split)
 
 Clips: runs are cut wherever two consecutive valid frames are more than `max_gap_s`
 apart. Clips of T frames start every `stride` frames of a run. A run's tail shorter than
@@ -101,6 +102,7 @@ PROBLEM_KINDS = (
   "unexpected_folder",
   "missing_stage",
   "empty_recording",
+  "no_clips",
 )
 
 
@@ -162,8 +164,11 @@ def parse_timestamp_ms(stem: str) -> int | None:
   match = _TIMESTAMP_RE.match(stem)
   if not match:
     return None
+  day, clock = match.group(1), match.group(2)
   try:
-    moment = datetime.datetime.strptime(match.group(1) + match.group(2), "%Y%m%d%H%M%S")
+    moment = datetime.datetime(
+      int(day[:4]), int(day[4:6]), int(day[6:]), int(clock[:2]), int(clock[2:4]), int(clock[4:])
+    )
   except ValueError:
     return None
   delta = moment - _EPOCH
@@ -378,13 +383,11 @@ def _clip_starts(length: int, spec: ClipSpec) -> Iterator[tuple[int, int]]:
       return
 
 
-def plan_recording(
-  recording: Recording, spec: ClipSpec
-) -> tuple[list[ClipPlan], list[dict[str, str]], dict[str, Any]]:
-  """Lists, validates and orders one recording's frames and cuts them into clips."""
+def _list_recording(recording: Recording) -> tuple[list[tuple[int, str, str]], list[dict]]:
+  """(timestamp ms, file name, path) of every timestamp-named .npy, in time order."""
   root = recording.root
   problems: list[dict[str, str]] = []
-  named: list[tuple[int, str, str]] = []  # (timestamp ms, file name, path)
+  named: list[tuple[int, str, str]] = []
   for folder in recording.dirs:
     for entry in sorted(os.scandir(folder), key=lambda e: e.name):
       stem, ext = os.path.splitext(entry.name)
@@ -397,6 +400,37 @@ def plan_recording(
       else:
         named.append((stamp, entry.name, entry.path))
   named.sort()
+  return named, problems
+
+
+def has_clip(recording: Recording, spec: ClipSpec) -> bool:
+  """Whether `plan_recording` will plan at least one clip, reading as few headers as it can.
+
+  TFDS refuses a split without examples, so a subject's split is only declared when
+  this holds for one of its recordings; it stops at the first run of `min_frames`.
+  """
+  named, _ = _list_recording(recording)
+  run, last = 0, None
+  for stamp, _, path in named:
+    try:
+      check_npy(path)
+    except NpyError:
+      continue
+    if last is not None and stamp == last:
+      continue
+    run = 1 if last is None or stamp - last > spec.max_gap_ms else run + 1
+    last = stamp
+    if run >= spec.min_frames:
+      return True
+  return False
+
+
+def plan_recording(
+  recording: Recording, spec: ClipSpec
+) -> tuple[list[ClipPlan], list[dict[str, str]], dict[str, Any]]:
+  """Lists, validates and orders one recording's frames and cuts them into clips."""
+  root = recording.root
+  named, problems = _list_recording(recording)
 
   # `valid` holds (timeline index, timestamp, path); the timeline index of a frame is its
   # position among all timestamp-named files, so `start_frame` points at a file on disk.
@@ -468,14 +502,17 @@ def float16_errors(values: np.ndarray, halves: np.ndarray) -> dict[str, float]:
   promise: <= 2**-11); below it float16 has fixed absolute spacing, so the absolute
   error is reported instead.
   """
-  error = np.abs(halves.astype(np.float32) - values)
+  error = halves.astype(np.float32)
+  np.subtract(error, values, out=error)
+  np.abs(error, out=error)
   magnitude = np.abs(values)
   normal = magnitude >= FLOAT16_MIN_NORMAL
-  relative = np.where(normal, error / np.where(normal, magnitude, 1.0), 0.0)
-  small = np.where(normal, 0.0, error)
+  max_abs_error_subnormal = float(np.max(error, where=~normal, initial=0.0))
+  with np.errstate(divide="ignore", invalid="ignore"):
+    np.divide(error, magnitude, out=error)
   return dict(
-    max_rel_error=float(relative.max(initial=0.0)),
-    max_abs_error_subnormal=float(small.max(initial=0.0)),
+    max_rel_error=float(np.max(error, where=normal, initial=0.0)),
+    max_abs_error_subnormal=max_abs_error_subnormal,
     max_abs_value=float(magnitude.max(initial=0.0)),
   )
 

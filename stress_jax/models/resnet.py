@@ -94,7 +94,7 @@ class ResNetTrunk(nn.Module):
     x = _batch_norm(x, train, mask, self.dtype, "stem_bn")
     x = nn.relu(x)
     x = nn.max_pool(x, (3, 3), strides=(2, 2), padding=((1, 1), (1, 1)))
-    for stage, (width, blocks) in enumerate(zip(self.stage_widths, self.stage_blocks)):
+    for stage, (width, blocks) in enumerate(zip(self.stage_widths, self.stage_blocks, strict=True)):
       for block in range(blocks):
         # Only the first block of stages 2+ downsamples, as in ResNet-18.
         strides = 2 if stage > 0 and block == 0 else 1

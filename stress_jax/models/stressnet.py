@@ -147,9 +147,7 @@ class LandmarkMLP(nn.Module):
   @nn.compact
   def __call__(self, x):
     for layer in (1, 2):
-      x = nn.Dense(self.hidden, dtype=self.dtype, param_dtype=jnp.float32, name=f"dense{layer}")(
-        x
-      )
+      x = nn.Dense(self.hidden, dtype=self.dtype, param_dtype=jnp.float32, name=f"dense{layer}")(x)
       x = nn.relu(x)
     return x
 

@@ -21,8 +21,9 @@ class PreprocessConfig:
 
   # Face detection and tracking.
   min_face_px: int = 100  # smallest face (source pixels) that full-frame detection must find
-  detect_every: int = 15  # while no face is followed, full-frame detection every N frames
-  roi_margin: float = 1.6  # tracking window side, in face widths
+  detect_every: int = 8  # while no face is followed, full-frame detection every N frames
+  verify_every: int = 2  # while following a face, a detector confirms it every N frames
+  roi_margin: float = 1.5  # tracking window side, in face widths
   max_jump: float = 1.0  # a re-detected face further than this (face widths) is someone else
   reacquire_s: float = 2.0  # after this long without the followed face, take the largest face
 
@@ -60,6 +61,8 @@ class PreprocessConfig:
       problems.append("min_face_px must be >= 20")
     if self.detect_every < 1:
       problems.append("detect_every must be >= 1")
+    if self.verify_every < 1:
+      problems.append("verify_every must be >= 1")
     if self.roi_margin < 1.2:
       problems.append("roi_margin must be >= 1.2")
     if self.num_frames < 1 or self.stride < 1:

@@ -26,6 +26,10 @@ class DecodeError(RuntimeError):
   """The source could not be read (missing, corrupt, truncated, not a video)."""
 
 
+class EmptySourceError(DecodeError):
+  """The source holds nothing to decode (a zero-byte file)."""
+
+
 @dataclasses.dataclass
 class Frame:
   rgb: np.ndarray  # (H, W, 3) uint8
@@ -57,40 +61,44 @@ class _Resampler:
   """Picks, for each tick k/fps of the output grid, the source frame nearest in time.
 
   Streaming: a source frame is emitted for every tick up to the midpoint between
-  it and the next frame, so at the native rate each frame comes out once, below it
-  frames are dropped and above it they repeat. Frames that are never picked are
-  never converted to RGB, which is where most of the per-frame cost of a decoder is.
+  it and the next frame (a tick on the midpoint goes to the earlier frame), so at
+  the native rate each frame comes out once, below it frames are dropped and above
+  it they repeat. Frames never picked are never converted to RGB, which is where
+  much of a decoder's per-frame cost goes.
   """
 
+  # Ticks are k / fps in floating point; a tick this close to a midpoint is on it.
+  TOLERANCE = 1e-7
+
   def __init__(self, fps: float, origin: float | None):
-    self.period = 1.0 / fps if fps > 0 else 0.0
+    self.fps = fps
     self.origin = origin
     self.tick = 0
     self.previous = None  # (time, payload)
 
   def _tick_time(self) -> float:
-    return self.origin + self.tick * self.period
+    return self.origin + self.tick / self.fps
 
   def push(self, time: float, payload):
-    """Yields the payloads to emit now that a frame at `time` has arrived."""
-    if self.period == 0.0:
+    """Yields the (time, payload) pairs to emit now that a frame at `time` has arrived."""
+    if self.fps <= 0:
       yield time, payload
       return
     if self.origin is None:
       self.origin = time
     if self.previous is not None:
       midpoint = 0.5 * (self.previous[0] + time)
-      while self._tick_time() <= midpoint:
+      while self._tick_time() <= midpoint + self.TOLERANCE:
         yield self.previous
         self.tick += 1
     self.previous = (time, payload)
 
   def finish(self, last_duration: float):
-    if self.period == 0.0 or self.previous is None:
+    """The last frame lasts `last_duration`; it takes the ticks up to its midpoint."""
+    if self.fps <= 0 or self.previous is None:
       return
     end = self.previous[0] + 0.5 * last_duration
-    # The tick at exactly the end belongs to the next (missing) frame.
-    while self._tick_time() < end - 1e-9:
+    while self._tick_time() <= end + self.TOLERANCE:
       yield self.previous
       self.tick += 1
 
@@ -100,6 +108,35 @@ def _rotate(rgb: np.ndarray, rotation: float) -> np.ndarray:
   # degrees); FFmpeg's player applies it, so we do too or faces lie on their side.
   quarter_turns = int(round(rotation / 90.0)) % 4
   return np.ascontiguousarray(np.rot90(rgb, quarter_turns)) if quarter_turns else rgb
+
+
+def _declared_duration(container, stream, native_fps: float) -> float:
+  candidates = [0.0]
+  if stream.duration and stream.time_base:
+    candidates.append(float(stream.duration * stream.time_base))
+  if container.duration:
+    candidates.append(container.duration / 1e6)  # AV_TIME_BASE units
+  if stream.frames and native_fps > 0:
+    candidates.append(stream.frames / native_fps)
+  return max(candidates)
+
+
+def _check_complete(path, container, stream, native_fps, last_time, frame_duration, end_s):
+  """Raises DecodeError if decoding ended well before the length the container declares.
+
+  FFmpeg reads a cut-off AVI or Matroska file up to the cut without complaint; the
+  header still says how long the recording was. Small shortfalls are normal (edit
+  lists, rounding), so only a gap over max(0.5 s, 5 %) counts.
+  """
+  declared = _declared_duration(container, stream, native_fps)
+  if end_s is not None:
+    declared = min(declared, end_s)
+  decoded_end = 0.0 if last_time is None else last_time + frame_duration
+  if declared - decoded_end > max(0.5, 0.05 * declared):
+    raise DecodeError(
+      f"{path} is truncated: frames end at {decoded_end:.2f} s but the container declares "
+      f"{declared:.2f} s"
+    )
 
 
 def _read_video(path, fps, start_s, end_s, threads, stats) -> Iterator[Frame]:
@@ -142,7 +179,7 @@ def _read_video(path, fps, start_s, end_s, threads, stats) -> Iterator[Frame]:
       index = int(round(time * native_fps)) if native_fps else stats.frames_out - 1
       return Frame(rgb=rgb, time=time, source_index=index)
 
-    decoded = 0
+    decoded, last_time, reached_end = 0, None, False
     try:
       for av_frame in container.decode(stream):
         if av_frame.pts is not None and time_base:
@@ -153,12 +190,16 @@ def _read_video(path, fps, start_s, end_s, threads, stats) -> Iterator[Frame]:
         if start_s and time < start_s - 1e-6:
           continue
         if end_s is not None and time >= end_s - 1e-6:
+          reached_end = True
           break
         stats.frames_decoded += 1
+        last_time = time
         for item in resampler.push(time, av_frame):
           yield convert(item)
     except av.FFmpegError as err:
       raise DecodeError(f"{path} is corrupt or truncated: {err}") from err
+    if not reached_end:
+      _check_complete(path, container, stream, native_fps, last_time, frame_duration, end_s)
     for item in resampler.finish(frame_duration):
       yield convert(item)
 
@@ -217,4 +258,7 @@ def read_frames(
     return _read_images(path, fps, start_s, end_s, image_fps, stats)
   if not path.exists():
     raise DecodeError(f"{path} does not exist")
+  if path.stat().st_size == 0:
+    # FFmpeg would call this "invalid data"; saying what it is helps more.
+    raise EmptySourceError(f"{path} is empty (0 bytes)")
   return _read_video(path, fps, start_s, end_s, threads, stats)

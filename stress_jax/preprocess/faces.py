@@ -6,7 +6,7 @@ synthetic data uses too, so both share one geometry).
 
 Locating is cheap on most frames. dlib's HOG detector on a whole frame costs
 5-20 ms, so while a face is followed it only looks inside a small window around
-the last box, resampled so the face is about 100 px wide (about 1.5 ms). That is
+the last box, resampled so the face is about 90 px wide (1-2 ms). That is
 still a detector answer, unlike re-using the last landmarks' box as the shape
 predictor's rectangle: the predictor always returns 68 points, even on a wall,
 so it cannot say when the face has gone. The whole (downscaled) frame is searched
@@ -22,6 +22,7 @@ view does not take over. If the followed face stays away longer than
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import os
 from collections.abc import Iterable, Iterator
 
@@ -39,7 +40,11 @@ CROP_SIZE = face_geometry.CROP_SIZE
 DETECTOR_WINDOW = 80
 # Size the face is scaled to inside the tracking window: comfortably above the
 # detector's window, small enough to keep the window cheap.
-TRACK_FACE_PX = 100
+TRACK_FACE_PX = 90
+# Between detector confirmations a tracked fit is rejected if its points moved more
+# than this many inter-ocular distances on average since the previous frame (real
+# head motion at video rates is a few hundredths).
+MAX_TRACK_MOTION = 0.25
 
 _MODELS = None
 
@@ -113,6 +118,18 @@ class VideoFaces:
     )
 
 
+def _without_face(time: float, source_index: int) -> FaceFrame:
+  return FaceFrame(
+    crop=np.zeros((CROP_SIZE, CROP_SIZE, 3), np.uint8),
+    landmarks=np.zeros((68, 2), np.float32),
+    has_face=False,
+    time=time,
+    source_index=source_index,
+    box=np.full((4,), np.nan, np.float32),
+    image_landmarks=np.full((68, 2), np.nan, np.float32),
+  )
+
+
 def _to_gray(rgb: np.ndarray) -> Image.Image:
   return Image.fromarray(rgb).convert("L")
 
@@ -157,6 +174,9 @@ class FaceTracker:
     self.frames_since_full = None  # None: never ran
     self.full_detections = 0
     self.window_detections = 0
+    self.points = None  # landmarks of the followed face in the previous frame
+    self.box_offset = None
+    self.frames_since_confirmed = 0
 
   def _detect_full(self, gray: Image.Image) -> list[np.ndarray]:
     self.full_detections += 1
@@ -230,7 +250,7 @@ class FaceTracker:
       self.frames_since_anchor += 1
     return box
 
-  def landmarks(self, gray: Image.Image, box: np.ndarray) -> np.ndarray | None:
+  def _fit(self, gray: Image.Image, box: np.ndarray) -> np.ndarray | None:
     """68 points in continuous frame coordinates, or None if they do not look like a face."""
     rect = dlib.rectangle(
       int(round(box[0])), int(round(box[1])), int(round(box[2])) - 1, int(round(box[3])) - 1
@@ -239,15 +259,66 @@ class FaceTracker:
     points = face_geometry.from_dlib_points([(p.x, p.y) for p in shape.parts()])
     right, left = face_geometry.eye_centres(points)
     eye_gap = float(np.hypot(*(left - right)))
-    # A frontal face's eye centres are about 0.4 box widths apart; far outside that
-    # the fit has latched onto something else and the alignment would be garbage.
+    # A frontal face's eye centres are about 0.4 detector-box widths apart; far
+    # outside that the fit latched onto something else and would align garbage.
     width = _width(box)
     if not 0.2 * width <= eye_gap <= 0.7 * width:
       return None
-    centre = points.mean(0)
-    if np.any(np.abs(centre - _centre(box)) > 0.5 * width):
+    if np.any(np.abs(points.mean(0) - _centre(box)) > 0.5 * width):
       return None
     return points
+
+  def _box_from_points(self, points: np.ndarray) -> np.ndarray:
+    # The predictor was trained on detector boxes, which sit differently on a face
+    # than the landmarks' own bounding box; the offset measured at the last
+    # detection keeps the tracked rectangle detector-like.
+    low, high = points.min(0), points.max(0)
+    size = np.concatenate([high - low, high - low])
+    return np.concatenate([low, low]) + self.box_offset * size
+
+  def _remember(self, box: np.ndarray, points: np.ndarray):
+    low, high = points.min(0), points.max(0)
+    size = np.concatenate([high - low, high - low])
+    self.box_offset = (box - np.concatenate([low, low])) / np.maximum(size, 1e-6)
+    self.points = points
+
+  def track(self, gray: Image.Image) -> tuple[np.ndarray | None, np.ndarray | None, bool]:
+    """(box, landmarks, confirmed) of the followed face here, or (None, None, False).
+
+    confirmed: a detector saw the face in this frame. Between confirmations (at most
+    verify_every - 1 frames) the face is only tracked: the rectangle comes from the
+    previous frame's landmarks and the fit must move little and keep its shape.
+    """
+    if (
+      self.tracking
+      and self.points is not None
+      and self.frames_since_confirmed + 1 < self.config.verify_every
+    ):
+      box = self._box_from_points(self.points)
+      points = self._fit(gray, box)
+      if points is not None:
+        right, left = face_geometry.eye_centres(self.points)
+        eye_gap = float(np.hypot(*(left - right)))
+        motion = float(np.abs(points - self.points).mean())
+        if motion <= MAX_TRACK_MOTION * eye_gap:
+          self.points = points
+          self.anchor = box
+          self.frames_since_anchor = 0
+          self.frames_since_confirmed += 1
+          if self.frames_since_full is not None:
+            self.frames_since_full += 1
+          return box, points, False
+    box = self.locate(gray)
+    points = self._fit(gray, box) if box is not None else None
+    if points is None:
+      # Also when the detector saw a face the predictor could not fit: the next
+      # frame looks afresh rather than following this box.
+      self.tracking = False
+      self.points = None
+      return None, None, False
+    self._remember(box, points)
+    self.frames_since_confirmed = 0
+    return box, points, True
 
 
 class FacePipeline:
@@ -264,29 +335,20 @@ class FacePipeline:
   def iter_frames(self, frames: Iterable[decode.Frame], frame_rate: float) -> Iterator[FaceFrame]:
     """Processes already-decoded frames (e.g. from a camera) in order."""
     tracker = FaceTracker(self.config, frame_rate)
-    nan_box = np.full((4,), np.nan, np.float32)
-    nan_points = np.full((68, 2), np.nan, np.float32)
+    # Frames tracked since the last detector confirmation wait here: if the next
+    # check finds no face, the face may have left at any of them, so none is kept.
+    pending: list[FaceFrame] = []
     for frame in frames:
       gray = _to_gray(frame.rgb)
-      box = tracker.locate(gray)
-      points = tracker.landmarks(gray, box) if box is not None else None
+      box, points, confirmed = tracker.track(gray)
       if points is None:
-        if box is not None:
-          # The window found a face the predictor could not fit; let the next frame
-          # look afresh rather than follow this box.
-          tracker.tracking = False
-        yield FaceFrame(
-          crop=np.zeros((CROP_SIZE, CROP_SIZE, 3), np.uint8),
-          landmarks=np.zeros((68, 2), np.float32),
-          has_face=False,
-          time=frame.time,
-          source_index=frame.source_index,
-          box=nan_box,
-          image_landmarks=nan_points,
-        )
+        for held in pending:
+          yield _without_face(held.time, held.source_index)
+        pending.clear()
+        yield _without_face(frame.time, frame.source_index)
         continue
       crop, crop_landmarks, _ = face_geometry.align_face(frame.rgb, points, CROP_SIZE)
-      yield FaceFrame(
+      face = FaceFrame(
         crop=crop,
         landmarks=crop_landmarks,
         has_face=True,
@@ -295,6 +357,15 @@ class FacePipeline:
         box=box.astype(np.float32),
         image_landmarks=points.astype(np.float32),
       )
+      if confirmed:
+        yield from pending
+        pending.clear()
+        yield face
+      else:
+        pending.append(face)
+    # The source ended before the next check; these frames passed the tracking
+    # checks and nothing speaks against them.
+    yield from pending
 
   def iter_video(
     self,
@@ -319,25 +390,14 @@ class FacePipeline:
       image_fps=config.image_fps,
       stats=stats,
     )
-    rate = config.fps if config.fps > 0 else None
-
-    def frames_with_rate():
-      for frame in frames:
-        yield frame
-
-    # The tracker needs the output rate to turn reacquire_s into frames; with fps=0
-    # it is the source's, known once decoding has started.
-    iterator = frames_with_rate()
+    iterator = iter(frames)
     first = next(iterator, None)
     if first is None:
       return
-    rate = rate or stats.native_fps or config.image_fps
-
-    def chained():
-      yield first
-      yield from iterator
-
-    yield from self.iter_frames(chained(), rate)
+    # The tracker turns reacquire_s into frames with the output rate; with fps=0
+    # that is the source's, known only once decoding has started.
+    rate = config.fps or stats.native_fps or config.image_fps
+    yield from self.iter_frames(itertools.chain([first], iterator), rate)
 
   def process_video(
     self, path: str | os.PathLike, *, start_s: float | None = None, end_s: float | None = None

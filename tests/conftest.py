@@ -1,0 +1,65 @@
+"""Shared fixtures: a tiny dataset in the shared clip layout, built once per session."""
+
+from __future__ import annotations
+
+import os
+import pathlib
+import socket
+import subprocess
+import sys
+
+import pytest
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+TINY_CONFIG = REPO / "tests" / "tiny_config.py"
+
+# Tests see one CPU device unless a test asks for more in a subprocess.
+os.environ.setdefault("JAX_PLATFORMS", "cpu")
+
+
+@pytest.fixture(scope="session")
+def fake_data_dir(tmp_path_factory) -> pathlib.Path:
+  from tests import fake_clips
+
+  data_dir = tmp_path_factory.mktemp("fake_data")
+  fake_clips.build(data_dir)
+  return data_dir
+
+
+def free_port() -> int:
+  with socket.socket() as sock:
+    sock.bind(("127.0.0.1", 0))
+    return sock.getsockname()[1]
+
+
+def train_command(workdir, data_dir, *overrides, config=TINY_CONFIG) -> list[str]:
+  return [
+    sys.executable,
+    str(REPO / "train.py"),
+    f"--config={config}",
+    f"--workdir={workdir}",
+    f"--config.data.data_dir={data_dir}",
+    *overrides,
+  ]
+
+
+def subprocess_env(num_devices: int = 1) -> dict:
+  env = dict(os.environ)
+  env["JAX_PLATFORMS"] = "cpu"
+  env["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={num_devices}"
+  env["PYTHONPATH"] = os.pathsep.join([str(REPO), env.get("PYTHONPATH", "")])
+  return env
+
+
+def run_training(workdir, data_dir, *overrides, num_devices=1, timeout=240, config=TINY_CONFIG):
+  result = subprocess.run(
+    train_command(workdir, data_dir, *overrides, config=config),
+    env=subprocess_env(num_devices),
+    cwd=REPO,
+    capture_output=True,
+    text=True,
+    timeout=timeout,
+  )
+  if result.returncode != 0:
+    raise AssertionError(f"train.py failed ({result.returncode}):\n{result.stderr[-4000:]}")
+  return result

@@ -1,0 +1,195 @@
+"""Training: multi-device and multi-process equivalence, exact resume, NaN stop, learning."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import time
+
+import jax
+import numpy as np
+import pytest
+
+from stress_jax import checkpointing
+from tests.conftest import REPO, free_port, run_training, subprocess_env, train_command
+
+# SGD keeps the comparison honest: Adam divides tiny gradients by their own size,
+# turning last-bit reduction-order differences into full learning-rate steps.
+EQUIVALENCE = ("--config.optim.name=sgd", "--config.optim.learning_rate=0.05")
+
+
+def final_params(workdir):
+  _, state = checkpointing.load_state_arrays(workdir)
+  return state
+
+
+def assert_trees_close(a, b, rtol, atol):
+  leaves_a, tree_a = jax.tree.flatten(a)
+  leaves_b, tree_b = jax.tree.flatten(b)
+  assert tree_a == tree_b
+  worst = max(float(np.max(np.abs(x - y))) for x, y in zip(leaves_a, leaves_b, strict=True))
+  for x, y in zip(leaves_a, leaves_b, strict=True):
+    np.testing.assert_allclose(x, y, rtol=rtol, atol=atol, err_msg=f"worst abs diff {worst}")
+
+
+def test_four_fake_devices_match_one_device(fake_data_dir, tmp_path):
+  steps = ("--config.train.num_steps=4", *EQUIVALENCE)
+  run_training(tmp_path / "one", fake_data_dir, *steps, num_devices=1)
+  run_training(tmp_path / "four", fake_data_dir, *steps, num_devices=4)
+  one, four = final_params(tmp_path / "one"), final_params(tmp_path / "four")
+  assert int(one["step"]) == int(four["step"]) == 4
+  # The step changed the parameters, so agreement is not agreement of initial values.
+  assert not np.allclose(one["params"]["classifier"]["kernel"], 0)
+  assert_trees_close(one["params"], four["params"], rtol=1e-4, atol=2e-6)
+  assert_trees_close(one["batch_stats"], four["batch_stats"], rtol=1e-4, atol=2e-6)
+
+
+def test_two_processes_match_one_process(fake_data_dir, tmp_path):
+  steps = ("--config.train.num_steps=4", *EQUIVALENCE)
+  run_training(tmp_path / "single", fake_data_dir, *steps)
+  port = free_port()
+  workdir = tmp_path / "multi"
+  procs = [
+    subprocess.Popen(
+      train_command(
+        workdir,
+        fake_data_dir,
+        *steps,
+        f"--coordinator_address=127.0.0.1:{port}",
+        "--num_processes=2",
+        f"--process_id={i}",
+      ),
+      env=subprocess_env(1),
+      cwd=REPO,
+      stdout=subprocess.PIPE,
+      stderr=subprocess.PIPE,
+      text=True,
+    )
+    for i in range(2)
+  ]
+  for proc in procs:
+    _, err = proc.communicate(timeout=300)
+    assert proc.returncode == 0, err[-4000:]
+  single, multi = final_params(tmp_path / "single"), final_params(workdir)
+  assert int(multi["step"]) == 4
+  assert_trees_close(single["params"], multi["params"], rtol=1e-4, atol=2e-6)
+
+
+def _wait_for_step(metrics_path, step, proc, timeout=180):
+  deadline = time.time() + timeout
+  while time.time() < deadline:
+    assert proc.poll() is None, "training ended before it could be interrupted"
+    if metrics_path.exists():
+      for line in metrics_path.read_text().splitlines():
+        row = json.loads(line)
+        if row["step"] >= step and "train/loss" in row:
+          return
+    time.sleep(0.05)
+  raise AssertionError(f"step {step} never logged")
+
+
+def test_sigterm_then_same_command_resumes_exactly(fake_data_dir, tmp_path):
+  args = (
+    "--config.train.num_steps=60",
+    "--config.train.eval_every_steps=25",
+    "--config.train.checkpoint_every_steps=1000",
+  )
+  run_training(tmp_path / "straight", fake_data_dir, *args)
+
+  workdir = tmp_path / "interrupted"
+  proc = subprocess.Popen(
+    train_command(workdir, fake_data_dir, *args),
+    env=subprocess_env(1),
+    cwd=REPO,
+    stdout=subprocess.PIPE,
+    stderr=subprocess.PIPE,
+    text=True,
+  )
+  _wait_for_step(workdir / "metrics.jsonl", 8, proc)
+  proc.send_signal(signal.SIGTERM)
+  out, err = proc.communicate(timeout=120)
+  assert proc.returncode == 143, err[-3000:]
+  assert "preempted" in out
+  interrupted_step, _ = checkpointing.load_state_arrays(workdir)
+  assert 8 <= interrupted_step < 60
+
+  result = run_training(workdir, fake_data_dir, *args)
+  assert f"resuming at step {interrupted_step}" in result.stdout
+  straight, resumed = final_params(tmp_path / "straight"), final_params(workdir)
+  assert int(resumed["step"]) == 60
+  assert_trees_close(straight["params"], resumed["params"], rtol=0, atol=1e-6)
+  assert_trees_close(straight["opt_state"], resumed["opt_state"], rtol=0, atol=1e-6)
+  summary_straight = json.loads((tmp_path / "straight" / "summary.json").read_text())
+  summary_resumed = json.loads((workdir / "summary.json").read_text())
+  assert summary_straight["test"]["confusion_matrix"] == summary_resumed["test"]["confusion_matrix"]
+
+
+def test_nan_loss_stops_with_the_step(fake_data_dir, tmp_path):
+  result = subprocess.run(
+    train_command(
+      tmp_path / "nan",
+      fake_data_dir,
+      "--config.optim.learning_rate=1e30",
+      "--config.optim.clip_norm=0",
+      "--config.optim.warmup_steps=0",
+      "--config.optim.name=sgd",
+      "--config.train.num_steps=20",
+      "--config.train.log_every_steps=10",
+    ),
+    env=subprocess_env(1),
+    cwd=REPO,
+    capture_output=True,
+    text=True,
+    timeout=240,
+  )
+  assert result.returncode != 0
+  assert "non-finite loss" in result.stderr
+  # The first bad step is named, not the log step at which it was noticed.
+  message = [line for line in result.stderr.splitlines() if "non-finite loss" in line][-1]
+  step = int(message.split("at step ")[1].split(";")[0])
+  assert 1 <= step <= 3, message
+
+
+def test_workdir_holds_config_logs_and_checkpoints(fake_data_dir, tmp_path):
+  workdir = tmp_path / "run"
+  result = run_training(workdir, fake_data_dir)
+  config = json.loads((workdir / "config.json").read_text())
+  assert config["model"]["stem_width"] == 8
+  assert list((workdir / "tensorboard").glob("events.out.tfevents.*"))
+  rows = [json.loads(line) for line in (workdir / "metrics.jsonl").read_text().splitlines()]
+  train_rows = [r for r in rows if "train/loss" in r]
+  for key in ("train/grad_norm", "train/param_norm", "train/learning_rate", "train/clips_per_s"):
+    assert all(np.isfinite(r[key]) for r in train_rows), key
+  assert any("val/macro_f1" in r for r in rows) and any("test/accuracy" in r for r in rows)
+  assert checkpointing.load_state_arrays(workdir)[0] == max(r["step"] for r in rows)
+  summary = json.loads((workdir / "summary.json").read_text())
+  assert set(summary["test_subjects"]).isdisjoint(summary["val_subjects"])
+  assert "accuracy" in result.stdout
+
+
+@pytest.mark.parametrize("name", ["adamw", "sgd"])
+def test_optimizers_skip_weight_decay_on_norms_and_biases(name):
+  import optax
+  from ml_collections import ConfigDict
+
+  from stress_jax.train import make_optimizer
+
+  config = ConfigDict(
+    dict(
+      name=name, learning_rate=0.0, warmup_steps=0, end_learning_rate_factor=1.0,
+      weight_decay=0.5, momentum=0.9, clip_norm=1.0,
+    )
+  )
+  # With a zero learning rate nothing moves; with a learning rate, decay would act
+  # on the kernel only. Compare one step at lr=1 with zero gradients.
+  config.learning_rate = 1.0
+  tx = make_optimizer(config, total_steps=10)
+  params = {"dense": {"kernel": np.ones((2, 2), np.float32), "bias": np.ones(2, np.float32)},
+            "bn": {"scale": np.ones(2, np.float32)}}
+  grads = jax.tree.map(np.zeros_like, params)
+  updates, _ = tx.update(grads, tx.init(params), params)
+  new = optax.apply_updates(params, updates)
+  assert np.all(new["dense"]["kernel"] < 1.0)
+  np.testing.assert_array_equal(new["dense"]["bias"], params["dense"]["bias"])
+  np.testing.assert_array_equal(new["bn"]["scale"], params["bn"]["scale"])

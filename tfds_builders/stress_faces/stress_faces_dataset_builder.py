@@ -1,0 +1,165 @@
+"""The `stress_faces` dataset builder: eye-aligned face clips with stress labels.
+
+Configs:
+  synthetic         the simulator of `stress_jax.data.synthetic`, 30 subjects, 3 classes
+  synthetic_binary  the same subjects, no_stress / stress
+  synthetic_tiny    3 subjects, 2 clips per class, 8 frames: tests and smoke runs
+  video             your own recordings (manual dir + manifest.csv), see
+                    `stress_jax/preprocess/ingest.py`; 16-frame clips at 15 fps
+
+Every config writes the clip record of `stress_jax.data.records` with one split
+per subject (`s00`, `s01`, ...). Build without TensorFlow:
+
+  python -m stress_jax.data.build stress_faces --config=synthetic
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+
+import tensorflow_datasets as tfds
+
+from stress_jax.data import records, synthetic
+from stress_jax.preprocess import ingest
+from stress_jax.preprocess.config import PreprocessConfig
+
+# Worker processes that render synthetic clips (unset: every CPU this process may
+# use). The records do not depend on it.
+WORKERS_ENV = "STRESS_FACES_WORKERS"
+
+
+@dataclasses.dataclass(eq=False)
+class StressFacesConfig(tfds.core.BuilderConfig):
+  """kind: where clips come from; "synthetic" reads `simulator`, "video" `preprocess`."""
+
+  kind: str = "synthetic"
+  simulator: synthetic.SimulatorConfig | None = None
+  preprocess: PreprocessConfig | None = None
+  # video: fixed class names (checked against the manifest); None = the manifest's.
+  labels: tuple[str, ...] | None = None
+
+  @property
+  def num_frames(self) -> int:
+    if self.kind == "synthetic":
+      return self.simulator.num_frames
+    if self.kind == "video":
+      return self.preprocess.num_frames
+    raise NotImplementedError(f"config kind {self.kind!r}")
+
+  @property
+  def label_names(self) -> tuple[str, ...]:
+    if self.kind == "synthetic":
+      return self.simulator.label_names
+    if self.kind == "video":
+      return self.labels
+    raise NotImplementedError(f"config kind {self.kind!r}")
+
+
+def _synthetic(name: str, summary: str, **simulator) -> StressFacesConfig:
+  sim = synthetic.SimulatorConfig(**simulator)
+  return StressFacesConfig(
+    name=name,
+    description=(
+      f"{summary} Simulated: {sim.num_subjects} subjects x {sim.num_classes} classes x "
+      f"{sim.clips_per_class_per_subject} clips of {sim.num_frames} frames at {sim.fps:g} fps, "
+      f"difficulty {sim.difficulty:g}, label noise {sim.label_noise:g}, seed {sim.seed}."
+    ),
+    kind="synthetic",
+    simulator=sim,
+  )
+
+
+class StressFaces(tfds.core.GeneratorBasedBuilder):
+  """Face clips (T x 112 x 112 x 3), 68 landmarks per frame and a stress label."""
+
+  VERSION = tfds.core.Version("1.0.0")
+  RELEASE_NOTES = {"1.0.0": "Synthetic configs: simulated faces with stress cue events."}
+  BUILDER_CONFIGS = [
+    _synthetic("synthetic", "No / weak / strong stress."),
+    _synthetic("synthetic_binary", "No stress / stress (strong cues).", num_classes=2),
+    _synthetic(
+      "synthetic_tiny",
+      "A few clips for tests.",
+      num_subjects=3,
+      clips_per_class_per_subject=2,
+      num_frames=8,
+      clip_stride=8,
+      image_size=128,
+    ),
+    StressFacesConfig(
+      name="video",
+      description="Face clips cut from your own videos listed in manifest.csv (manual dir).",
+      kind="video",
+      preprocess=PreprocessConfig(),
+    ),
+  ]
+  DEFAULT_CONFIG_NAME = "synthetic"
+  MANUAL_DOWNLOAD_INSTRUCTIONS = ingest.MANUAL_DOWNLOAD_INSTRUCTIONS
+
+  def _info(self) -> tfds.core.DatasetInfo:
+    config = self.builder_config
+    metadata = {"kind": config.kind}
+    if config.kind == "synthetic":
+      metadata["simulator"] = dataclasses.asdict(config.simulator)
+      features = records.clip_features(config.num_frames, config.label_names, synthetic=True)
+    elif config.kind == "video":
+      metadata["preprocess"] = config.preprocess.to_dict()
+      features = ingest.clip_features(config.num_frames, config.label_names)
+    else:
+      raise NotImplementedError(f"config kind {config.kind!r}")
+    return self.dataset_info_from_configs(
+      features=features,
+      supervised_keys=None,
+      homepage="https://doi.org/10.3390/s21227498",
+      metadata=tfds.core.MetadataDict(metadata),
+    )
+
+  def _split_generators(self, dl_manager: tfds.download.DownloadManager):
+    config = self.builder_config
+    if config.kind == "synthetic":
+      return self._synthetic_splits()
+    if config.kind == "video":
+      # Checks the manifest, processes every source, writes ingest_report.json into
+      # self.data_dir (TFDS's incomplete folder until the build succeeds).
+      return ingest.split_generators(
+        dl_manager.manual_dir,
+        self.data_dir,
+        config=config.preprocess,
+        label_names=config.labels,
+        features=self.info.features,
+      )
+    raise NotImplementedError(f"config kind {config.kind!r}")
+
+  def _generate_examples(self, **kwargs):
+    kind = self.builder_config.kind
+    if kind == "synthetic":
+      yield from self._synthetic_examples(**kwargs)
+    else:
+      raise NotImplementedError(f"config kind {kind!r}")
+
+  # synthetic ---------------------------------------------------------------------
+
+  def _synthetic_splits(self):
+    sim = self.builder_config.simulator
+    workers = os.environ.get(WORKERS_ENV)
+    pool = synthetic.RecordPool(sim, None if workers is None else int(workers))
+    pending = set(range(sim.num_subjects))
+    return {
+      synthetic.split_name(subject, sim.num_subjects): self._generate_examples(
+        pool=pool, subject=subject, pending=pending
+      )
+      for subject in range(sim.num_subjects)
+    }
+
+  def _synthetic_examples(self, pool: synthetic.RecordPool, subject: int, pending: set[int]):
+    # One pool serves every split (TFDS consumes the split generators one after
+    # another); the last subject to finish shuts it down.
+    yield from pool.records(subject)
+    pending.discard(subject)
+    if not pending:
+      pool.close()
+
+
+# The name `tfds new` gives a dataset's builder class.
+Builder = StressFaces
