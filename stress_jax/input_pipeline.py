@@ -188,7 +188,12 @@ class ClipTransform:
     extra = dict(extra)
     if "cue_frames" in extra:
       extra["cue_frames"] = roll(extra["cue_frames"].copy(), False)
-    return roll(inputs.copy(), 0), roll(landmarks.copy(), edge), roll(frame_mask.copy(), False), extra
+    return (
+      roll(inputs.copy(), 0),
+      roll(landmarks.copy(), edge),
+      roll(frame_mask.copy(), False),
+      extra,
+    )
 
 
 def _text(value) -> str:
@@ -196,13 +201,21 @@ def _text(value) -> str:
 
 
 def _read_options(input_config) -> grain.ReadOptions:
-  return grain.ReadOptions(num_threads=max(1, int(input_config.get("read_threads", 2))),
-                           prefetch_buffer_size=int(input_config.prefetch_batches) * 8)
+  return grain.ReadOptions(
+    num_threads=max(1, int(input_config.get("read_threads", 2))),
+    prefetch_buffer_size=int(input_config.prefetch_batches) * 8,
+  )
 
 
 def train_dataset(
-  handle: DatasetHandle, subjects, input_config, *, seed: int, num_epochs: int,
-  process_index: int | None = None, process_count: int | None = None,
+  handle: DatasetHandle,
+  subjects,
+  input_config,
+  *,
+  seed: int,
+  num_epochs: int,
+  process_index: int | None = None,
+  process_count: int | None = None,
 ) -> grain.IterDataset:
   """An endless-enough training stream: `num_epochs` passes, reshuffled every epoch."""
   process_index = jax.process_index() if process_index is None else process_index
@@ -262,8 +275,13 @@ def steps_per_epoch(handle: DatasetHandle, subjects, global_batch: int) -> int:
 
 
 def eval_batches(
-  handle: DatasetHandle, subjects, batch_size: int, *, keep_metadata: bool = False,
-  process_index: int | None = None, process_count: int | None = None,
+  handle: DatasetHandle,
+  subjects,
+  batch_size: int,
+  *,
+  keep_metadata: bool = False,
+  process_index: int | None = None,
+  process_count: int | None = None,
 ) -> Iterator[dict]:
   """Every clip of `subjects` exactly once, in padded batches of `batch_size / processes`.
 

@@ -67,3 +67,52 @@ def classification_metrics(labels, probabilities, label_names) -> dict:
     "confusion_matrix": matrix.tolist(),
     "num_clips": int(len(labels)),
   }
+
+
+def video_level(labels, probabilities, videos) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+  """Clips -> videos: (video labels, mean clip probabilities, video names), sorted by name.
+
+  A video's label is the most common label of its clips (ties go to the lower class
+  index): a recording has one condition, but noisy clip labels may disagree with it.
+  """
+  labels = np.asarray(labels, np.int64)
+  probabilities = np.asarray(probabilities, np.float64)
+  videos = np.asarray([str(v) for v in videos])
+  if not len(labels) == len(probabilities) == len(videos):
+    raise ValueError(
+      f"labels ({len(labels)}), probabilities ({len(probabilities)}) and videos ({len(videos)}) "
+      "differ in length"
+    )
+  names, inverse = np.unique(videos, return_inverse=True)
+  num_classes = probabilities.shape[-1]
+  counts = np.zeros((len(names), num_classes), np.int64)
+  np.add.at(counts, (inverse, labels), 1)
+  sums = np.zeros((len(names), num_classes), np.float64)
+  np.add.at(sums, inverse, probabilities)
+  return counts.argmax(-1), sums / counts.sum(-1, keepdims=True), names
+
+
+def mean_std(values) -> dict:
+  """Mean and sample standard deviation (ddof=1; 0 for a single value) of finite values."""
+  values = np.asarray([v for v in values if v is not None and np.isfinite(v)], np.float64)
+  if values.size == 0:
+    return {"mean": float("nan"), "std": float("nan"), "n": 0}
+  std = float(values.std(ddof=1)) if values.size > 1 else 0.0
+  return {"mean": float(values.mean()), "std": std, "n": int(values.size)}
+
+
+def json_safe(value):
+  """NaN and infinities -> None, numpy scalars/arrays -> Python, so json.dumps writes strict JSON."""
+  if isinstance(value, dict):
+    return {str(k): json_safe(v) for k, v in value.items()}
+  if isinstance(value, (list, tuple)):
+    return [json_safe(v) for v in value]
+  if isinstance(value, np.ndarray):
+    return json_safe(value.tolist())
+  if isinstance(value, (np.floating, float)):
+    return float(value) if np.isfinite(value) else None
+  if isinstance(value, np.integer):
+    return int(value)
+  if isinstance(value, np.bool_):
+    return bool(value)
+  return value

@@ -26,3 +26,37 @@ def format_summary(summary: dict, workdir) -> str:
 
 def print_summary(summary: dict, workdir) -> None:
   print(format_summary(summary, workdir), flush=True)
+
+
+def _metric_line(name: str, block: dict, count_key: str) -> str:
+  auc = block.get("roc_auc_macro")
+  auc_text = "n/a" if auc is None or auc != auc else f"{auc:.3f}"
+  return (
+    f"   {name:<6} accuracy {block['accuracy']:.3f}   balanced accuracy "
+    f"{block['balanced_accuracy']:.3f}   macro-F1 {block['macro_f1']:.3f}   ROC-AUC {auc_text}"
+    f"   {count_key} {block[count_key]}"
+  )
+
+
+def format_evaluation(result: dict) -> str:
+  """What `python -m stress_jax.evaluate` prints: clip and video level, faithfulness, paths."""
+  lines = [
+    f"== {result['dataset']} fold {result['fold']}, {result['split']} subjects "
+    f"({len(result['subjects'])}), checkpoint {result['checkpoint']} (step {result['step']})",
+    _metric_line("clips", result["clip"], "num_clips"),
+  ]
+  if "video" in result:
+    lines.append(_metric_line("videos", result["video"], "num_videos"))
+  for name, recall in result["clip"]["recall"].items():
+    lines.append(
+      f"   {name:>16}: recall {recall:.3f}  precision {result['clip']['precision'][name]:.3f}"
+    )
+  faithfulness = result.get("attention_faithfulness")
+  if faithfulness:
+    lines.append(
+      "   attention faithfulness (1.0 = uniform): "
+      + "  ".join(f"{k} {v:.2f}" for k, v in faithfulness.items())
+    )
+  if "output_dir" in result:
+    lines.append(f"   details: {result['output_dir']}/metrics.json")
+  return "\n".join(lines)

@@ -285,9 +285,7 @@ def make_mesh() -> jax.sharding.Mesh:
   Auto axis types: XLA's sharding propagation places the replicated parameters
   and inserts the gradient all-reduce (jax >= 0.7 defaults to Explicit types).
   """
-  return jax.make_mesh(
-    (jax.device_count(),), ("data",), axis_types=(jax.sharding.AxisType.Auto,)
-  )
+  return jax.make_mesh((jax.device_count(),), ("data",), axis_types=(jax.sharding.AxisType.Auto,))
 
 
 def open_dataset_once(data_config) -> input_pipeline.DatasetHandle:
@@ -393,12 +391,15 @@ def train_and_evaluate(config, workdir) -> dict:
         state, input_pipeline.to_global(batch, trainer.data_sharding), trainer.dropout_rng
       )
       pending.append((step, step_metrics))
+      if len(pending) > 1:
+        # Wait (without copying anything to the host) for the step before this one:
+        # keeps one step queued behind the running one, so input batches do not pile
+        # up in memory and the progress bar tracks real work.
+        jax.block_until_ready(pending[-2][1]["loss"])
       is_last = step == total_steps
       if step % log_every == 0 or is_last:
         _check_finite(pending)
-        averaged = {
-          k: float(np.mean([float(m[k]) for _, m in pending])) for k in pending[0][1]
-        }
+        averaged = {k: float(np.mean([float(m[k]) for _, m in pending])) for k in pending[0][1]}
         pending.clear()
         elapsed = time.time() - last_log_time
         averaged["clips_per_s"] = (step - last_log_step) * trainer.global_batch / max(elapsed, 1e-9)
@@ -456,7 +457,19 @@ def final_evaluation(trainer, manager, last_state, workdir, writer) -> dict:
   state = last_state
   if best_step is not None and best_step != int(last_state.step):
     state, _ = manager.restore(best_step, last_state)
-  test = trainer.evaluate(state, trainer.split.test)
+  faithfulness = None
+  if trainer.handle.synthetic and jax.process_count() == 1:
+    # The attention must be scored against the clips' cue annotations, which only
+    # the host metadata carries; keep_metadata lines it up in one process only.
+    from stress_jax import faithfulness as attention
+
+    out = trainer.predict(state, trainer.split.test, keep_metadata=True)
+    test = metrics.classification_metrics(
+      out["label"], out["probabilities"], trainer.handle.label_names
+    )
+    faithfulness = attention.attention_faithfulness(out)
+  else:
+    test = trainer.evaluate(state, trainer.split.test)
   step = int(last_state.step)
   writer.write(step, _scalars(test), prefix="test/")
   summary = {
@@ -466,8 +479,11 @@ def final_evaluation(trainer, manager, last_state, workdir, writer) -> dict:
     "final_step": step,
     "test_subjects": list(trainer.split.test),
     "val_subjects": list(trainer.split.val),
+    "label_names": list(trainer.handle.label_names),
     "test": test,
   }
+  if faithfulness:
+    summary["attention_faithfulness"] = faithfulness
   if jax.process_index() == 0:
     (pathlib.Path(workdir) / "summary.json").write_text(json.dumps(summary, indent=2))
   return summary
@@ -479,6 +495,10 @@ def _progress(config, start_step, total_steps):
   from tqdm import tqdm
 
   return tqdm(
-    total=total_steps, initial=start_step, unit="step", dynamic_ncols=True, file=sys.stdout,
+    total=total_steps,
+    initial=start_step,
+    unit="step",
+    dynamic_ncols=True,
+    file=sys.stdout,
     mininterval=1.0,
   )

@@ -41,17 +41,20 @@ class FakeClips(tfds.core.GeneratorBasedBuilder):
       mask = np.ones(NUM_FRAMES, bool)
       mask[-1] = clip % 2 == 0
       landmarks = rng.uniform(0.2, 0.8, (NUM_FRAMES, 68, 2)).astype(np.float32)
-      yield f"s{subject:02d}_{clip}", {
-        "frames": records.encode_frames(frames),
-        "landmarks": landmarks,
-        "frame_mask": mask,
-        "label": label,
-        "subject": f"s{subject:02d}",
-        "video": f"s{subject:02d}/v{clip // 3}",
-        "start_frame": clip * NUM_FRAMES,
-        "cue_frames": np.arange(NUM_FRAMES) < label,
-        "cue_region": np.zeros((112, 112), np.float32),
-      }
+      yield (
+        f"s{subject:02d}_{clip}",
+        {
+          "frames": records.encode_frames(frames),
+          "landmarks": landmarks,
+          "frame_mask": mask,
+          "label": label,
+          "subject": f"s{subject:02d}",
+          "video": f"s{subject:02d}/v{clip // 3}",
+          "start_frame": clip * NUM_FRAMES,
+          "cue_frames": np.arange(NUM_FRAMES) < label,
+          "cue_region": np.zeros((112, 112), np.float32),
+        },
+      )
 
 
 def build(data_dir) -> tfds.core.DatasetBuilder:

@@ -177,16 +177,23 @@ def test_optimizers_skip_weight_decay_on_norms_and_biases(name):
 
   config = ConfigDict(
     dict(
-      name=name, learning_rate=0.0, warmup_steps=0, end_learning_rate_factor=1.0,
-      weight_decay=0.5, momentum=0.9, clip_norm=1.0,
+      name=name,
+      learning_rate=0.0,
+      warmup_steps=0,
+      end_learning_rate_factor=1.0,
+      weight_decay=0.5,
+      momentum=0.9,
+      clip_norm=1.0,
     )
   )
   # With a zero learning rate nothing moves; with a learning rate, decay would act
   # on the kernel only. Compare one step at lr=1 with zero gradients.
   config.learning_rate = 1.0
   tx = make_optimizer(config, total_steps=10)
-  params = {"dense": {"kernel": np.ones((2, 2), np.float32), "bias": np.ones(2, np.float32)},
-            "bn": {"scale": np.ones(2, np.float32)}}
+  params = {
+    "dense": {"kernel": np.ones((2, 2), np.float32), "bias": np.ones(2, np.float32)},
+    "bn": {"scale": np.ones(2, np.float32)},
+  }
   grads = jax.tree.map(np.zeros_like, params)
   updates, _ = tx.update(grads, tx.init(params), params)
   new = optax.apply_updates(params, updates)

@@ -1,6 +1,6 @@
 """The CPU demo on the embedded synthetic data (what `python train.py` runs).
 
-  python train.py --config=stress_jax/configs/demo.py --workdir=runs/demo
+python train.py --config=stress_jax/configs/demo.py --workdir=runs/demo
 """
 
 from stress_jax.configs import common

@@ -103,11 +103,15 @@ def main(argv: Sequence[str] | None = None) -> int:
   parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
   parser.add_argument("dataset", help="e.g. stress_faces, stress_faces/synthetic, yonsei_stress")
   parser.add_argument("--config", default=None, help="builder config name")
-  parser.add_argument("--data_dir", default=None, help="default: $TFDS_DATA_DIR or ~/tensorflow_datasets")
+  parser.add_argument(
+    "--data_dir", default=None, help="default: $TFDS_DATA_DIR or ~/tensorflow_datasets"
+  )
   parser.add_argument("--manual_dir", default=None, help="where manually downloaded data lies")
   parser.add_argument("--overwrite", action="store_true", help="rebuild even if prepared")
   parser.add_argument(
-    "--beam_pipeline_options", default=None, help="comma-separated Beam flags, e.g. runner=DirectRunner"
+    "--beam_pipeline_options",
+    default=None,
+    help="comma-separated Beam flags, e.g. runner=DirectRunner",
   )
   args = parser.parse_args(argv)
   start = time.perf_counter()

@@ -20,7 +20,7 @@ detection using facial cues from videos", BSPC 2017):
 
   no_stress      no events
   weak_stress    exactly one event (blink burst, brow furrow or lip press),
-                 moderate intensity (0.5-0.65)
+                 moderate intensity (0.55-0.7)
   strong_stress  two or three events of different kinds, high intensity (0.85-1.0);
                  head jitter, the least visible cue, appears only here
 
@@ -46,6 +46,7 @@ import dataclasses
 import functools
 import multiprocessing
 import os
+import sys
 from collections.abc import Iterator, Sequence
 
 import numpy as np
@@ -59,7 +60,7 @@ EVENT_KINDS = ("blink_burst", "brow_furrow", "lip_press", "head_jitter")
 # so it never appears alone (weak) and only now and then beside other cues (strong).
 _WEAK_KIND_WEIGHTS = np.array([1.0, 1.0, 1.0, 0.0]) / 3
 _STRONG_KIND_WEIGHTS = np.array([0.3, 0.3, 0.3, 0.1])
-_WEAK_INTENSITY = (0.5, 0.65)
+_WEAK_INTENSITY = (0.55, 0.7)
 _STRONG_INTENSITY = (0.85, 1.0)
 
 LABEL_NAMES = {
@@ -86,7 +87,9 @@ class SimulatorConfig:
   num_frames: int = 16
   clips_per_class_per_subject: int = 12
   clip_stride: int = 20  # frames between clip starts within a session
-  session_frames: int = 0  # 0: just long enough for the clips
+  # 0: sessions just long enough for the clips at clip_stride; longer: the clips are
+  # spread evenly over the session instead (and clip_stride is not used).
+  session_frames: int = 0
   fps: float = 15.0
   image_size: int = 160  # square camera frame, before alignment
   difficulty: float = 1.0
@@ -100,11 +103,12 @@ class SimulatorConfig:
       raise ValueError("need at least one subject and one clip per class")
     if self.num_frames < 2 or self.clip_stride < 1:
       raise ValueError("num_frames must be >= 2 and clip_stride >= 1")
-    if self.session_frames and self.session_frames < self._min_session_frames:
+    if self.session_frames and (
+      self.session_frames < self.num_frames + self.clips_per_class_per_subject - 1
+    ):
       raise ValueError(
         f"session_frames={self.session_frames} cannot hold "
-        f"{self.clips_per_class_per_subject} clips of {self.num_frames} frames "
-        f"every {self.clip_stride} frames"
+        f"{self.clips_per_class_per_subject} distinct clips of {self.num_frames} frames"
       )
     if not 0.0 <= self.label_noise < 1.0:
       raise ValueError("label_noise must be in [0, 1)")
@@ -112,12 +116,8 @@ class SimulatorConfig:
       raise ValueError("difficulty must be >= 0, image_size >= 64 and fps > 0")
 
   @property
-  def _min_session_frames(self) -> int:
-    return (self.clips_per_class_per_subject - 1) * self.clip_stride + self.num_frames
-
-  @property
   def num_session_frames(self) -> int:
-    return self.session_frames or self._min_session_frames
+    return self.session_frames or int(self.clip_starts()[-1]) + self.num_frames
 
   @property
   def label_names(self) -> tuple[str, ...]:
@@ -137,7 +137,11 @@ class SimulatorConfig:
     return 0.5 + 0.5 * self.difficulty
 
   def clip_starts(self) -> np.ndarray:
-    return np.arange(self.clips_per_class_per_subject) * self.clip_stride
+    """First frame of each clip within its session."""
+    count = self.clips_per_class_per_subject
+    if self.session_frames:
+      return np.linspace(0, self.session_frames - self.num_frames, count).round().astype(int)
+    return np.arange(count) * self.clip_stride
 
   @property
   def num_examples(self) -> int:
@@ -169,7 +173,9 @@ _HAIR = np.array(
    [122, 58, 34]],
   np.float64,
 )  # fmt: skip
-_IRIS = np.array([[72, 46, 30], [102, 70, 42], [64, 94, 132], [74, 112, 82], [42, 32, 28]], np.float64)
+_IRIS = np.array(
+  [[72, 46, 30], [102, 70, 42], [64, 94, 132], [74, 112, 82], [42, 32, 28]], np.float64
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -298,7 +304,7 @@ def subject_identity(config: SimulatorConfig, subject: int) -> Identity:
 
 
 class _Smooth:
-  """A slow random signal: a sum of three sinusoids with unit RMS."""
+  """A smooth random signal: a sum of three sinusoids with unit RMS."""
 
   def __init__(self, rng: np.random.Generator, lo_hz: float, hi_hz: float):
     self.freq = rng.uniform(lo_hz, hi_hz, 3)
@@ -421,6 +427,14 @@ def _burst_blinks(intensity: float) -> int:
   return int(np.clip(2 + round(2 * intensity), 2, 4))
 
 
+def clip_label(config: SimulatorConfig, subject: int, session: int, clip: int) -> int:
+  """The stored label: the session's class, or with probability `label_noise` another one."""
+  rng = _rng(config, _LABEL, subject, session, clip)
+  if rng.random() < config.label_noise:
+    return int((session + rng.integers(1, config.num_classes)) % config.num_classes)
+  return session
+
+
 def cue_frames(events: Sequence[CueEvent], num_frames: int) -> np.ndarray:
   mask = np.zeros(num_frames, bool)
   for event in events:
@@ -447,7 +461,9 @@ _CUE_LANDMARKS = {
 }
 
 
-def cue_region(events: Sequence[CueEvent], landmarks: np.ndarray, size: int = fg.CROP_SIZE) -> np.ndarray:
+def cue_region(
+  events: Sequence[CueEvent], landmarks: np.ndarray, size: int = fg.CROP_SIZE
+) -> np.ndarray:
   """(size, size) map in [0, 1]: Gaussian blobs around the landmarks each event acts on.
 
   landmarks: (T, 68, 2) crop coordinates / size; each event uses its own frames.
@@ -590,9 +606,7 @@ def _face_points(idn: Identity, e: _Expression) -> dict[str, np.ndarray]:
     ]
   )
   ears = np.array([[-0.97, 0.3, -0.55], [0.97, 0.3, -0.55]]) * np.array([idn.jaw_width, 1, 1])
-  irises = np.stack(
-    [lm[36:42].mean(0), lm[42:48].mean(0)]
-  ) + np.array([e.gaze[0], e.gaze[1], 0.04])
+  irises = np.stack([lm[36:42].mean(0), lm[42:48].mean(0)]) + np.array([e.gaze[0], e.gaze[1], 0.04])
 
   glabella_y = 0.5 * (lm[21, 1] + lm[22, 1])
   furrow_lines = np.zeros((0, 2, 3))
@@ -671,7 +685,9 @@ def _frame_states(
   )
   spontaneous = _blink_closure(t, ses.blink_times, ses.blink_widths)
   talking = np.clip(0.6 + 0.8 * sig["speech"](t), 0, 1)
-  mouth = np.clip(0.07 * idn.talkativeness * conf * talking * np.maximum(sig["syllable"](t), 0), 0, 0.2)
+  mouth = np.clip(
+    0.07 * idn.talkativeness * conf * talking * np.maximum(sig["syllable"](t), 0), 0, 0.2
+  )
   flashes = np.clip(
     np.minimum(t[:, None] - ses.flash_starts, ses.flash_ends - t[:, None]) / 0.12, 0, 1
   )
@@ -686,7 +702,9 @@ def _frame_states(
       count = _burst_blinks(event.intensity)
       length = event.end - event.start
       centres = event.start + (np.arange(count) + 0.5) * length / count
-      closure = _blink_closure(np.arange(num_frames, dtype=np.float64), centres, np.full(count, 3.0))
+      closure = _blink_closure(
+        np.arange(num_frames, dtype=np.float64), centres, np.full(count, 3.0)
+      )
       inside = cue_frames([event], num_frames)
       depth = min(1.0, 0.6 + 0.45 * event.intensity)
       burst = np.maximum(burst, np.where(inside, closure * depth, 0))
@@ -719,7 +737,9 @@ def _frame_states(
   return state
 
 
-def _project(points: np.ndarray, rotation: np.ndarray, centre: np.ndarray, scale: float) -> np.ndarray:
+def _project(
+  points: np.ndarray, rotation: np.ndarray, centre: np.ndarray, scale: float
+) -> np.ndarray:
   rotated = (points - _PIVOT) @ rotation.T + _PIVOT
   return centre + scale * rotated[..., :2]
 
@@ -776,7 +796,9 @@ def simulate_clip(
   state = _frame_states(config, subject, session, clip, events)
   num_frames, size = config.num_frames, config.image_size
   noise_rng = _rng(config, _NOISE, subject, session, clip)
-  background = render.background_canvas(size, idn.wall, np.array(idn.room_shapes), np.array(idn.room_colours))
+  background = render.background_canvas(
+    size, idn.wall, np.array(idn.room_shapes), np.array(idn.room_colours)
+  )
   crop_grid = np.arange(fg.CROP_SIZE) + 0.5
   bank = _noise_bank(config.seed, fg.CROP_SIZE)
   noise_sigma = np.float32(idn.noise_sigma * config.confounder_gain)
@@ -801,7 +823,9 @@ def simulate_clip(
     rotation = _rotation(state["yaw"][f], state["pitch"][f], state["roll"][f])
     centre = np.array([idn.head_x + state["tx"][f], idn.head_y + state["ty"][f]])
     scale = idn.px_per_unit * state["zoom"][f]
-    flat = _project(np.concatenate([v.reshape(-1, 3) for v in pts.values()]), rotation, centre, scale)
+    flat = _project(
+      np.concatenate([v.reshape(-1, 3) for v in pts.values()]), rotation, centre, scale
+    )
     proj, used = {}, 0
     for name, points in pts.items():
       count = points.size // 3
@@ -857,7 +881,9 @@ def simulate_clip(
     direction = np.array([np.cos(angle), np.sin(angle)]) * idn.light_strength
     slope = direction @ to_camera[:, :2]
     offset = direction @ (to_camera[:, 2] - 0.5)
-    shade = state["gain"][f] * (1 + offset + slope[0] * crop_grid[None, :] + slope[1] * crop_grid[:, None])
+    shade = state["gain"][f] * (
+      1 + offset + slope[0] * crop_grid[None, :] + slope[1] * crop_grid[:, None]
+    )
     dy, dx = noise_rng.integers(0, fg.CROP_SIZE, 2)
     lit = crop * (shade[..., None].astype(np.float32) * white_balance)
     lit += bank[dy : dy + fg.CROP_SIZE, dx : dx + fg.CROP_SIZE] * noise_sigma
@@ -866,19 +892,14 @@ def simulate_clip(
     if camera is not None:
       camera[f] = image
 
-  true_label = session
-  label_rng = _rng(config, _LABEL, subject, session, clip)
-  label = true_label
-  if label_rng.random() < config.label_noise:
-    label = int((true_label + label_rng.integers(1, config.num_classes)) % config.num_classes)
   return Clip(
     frames=crops,
     landmarks=crop_landmarks,
     cue_frames=cue_frames(events, num_frames),
     cue_region=cue_region(events, crop_landmarks),
     events=events,
-    label=label,
-    true_label=true_label,
+    label=clip_label(config, subject, session, clip),
+    true_label=session,
     subject=split_name(subject, config.num_subjects),
     video=video_name(subject, session, config.num_subjects),
     start_frame=int(config.clip_starts()[clip]),
@@ -931,6 +952,15 @@ def default_num_workers() -> int:
     return os.cpu_count() or 1
 
 
+def _default_start_method() -> str:
+  # fork lets the workers inherit the imported modules instead of importing TFDS
+  # again (seconds each). Not once JAX is loaded: its threads make fork unsafe (a
+  # child can inherit a lock another thread held), so then workers are spawned.
+  if "jax" in sys.modules or "fork" not in multiprocessing.get_all_start_methods():
+    return "spawn"
+  return "fork"
+
+
 class RecordPool:
   """Renders clips in worker processes and hands back (key, example) pairs, subject by subject.
 
@@ -938,17 +968,17 @@ class RecordPool:
   (0 or 1 renders in this process). Use as a context manager, or call `close`.
   """
 
-  def __init__(self, config: SimulatorConfig, num_workers: int | None = None):
+  def __init__(
+    self, config: SimulatorConfig, num_workers: int | None = None, start_method: str | None = None
+  ):
     self.config = config
     self.num_workers = default_num_workers() if num_workers is None else num_workers
+    self.start_method = start_method or _default_start_method()
     self._pool = None
 
   def _get_pool(self):
     if self._pool is None and self.num_workers > 1:
-      # fork: the workers inherit the imported modules instead of importing
-      # TFDS again, which costs more than rendering a subject.
-      method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
-      self._pool = multiprocessing.get_context(method).Pool(self.num_workers)
+      self._pool = multiprocessing.get_context(self.start_method).Pool(self.num_workers)
     return self._pool
 
   def records(self, subject: int) -> Iterator[tuple[str, dict]]:
@@ -974,5 +1004,6 @@ class RecordPool:
     self.close()
 
   def __del__(self):
-    if self._pool is not None:
+    # An abandoned build (an exception in TFDS, Ctrl-C) must not leave workers behind.
+    if getattr(self, "_pool", None) is not None:
       self._pool.terminate()

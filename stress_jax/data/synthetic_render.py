@@ -76,15 +76,15 @@ def _mix(a, b, t: float) -> tuple[int, int, int]:
   return tuple(min(255, max(0, int(round(x + (y - x) * t)))) for x, y in zip(a, b, strict=True))
 
 
-def background_canvas(size: int, base, shapes: np.ndarray, shape_colours: np.ndarray) -> Image.Image:
+def background_canvas(
+  size: int, base, shapes: np.ndarray, shape_colours: np.ndarray
+) -> Image.Image:
   """A static supersampled room: a wall colour and a few flat rectangles (doors, shelves)."""
   big = size * SUPERSAMPLE
   canvas = Image.new("RGB", (big, big), tuple(int(v) for v in base))
   draw = ImageDraw.Draw(canvas)
   for (x0, y0, x1, y1), colour in zip(shapes, shape_colours, strict=True):
-    draw.rectangle(
-      [x0 * big, y0 * big, x1 * big, y1 * big], fill=tuple(int(v) for v in colour)
-    )
+    draw.rectangle([x0 * big, y0 * big, x1 * big, y1 * big], fill=tuple(int(v) for v in colour))
   return canvas
 
 
@@ -115,7 +115,9 @@ def draw_face(
     draw.polygon(_pts(polygon), fill=palette.brow)
 
   # Eyes: sclera, iris clipped to the lid opening, then the upper lid line.
-  for k, (eye, opening) in enumerate(((lm[36:42], look.eye_open[0]), (lm[42:48], look.eye_open[1]))):
+  for k, (eye, opening) in enumerate(
+    ((lm[36:42], look.eye_open[0]), (lm[42:48], look.eye_open[1]))
+  ):
     lid = _pts(eye[[0, 1, 2, 3]])
     if opening > 0.12:
       draw.polygon(_pts(eye), fill=(236, 232, 226))
@@ -132,7 +134,9 @@ def draw_face(
   draw.line(_pts(lm[31:36]), fill=palette.skin_shadow, width=lw(0.04), joint="curve")
   for a, b in ((31, 32), (34, 35)):
     centre = 0.5 * (lm[a] + lm[b]) - np.array([0, 0.03 * unit])
-    _ellipse(draw, centre, 0.05 * unit, 0.028 * unit, fill=_mix(palette.skin_shadow, (30, 15, 10), 0.5))
+    _ellipse(
+      draw, centre, 0.05 * unit, 0.028 * unit, fill=_mix(palette.skin_shadow, (30, 15, 10), 0.5)
+    )
 
   # Mouth: pressed lips pale (blanch) towards the skin colour.
   lip = _mix(palette.lip, palette.skin, 0.6 * look.lip_press)

@@ -4,14 +4,19 @@ Per frame: locate the followed face, fit dlib's 68 landmarks inside its box, and
 cut the eye-aligned 112x112 crop with `face_geometry.align_face` (the function the
 synthetic data uses too, so both share one geometry).
 
-Locating is cheap on most frames. dlib's HOG detector on a whole frame costs
-5-20 ms, so while a face is followed it only looks inside a small window around
-the last box, resampled so the face is about 90 px wide (1-2 ms). That is
-still a detector answer, unlike re-using the last landmarks' box as the shape
-predictor's rectangle: the predictor always returns 68 points, even on a wall,
-so it cannot say when the face has gone. The whole (downscaled) frame is searched
-only when the window finds nothing, and while no face is followed at most every
-`detect_every` frames.
+Locating must be cheap: the ingest has to run at twice real time on two cores,
+and dlib's HOG detector costs 5-20 ms on a whole frame. While a face is followed:
+- every `verify_every`-th frame a detector confirms it, but only inside a small
+  window around the last box, resampled so the face is about 90 px wide (1-2 ms);
+- in between it is tracked: the shape predictor is fitted inside a rectangle made
+  from the previous frame's landmarks (shifted by the offset between detector box
+  and landmarks measured at the last confirmation, since the predictor was trained
+  on detector boxes), and the fit has to look like a face and move little.
+The predictor returns 68 points even on a bare wall, so tracking alone cannot see
+a face leave: frames tracked since the last confirmation are held back and
+dropped (no face) if the next check finds nothing. The whole (downscaled) frame
+is searched only when the window finds nothing, and while no face is followed at
+most every `detect_every` frames.
 
 Which face: the largest one when nothing is followed; after that, the detection
 nearest the last known box (within `max_jump` face widths), so a second person in

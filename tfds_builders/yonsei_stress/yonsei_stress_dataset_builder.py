@@ -152,9 +152,7 @@ class YonseiStress(tfds.core.GeneratorBasedBuilder):
   def _generate_examples(self, recordings: tuple[yonsei.Recording, ...], split: str):
     part_path = os.fspath(epath.Path(self.data_dir) / _PARTS_DIR / f"{split}.json")
     if self._use_beam:
-      return _beam_examples(
-        recordings, self.builder_config.spec, self._clips_per_task, part_path
-      )
+      return _beam_examples(recordings, self.builder_config.spec, self._clips_per_task, part_path)
     return self._local_examples(recordings, part_path)
 
   def _local_examples(self, recordings, part_path: str) -> Iterator[tuple[str, dict]]:
@@ -214,7 +212,6 @@ class YonseiStress(tfds.core.GeneratorBasedBuilder):
       float16=dict(
         max_rel_error=totals.get("max_rel_error", 0.0),
         rel_error_bound=2.0**-11,
-        max_abs_error_subnormal=totals.get("max_abs_error_subnormal", 0.0),
         max_abs_value=totals.get("max_abs_value", 0.0),
         overflow_frames=sum(p["kind"] == "float16_overflow" for p in problems),
       ),

@@ -1,0 +1,177 @@
+"""A PNG contact sheet of stress_faces clips: frames, landmarks, cue frames and cue regions.
+
+  python -m stress_jax.data.contact_sheet --output=sheet.png [--data_dir=DIR] [--config=synthetic]
+
+With a prepared dataset in --data_dir it shows stored records; without one it
+renders the same clips with the simulator (no build needed). Each row is one clip:
+sampled frames with the 68 landmarks (a red frame border marks cue frames), then
+the clip's cue region over its middle frame.
+"""
+
+from __future__ import annotations
+
+import argparse
+import pathlib
+import sys
+from collections.abc import Sequence
+
+import numpy as np
+
+from stress_jax.data import records, synthetic
+
+
+def _as_clip(example: dict) -> dict:
+  return dict(
+    frames=np.stack([np.asarray(f) for f in example["frames"]]),
+    landmarks=np.asarray(example["landmarks"]),
+    cue_frames=np.asarray(example["cue_frames"]),
+    cue_region=np.asarray(example["cue_region"]),
+    label=int(example["label"]),
+    subject=records.as_text(example["subject"]),
+    video=records.as_text(example["video"]),
+    start_frame=int(example["start_frame"]),
+    events=example.get("events"),
+  )
+
+
+def simulated_clips(
+  config: synthetic.SimulatorConfig | None = None, clips_per_class: int = 2
+) -> list[dict]:
+  """Clips rendered directly, a different subject on every row."""
+  config = config or synthetic.SimulatorConfig()
+  clips = []
+  for session in range(config.num_classes):
+    for k in range(clips_per_class):
+      subject = (session * clips_per_class + k) % config.num_subjects
+      clip = synthetic.simulate_clip(
+        config, subject, session, k % config.clips_per_class_per_subject
+      )
+      example = synthetic.clip_example(clip)
+      example["frames"] = clip.frames
+      example["events"] = clip.events
+      clips.append(_as_clip(example))
+  return clips
+
+
+def stored_clips(
+  data_dir: str | None, config: str = "synthetic", clips_per_class: int = 2
+) -> tuple[list[dict], list[str]]:
+  """Clips read back from prepared array_record shards, one subject per row where possible."""
+  import tensorflow_datasets as tfds
+
+  import tfds_builders  # noqa: F401  (registers stress_faces)
+
+  builder = tfds.builder(f"stress_faces/{config}", data_dir=data_dir)
+  label_names = builder.info.features["label"].names
+  sources = builder.as_data_source()
+  wanted = {c: clips_per_class for c in range(len(label_names))}
+  picked: dict[int, list[dict]] = {c: [] for c in wanted}
+  for split in sorted(sources):
+    source = sources[split]
+    for i in range(len(source)):
+      example = source[i]
+      label = int(example["label"])
+      if len(picked[label]) < wanted[label]:
+        picked[label].append(_as_clip(example))
+        break  # next subject
+    if all(len(picked[c]) == wanted[c] for c in wanted):
+      break
+  return [clip for c in sorted(picked) for clip in picked[c]], list(label_names)
+
+
+def _describe(clip: dict, label_names: Sequence[str]) -> str:
+  text = f"{label_names[clip['label']]}\n{clip['video']} @{clip['start_frame']}"
+  if clip.get("events"):
+    text += "\n" + "\n".join(
+      f"{e.kind} {e.start}-{e.end} ({e.intensity:.2f})" for e in clip["events"]
+    )
+  elif clip["cue_frames"].any():
+    frames = np.flatnonzero(clip["cue_frames"])
+    text += f"\ncues in frames {frames[0]}-{frames[-1]}"
+  else:
+    text += "\nno cues"
+  return text
+
+
+def draw_contact_sheet(
+  clips: Sequence[dict],
+  label_names: Sequence[str],
+  output: str | pathlib.Path,
+  frames_per_clip: int = 8,
+) -> pathlib.Path:
+  """Writes the sheet to `output` (PNG) and returns its path."""
+  import matplotlib
+
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt
+
+  rows, cols = len(clips), frames_per_clip + 1
+  # Square image panels 1.1 in wide plus a title line: size the figure to fit them
+  # so matplotlib does not spread the slack between rows.
+  fig, axes = plt.subplots(
+    rows, cols + 1, figsize=(1.1 * cols + 1.9, 1.28 * rows + 0.3),
+    gridspec_kw=dict(
+      width_ratios=[1.7] + [1] * cols, wspace=0.04, hspace=0.16, top=1 - 0.35 / (1.28 * rows + 0.3)
+    ),
+  )  # fmt: skip
+  axes = np.atleast_2d(axes)
+  for row, clip in zip(axes, clips, strict=True):
+    num_frames = len(clip["frames"])
+    shown = np.unique(np.linspace(0, num_frames - 1, frames_per_clip).round().astype(int))
+    row[0].text(0, 0.5, _describe(clip, label_names), va="center", ha="left", fontsize=6.5)
+    row[0].axis("off")
+    for ax, t in zip(row[1:], shown, strict=False):
+      ax.imshow(clip["frames"][t])
+      lm = clip["landmarks"][t] * clip["frames"].shape[2]
+      # Pixel centres sit at +0.5 in our convention, at integers in imshow's.
+      ax.scatter(lm[:, 0] - 0.5, lm[:, 1] - 0.5, s=0.35, c="#00e5ff", linewidths=0)
+      size = clip["frames"].shape[1]
+      ax.set_xlim(-0.5, size - 0.5)  # a chin point below the crop must not widen the panel
+      ax.set_ylim(size - 0.5, -0.5)
+      ax.set_title(f"t={t}", fontsize=6, pad=1.5)
+      colour = "red" if clip["cue_frames"][t] else "#bbbbbb"
+      for spine in ax.spines.values():
+        spine.set_edgecolor(colour)
+        spine.set_linewidth(2.2 if clip["cue_frames"][t] else 0.6)
+      ax.set_xticks([])
+      ax.set_yticks([])
+    for ax in row[1 + len(shown) : -1]:
+      ax.axis("off")
+    ax = row[-1]
+    ax.imshow(clip["frames"][num_frames // 2])
+    ax.imshow(
+      clip["cue_region"], cmap="magma", alpha=0.6 * clip["cue_region"].clip(0, 1), vmin=0, vmax=1
+    )
+    ax.set_title("cue region", fontsize=6, pad=1.5)
+    ax.set_xticks([])
+    ax.set_yticks([])
+  fig.suptitle(
+    "stress_faces/synthetic: landmarks (cyan), cue frames (red border)", fontsize=8, y=1.0
+  )
+  output = pathlib.Path(output)
+  output.parent.mkdir(parents=True, exist_ok=True)
+  fig.savefig(output, dpi=150, bbox_inches="tight")
+  plt.close(fig)
+  return output
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+  parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+  parser.add_argument("--output", required=True, help="PNG path")
+  parser.add_argument("--data_dir", default=None, help="read a prepared dataset from here")
+  parser.add_argument("--config", default="synthetic", help="stress_faces config (with --data_dir)")
+  parser.add_argument("--clips_per_class", type=int, default=2)
+  parser.add_argument("--frames", type=int, default=8, help="frames shown per clip")
+  args = parser.parse_args(argv)
+  if args.data_dir:
+    clips, names = stored_clips(args.data_dir, args.config, args.clips_per_class)
+  else:
+    config = synthetic.SimulatorConfig(num_classes=2 if args.config == "synthetic_binary" else 3)
+    clips, names = simulated_clips(config, args.clips_per_class), list(config.label_names)
+  path = draw_contact_sheet(clips, names, args.output, args.frames)
+  print(f"wrote {path}")
+  return 0
+
+
+if __name__ == "__main__":
+  sys.exit(main())

@@ -1,0 +1,181 @@
+"""The stress_faces builder (synthetic configs), checked as DatasetBuilderTestCase would.
+
+DatasetBuilderTestCase itself cannot run here: it imports `dill` and checks the
+built dataset through `tf.data` (tf.executing_eagerly, tf.data.DatasetSpec), and
+this project has no TensorFlow. The same checks run on the TF-free path instead:
+registration, DatasetInfo, download_and_prepare of `synthetic_tiny` into a fresh
+data_dir as array_record, split sizes, valid keys, no overlap between splits, and
+reading every example back with tfds.data_source and grain.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import pathlib
+import sys
+import tempfile
+import unittest
+
+import grain
+import numpy as np
+import tensorflow_datasets as tfds
+
+from stress_jax.data import build, records, synthetic
+from tfds_builders.stress_faces import stress_faces_dataset_builder as builder_module
+from tfds_builders.stress_faces.stress_faces_dataset_builder import StressFaces
+
+CONFIG = "synthetic_tiny"
+SIM = StressFaces.builder_configs[CONFIG].simulator
+SPLITS = {synthetic.split_name(s, SIM.num_subjects): SIM.num_classes * 2 for s in range(3)}
+
+
+class StressFacesSyntheticTest(unittest.TestCase):
+  @classmethod
+  def setUpClass(cls):
+    cls._tmp = tempfile.TemporaryDirectory()
+    cls.data_dir = pathlib.Path(cls._tmp.name)
+    cls.builder = StressFaces(config=CONFIG, data_dir=str(cls.data_dir), file_format="array_record")
+    cls.builder.download_and_prepare()
+
+  @classmethod
+  def tearDownClass(cls):
+    cls._tmp.cleanup()
+
+  def test_baseclass_and_registration(self):
+    self.assertIsInstance(self.builder, tfds.core.GeneratorBasedBuilder)
+    self.assertIn("stress_faces", tfds.list_builders(with_community_datasets=False))
+    self.assertIs(tfds.builder_cls("stress_faces"), StressFaces)
+    self.assertIs(builder_module.Builder, StressFaces)
+    self.assertEqual(StressFaces.DEFAULT_CONFIG_NAME, "synthetic")
+    for name in ("synthetic", "synthetic_binary", CONFIG):
+      self.assertEqual(StressFaces.builder_configs[name].kind, "synthetic")
+
+  def test_info(self):
+    info = self.builder.info
+    self.assertIn("one split per subject", info.description)
+    self.assertIn("jeon2021stress", info.citation)
+    features = info.features
+    expected = records.clip_features(SIM.num_frames, SIM.label_names, synthetic=True)
+    self.assertEqual(set(features.keys()), set(expected.keys()))
+    self.assertEqual(features["label"].names, list(SIM.label_names))
+    self.assertEqual(features["landmarks"].shape, (SIM.num_frames, 68, 2))
+    self.assertEqual(info.metadata["simulator"]["seed"], SIM.seed)
+    default = StressFaces(data_dir=str(self.data_dir)).info
+    self.assertEqual(default.features["label"].names, ["no_stress", "weak_stress", "strong_stress"])
+    binary = StressFaces(config="synthetic_binary", data_dir=str(self.data_dir)).info
+    self.assertEqual(binary.features["label"].names, ["no_stress", "stress"])
+
+  def test_splits_one_per_subject_as_array_record(self):
+    splits = self.builder.info.splits
+    self.assertEqual({name: s.num_examples for name, s in splits.items()}, SPLITS)
+    self.assertEqual(self.builder.info.file_format, tfds.core.FileFormat.ARRAY_RECORD)
+    shards = sorted(p.name for p in pathlib.Path(self.builder.data_dir).glob("*.array_record*"))
+    self.assertEqual(len(shards), len(SPLITS))
+    self.assertTrue(all(name.replace("_", "").isalnum() for name in splits))
+
+  def test_read_back_with_data_source(self):
+    sources = tfds.data_source(f"stress_faces/{CONFIG}", data_dir=str(self.data_dir))
+    self.assertEqual(set(sources), set(SPLITS))
+    subjects_per_split, labels = {}, []
+    for split, source in sources.items():
+      self.assertEqual(len(source), SPLITS[split])
+      subjects_per_split[split] = set()
+      for i in range(len(source)):
+        example = source[i]
+        frames = np.stack(example["frames"])
+        self.assertEqual(frames.shape, (SIM.num_frames, 112, 112, 3))
+        self.assertEqual(frames.dtype, np.uint8)
+        self.assertEqual(example["landmarks"].dtype, np.float32)
+        self.assertTrue(np.all(example["frame_mask"]))
+        self.assertEqual(example["cue_region"].shape, (112, 112))
+        self.assertTrue(0 <= example["cue_region"].min() and example["cue_region"].max() <= 1)
+        # A stressed clip carries its cue frames; a calm one none (label noise aside).
+        video = records.as_text(example["video"])
+        session = int(video.rsplit("session", 1)[1])
+        self.assertEqual(bool(example["cue_frames"].any()), session > 0)
+        subjects_per_split[split].add(records.as_text(example["subject"]))
+        labels.append(int(example["label"]))
+    # Subject-independent: each split holds one subject, named like the split.
+    for split, subjects in subjects_per_split.items():
+      self.assertEqual(subjects, {split})
+    self.assertEqual(sorted(set(labels)), list(range(SIM.num_classes)))
+
+  def test_records_match_the_simulator(self):
+    source = tfds.data_source(f"stress_faces/{CONFIG}", data_dir=str(self.data_dir), split="s01")
+    by_start = {}
+    for i in range(len(source)):
+      example = source[i]
+      by_start[(records.as_text(example["video"]), int(example["start_frame"]))] = example
+    clip = synthetic.simulate_clip(SIM, 1, 2, 1)
+    stored = by_start[(clip.video, clip.start_frame)]
+    np.testing.assert_array_equal(stored["landmarks"], clip.landmarks)
+    np.testing.assert_array_equal(stored["cue_frames"], clip.cue_frames)
+    np.testing.assert_array_equal(stored["cue_region"], clip.cue_region)
+    self.assertEqual(int(stored["label"]), clip.label)
+    # Frames went through JPEG: close to the rendered crops, not equal.
+    error = np.abs(np.stack(stored["frames"]).astype(int) - clip.frames.astype(int))
+    self.assertLess(error.mean(), 3.0)
+
+  def test_grain_reads_the_shards(self):
+    source = tfds.data_source(f"stress_faces/{CONFIG}", data_dir=str(self.data_dir), split="s00")
+    dataset = grain.MapDataset.source(source).map(lambda ex: (int(ex["label"]), len(ex["frames"])))
+    got = list(dataset)
+    self.assertEqual(len(got), SPLITS["s00"])
+    self.assertTrue(all(length == SIM.num_frames for _, length in got))
+
+  def test_build_function_reuses_and_rebuilds(self):
+    shard = next(pathlib.Path(self.builder.data_dir).glob("*s00.array_record*"))
+    before = shard.stat().st_mtime_ns
+    again = build.build_dataset("stress_faces", config=CONFIG, data_dir=str(self.data_dir))
+    self.assertEqual(shard.stat().st_mtime_ns, before)  # prepared already: reused
+    self.assertEqual(again.info.splits["s02"].num_examples, SPLITS["s02"])
+    content = shard.read_bytes()
+    build.build_dataset("stress_faces", config=CONFIG, data_dir=str(self.data_dir), overwrite=True)
+    self.assertGreater(shard.stat().st_mtime_ns, before)  # rebuilt, to the same bytes
+    self.assertEqual(shard.read_bytes(), content)
+
+  def test_worker_count_does_not_change_the_shards(self):
+    with tempfile.TemporaryDirectory() as other:
+      previous = os.environ.get(builder_module.WORKERS_ENV)
+      os.environ[builder_module.WORKERS_ENV] = "1"
+      try:
+        serial = build.build_dataset(f"stress_faces/{CONFIG}", data_dir=other)
+      finally:
+        if previous is None:
+          del os.environ[builder_module.WORKERS_ENV]
+        else:
+          os.environ[builder_module.WORKERS_ENV] = previous
+      for split in SPLITS:
+        ours = next(pathlib.Path(self.builder.data_dir).glob(f"*{split}.array_record*"))
+        theirs = next(pathlib.Path(serial.data_dir).glob(f"*{split}.array_record*"))
+        self.assertEqual(ours.read_bytes(), theirs.read_bytes(), split)
+
+  def test_cli(self):
+    with tempfile.TemporaryDirectory() as other:
+      self.assertEqual(build.main([f"stress_faces/{CONFIG}", f"--data_dir={other}"]), 0)
+      self.assertTrue(any(pathlib.Path(other).rglob("*.array_record*")))
+    self.assertEqual(build.main(["no_such_dataset"]), 2)
+    with self.assertRaisesRegex(ValueError, "names config"):
+      build.build_dataset("stress_faces/synthetic", config="synthetic_tiny")
+
+  def test_beam_options(self):
+    self.assertIsNone(build.beam_options(None))
+    options = build.beam_options("runner=DirectRunner,direct_num_workers=2").get_all_options()
+    self.assertEqual((options["runner"], options["direct_num_workers"]), ("DirectRunner", 2))
+    options = build.beam_options({"direct_num_workers": 3}).get_all_options()
+    self.assertEqual(options["direct_num_workers"], 3)
+
+  def test_no_tensorflow(self):
+    self.assertNotIn("tensorflow", sys.modules)
+
+
+def test_config_fields_are_frozen_simulator_configs():
+  config = StressFaces.builder_configs["synthetic"]
+  assert dataclasses.is_dataclass(config.simulator)
+  assert config.simulator == synthetic.SimulatorConfig()
+  assert config.num_frames == 16
+
+
+if __name__ == "__main__":
+  unittest.main()
