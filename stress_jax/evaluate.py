@@ -136,7 +136,8 @@ def load_variables(workdir, step: int, model, num_frames: int) -> dict:
     raise EvaluationError(str(error).splitlines()[0]) from None
   variables = {"params": state["params"], "batch_stats": state.get("batch_stats") or {}}
   check_compatible(
-    expected_variables(model, num_frames), variables,
+    expected_variables(model, num_frames),
+    variables,
     f"checkpoint step {step} in {workdir}",
   )
   return variables

@@ -102,7 +102,7 @@ def mean_std(values) -> dict:
 
 
 def json_safe(value):
-  """NaN and infinities -> None, numpy scalars/arrays -> Python, so json.dumps writes strict JSON."""
+  """NaN/inf -> None, numpy scalars and arrays -> Python: json.dumps then writes strict JSON."""
   if isinstance(value, dict):
     return {str(k): json_safe(v) for k, v in value.items()}
   if isinstance(value, (list, tuple)):

@@ -73,9 +73,17 @@ def attention_figure(
   index = shown_frames(num_frames, max_frames)
   columns = min(len(index), 8)
   rows = math.ceil(len(index) / columns)
-  fig = plt.figure(figsize=(1.45 * columns + 1.2, 1.55 * rows + 2.3))
-  grid = fig.add_gridspec(rows + 1, columns + 1, height_ratios=[1] * rows + [1.35],
-                          width_ratios=[1] * columns + [0.08], hspace=0.35, wspace=0.08)
+  # Few frames get bigger thumbnails, so the figure never shrinks below a readable width.
+  side = 1.45 if columns > 5 else 1.8
+  fig = plt.figure(figsize=(side * columns + 1.2, (side + 0.1) * rows + 2.1))
+  grid = fig.add_gridspec(
+    rows + 1,
+    columns + 1,
+    height_ratios=[1] * rows + [1.1],
+    width_ratios=[1] * columns + [0.08],
+    hspace=0.35,
+    wspace=0.08,
+  )
 
   heat_range = None
   if spatial is not None:
@@ -96,20 +104,38 @@ def attention_figure(
     else:
       ax.imshow(np.zeros((112, 112)), cmap="gray", extent=(0, 112, 112, 0), vmin=0, vmax=1)
     if not mask[t]:
-      ax.text(56, 56, "no face", ha="center", va="center", color="white", fontsize=8,
-              bbox=dict(facecolor="black", alpha=0.6, lw=0))
+      ax.text(
+        56,
+        56,
+        "no face",
+        ha="center",
+        va="center",
+        color="white",
+        fontsize=8,
+        bbox=dict(facecolor="black", alpha=0.6, lw=0),
+      )
     elif heat_range is not None:
       heat_image = ax.imshow(
-        spatial[t], cmap=HEAT_CMAP, alpha=HEAT_ALPHA if frames is not None else 1.0,
-        extent=(0, 112, 112, 0), interpolation="bilinear", vmin=heat_range[0],
+        spatial[t],
+        cmap=HEAT_CMAP,
+        alpha=HEAT_ALPHA if frames is not None else 1.0,
+        extent=(0, 112, 112, 0),
+        interpolation="bilinear",
+        vmin=heat_range[0],
         vmax=heat_range[1],
       )
     if cue_region is not None and cues is not None and cues[t]:
       region = np.asarray(cue_region, np.float32)
       if region.max() > 0:
-        ax.contour(np.arange(112) + 0.5, np.arange(112) + 0.5, region,
-                   levels=[0.5 * float(region.max())], colors="white", linewidths=0.9,
-                   linestyles="--")
+        ax.contour(
+          np.arange(112) + 0.5,
+          np.arange(112) + 0.5,
+          region,
+          levels=[0.5 * float(region.max())],
+          colors="white",
+          linewidths=0.9,
+          linestyles="--",
+        )
     ax.set_xlim(0, 112)
     ax.set_ylim(112, 0)
     label = f"{t}" if frame_times is None else f"{float(frame_times[t]):.2f}s"
@@ -134,12 +160,26 @@ def attention_figure(
       curve.axvspan(t - 0.5, t + 0.5, color=CUE_COLOUR, alpha=0.15, lw=0)
   drawn = False
   if temporal is not None:
-    curve.plot(x, np.where(mask, temporal, np.nan), "o-", color=IMAGE_COLOUR, ms=3, lw=1.4,
-               label="image stream")
+    curve.plot(
+      x,
+      np.where(mask, temporal, np.nan),
+      "o-",
+      color=IMAGE_COLOUR,
+      ms=3,
+      lw=1.4,
+      label="image stream",
+    )
     drawn = True
   if landmark_temporal is not None:
-    curve.plot(x, np.where(mask, landmark_temporal, np.nan), "s--", color=LANDMARK_COLOUR,
-               ms=2.5, lw=1.1, label="landmark stream")
+    curve.plot(
+      x,
+      np.where(mask, landmark_temporal, np.nan),
+      "s--",
+      color=LANDMARK_COLOUR,
+      ms=2.5,
+      lw=1.1,
+      label="landmark stream",
+    )
     drawn = True
   if mask.any():
     curve.axhline(1.0 / mask.sum(), color="0.4", ls=":", lw=1, label="uniform")
@@ -150,16 +190,18 @@ def attention_figure(
   if (~mask).any():
     handles.append(patches.Patch(color="0.85"))
     labels.append("no face")
-  curve.legend(handles, labels, fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0),
-               frameon=False)
+  curve.legend(
+    handles, labels, fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0), frameon=False
+  )
   curve.set_xlim(-0.5, num_frames - 0.5)
   curve.set_ylim(bottom=0)
   curve.set_ylabel("temporal weight" if drawn else "", fontsize=8)
   if frame_times is not None:
     ticks = shown_frames(num_frames, 8)
-    curve.set_xticks(ticks, [f"{float(frame_times[t]):.1f}" for t in ticks])
+    curve.set_xticks(ticks, [f"{float(frame_times[t]):.2f}" for t in ticks])
     curve.set_xlabel("time (s)", fontsize=8)
   else:
+    curve.set_xticks(shown_frames(num_frames, 16))
     curve.set_xlabel("frame", fontsize=8)
   curve.tick_params(labelsize=7)
   if title:
@@ -181,8 +223,15 @@ def confusion_figure(path, matrices: dict, label_names) -> pathlib.Path:
     for i in range(len(names)):
       for j in range(len(names)):
         colour = "white" if share[i, j] > 0.55 else "black"
-        ax.text(j, i, f"{int(matrix[i, j])}\n{100 * share[i, j]:.0f}%", ha="center",
-                va="center", fontsize=8, color=colour)
+        ax.text(
+          j,
+          i,
+          f"{int(matrix[i, j])}\n{100 * share[i, j]:.0f}%",
+          ha="center",
+          va="center",
+          fontsize=8,
+          color=colour,
+        )
     ax.set_xticks(range(len(names)), names, rotation=30, ha="right", fontsize=8)
     ax.set_yticks(range(len(names)), names, fontsize=8)
     ax.set_xlabel("predicted", fontsize=8)
@@ -209,9 +258,15 @@ def training_curves(path, rows) -> pathlib.Path:
   fig, axes = plt.subplots(1, 3, figsize=(12, 3.2))
   panels = [
     ("loss", [("train/loss", "train")]),
-    ("accuracy", [("train/accuracy", "train accuracy"), ("val/accuracy", "val accuracy"),
-                  ("val/macro_f1", "val macro-F1"), ("val/balanced_accuracy",
-                                                     "val balanced acc.")]),
+    (
+      "accuracy",
+      [
+        ("train/accuracy", "train accuracy"),
+        ("val/accuracy", "val accuracy"),
+        ("val/macro_f1", "val macro-F1"),
+        ("val/balanced_accuracy", "val balanced acc."),
+      ],
+    ),
     ("learning rate", [("train/learning_rate", "")]),
   ]
   for ax, (title, keys) in zip(axes, panels, strict=True):
@@ -253,8 +308,14 @@ def timeline_figure(path, windows, label_names, title: str = "") -> pathlib.Path
     from matplotlib import patches
 
     handles, labels = ax.get_legend_handles_labels()
-    ax.legend(handles + [patches.Patch(color="0.88")], labels + ["no face"], fontsize=8,
-              loc="upper left", bbox_to_anchor=(1.0, 1.0), frameon=False)
+    ax.legend(
+      handles + [patches.Patch(color="0.88")],
+      labels + ["no face"],
+      fontsize=8,
+      loc="upper left",
+      bbox_to_anchor=(1.0, 1.0),
+      frameon=False,
+    )
   else:
     ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0), frameon=False)
   ax.set_ylim(-0.02, 1.02)

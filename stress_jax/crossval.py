@@ -1,0 +1,269 @@
+"""Every fold of the subject-independent protocol, and the ablations, tabulated.
+
+  python -m stress_jax.crossval --config=stress_jax/configs/demo.py --workdir=runs/cv
+  python -m stress_jax.crossval --config=... --workdir=runs/cv --fold=3   # one fold (a cloud job)
+  python -m stress_jax.crossval --config=... --workdir=runs/cv --collect  # only the tables
+  python -m stress_jax.crossval --config=... --workdir=runs/cv --ablations [--fold=i]
+  ... plus any config override, e.g. --config.train.num_epochs=5
+
+Each fold trains with train.train_and_evaluate in `<workdir>/fold_<i>` (with
+--ablations: `<workdir>/<variant>/fold_<i>` for the full model and each switch below),
+so an interrupted fold resumes from its checkpoints and a finished fold (one with a
+summary.json) is skipped. After every fold, and with --collect, the finished folds'
+summaries are gathered into `<workdir>/crossval.json` and `<workdir>/crossval.md`:
+per fold the held-out subjects, selected step and test metrics, and per variant the
+mean +/- sample standard deviation over the folds finished so far (n/N says how many).
+
+Ablation variants (the paper's model switches, one at a time):
+  full                   the config as given
+  no_spatial_attention   model.spatial_attention=False
+  no_temporal_attention  model.temporal_attention=False (uniform frame weights)
+  no_landmark_stream     model.landmark_stream=False
+  no_image_stream        model.image_stream=False (landmarks only)
+"""
+
+from __future__ import annotations
+
+import json
+import pathlib
+
+VARIANTS = {
+  "full": {},
+  "no_spatial_attention": {"spatial_attention": False},
+  "no_temporal_attention": {"temporal_attention": False},
+  "no_landmark_stream": {"landmark_stream": False},
+  "no_image_stream": {"image_stream": False},
+}
+# (summary key, column title) of the test metrics in the tables.
+METRICS = (
+  ("accuracy", "accuracy"),
+  ("balanced_accuracy", "balanced acc."),
+  ("macro_f1", "macro-F1"),
+  ("roc_auc_macro", "ROC-AUC"),
+)
+FAITHFULNESS = ("temporal", "spatial", "landmark_temporal")
+
+
+class CrossValError(Exception):
+  """A problem with the request; the message is one line naming it."""
+
+
+def count_folds(config) -> int:
+  from stress_jax import input_pipeline, protocols
+
+  handle = input_pipeline.open_dataset(config.data)
+  try:
+    return protocols.num_folds(config.protocol, handle.subjects)
+  except ValueError as error:
+    raise CrossValError(str(error)) from None
+
+
+def fold_directory(workdir, variant: str, fold: int, ablations: bool) -> pathlib.Path:
+  workdir = pathlib.Path(workdir)
+  return (workdir / variant if ablations else workdir) / f"fold_{fold}"
+
+
+def fold_config(config, fold: int, variant: str):
+  """A copy of `config` for one fold of one variant (the original is left alone)."""
+  config = config.copy_and_resolve_references()
+  with config.unlocked():
+    config.protocol.fold = int(fold)
+    for key, value in VARIANTS[variant].items():
+      config.model[key] = value
+  return config
+
+
+def _train(config, workdir):
+  from stress_jax import train
+
+  return train.train_and_evaluate(config, workdir)
+
+
+def run(config, workdir, fold: int | None = None, ablations: bool = False, train_fn=None) -> dict:
+  """Trains the requested folds (skipping finished ones), then writes the tables.
+
+  Returns {"trained": [(variant, fold)], "skipped": [...], "preempted": bool, "table": ...}.
+  `train_fn(config, workdir) -> summary` is train.train_and_evaluate unless a test swaps it.
+  """
+  train_fn = train_fn or _train
+  num_folds = count_folds(config)
+  if fold is not None and not 0 <= fold < num_folds:
+    raise CrossValError(f"--fold={fold} is out of range: this protocol has {num_folds} folds")
+  folds = range(num_folds) if fold is None else [fold]
+  variants = list(VARIANTS) if ablations else ["full"]
+  trained, skipped, preempted = [], [], False
+  for variant in variants:
+    for k in folds:
+      directory = fold_directory(workdir, variant, k, ablations)
+      if (directory / "summary.json").is_file():
+        skipped.append((variant, k))
+        continue
+      print(f"== {variant} fold {k}/{num_folds}: {directory}", flush=True)
+      summary = train_fn(fold_config(config, k, variant), directory)
+      if summary.get("preempted"):
+        preempted = True
+        break
+      trained.append((variant, k))
+      write_tables(workdir, collect(workdir, num_folds, ablations), config)
+    if preempted:
+      break
+  table = collect(workdir, num_folds, ablations)
+  write_tables(workdir, table, config)
+  return {"trained": trained, "skipped": skipped, "preempted": preempted, "table": table}
+
+
+def _fold_row(summary: dict) -> dict:
+  test = summary["test"]
+  row = {
+    "fold": int(summary["fold"]),
+    "test_subjects": list(summary["test_subjects"]),
+    "selected_step": int(summary["selected_step"]),
+    "num_clips": int(test["num_clips"]),
+  }
+  for key, _ in METRICS:
+    value = test.get(key)
+    row[key] = None if value is None else float(value)
+  faithfulness = summary.get("attention_faithfulness") or {}
+  for key in FAITHFULNESS:
+    if key in faithfulness:
+      row[f"faithfulness_{key}"] = float(faithfulness[key])
+  return row
+
+
+def collect(workdir, num_folds: int, ablations: bool) -> dict:
+  """Finished folds' summaries -> per-variant fold rows and mean/std (crossval.json)."""
+  from stress_jax import metrics
+
+  variants = list(VARIANTS) if ablations else ["full"]
+  table = {"num_folds": int(num_folds), "ablations": bool(ablations), "variants": {}}
+  for variant in variants:
+    rows = []
+    for k in range(num_folds):
+      path = fold_directory(workdir, variant, k, ablations) / "summary.json"
+      if path.is_file():
+        rows.append(_fold_row(json.loads(path.read_text())))
+    keys = [key for key, _ in METRICS] + [f"faithfulness_{k}" for k in FAITHFULNESS]
+    aggregate = {
+      key: metrics.mean_std([r[key] for r in rows if r.get(key) is not None])
+      for key in keys
+      if any(r.get(key) is not None for r in rows)
+    }
+    table["variants"][variant] = {"folds": rows, "finished": len(rows), "mean_std": aggregate}
+  return table
+
+
+def _cell(stats: dict | None) -> str:
+  if not stats or not stats["n"]:
+    return "-"
+  return f"{stats['mean']:.3f} ± {stats['std']:.3f}"
+
+
+def _value(value) -> str:
+  return "-" if value is None else f"{value:.3f}"
+
+
+def markdown(table: dict, title: str) -> str:
+  num_folds = table["num_folds"]
+  faith_keys = [
+    k
+    for k in FAITHFULNESS
+    if any(f"faithfulness_{k}" in v["mean_std"] for v in table["variants"].values())
+  ]
+  faith_titles = [f"faithfulness {k.replace('_', ' ')}" for k in faith_keys]
+  lines = [f"# {title}", ""]
+  if table["ablations"]:
+    lines += [
+      "## Ablations (test subjects, mean ± sample std over finished folds)",
+      "",
+    ]
+    header = ["variant", "folds", *(t for _, t in METRICS), *faith_titles]
+    lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for name, variant in table["variants"].items():
+      cells = [_cell(variant["mean_std"].get(key)) for key, _ in METRICS]
+      cells += [_cell(variant["mean_std"].get(f"faithfulness_{k}")) for k in faith_keys]
+      lines.append(f"| {name} | {variant['finished']}/{num_folds} | " + " | ".join(cells) + " |")
+    lines.append("")
+  for name, variant in table["variants"].items():
+    if table["ablations"]:
+      lines += [f"## {name}", ""]
+    header = ["fold", "test subjects", "step", "clips", *(t for _, t in METRICS), *faith_titles]
+    lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for row in variant["folds"]:
+      cells = [
+        str(row["fold"]),
+        ", ".join(row["test_subjects"]),
+        str(row["selected_step"]),
+        str(row["num_clips"]),
+        *(_value(row.get(key)) for key, _ in METRICS),
+        *(_value(row.get(f"faithfulness_{k}")) for k in faith_keys),
+      ]
+      lines.append("| " + " | ".join(cells) + " |")
+    summary = [
+      f"**mean ± std** ({variant['finished']}/{num_folds} folds)",
+      "",
+      "",
+      "",
+      *(_cell(variant["mean_std"].get(key)) for key, _ in METRICS),
+      *(_cell(variant["mean_std"].get(f"faithfulness_{k}")) for k in faith_keys),
+    ]
+    lines += ["| " + " | ".join(summary) + " |", ""]
+  return "\n".join(lines)
+
+
+def write_tables(workdir, table: dict, config=None) -> None:
+  from stress_jax import metrics
+
+  workdir = pathlib.Path(workdir)
+  workdir.mkdir(parents=True, exist_ok=True)
+  title = "Cross-validation"
+  if config is not None:
+    protocol = config.protocol
+    kind = "leave-one-subject-out" if protocol.kind == "loso" else f"{protocol.kind}"
+    title = f"Cross-validation: {config.data.name}, {kind}, {table['num_folds']} folds"
+  (workdir / "crossval.json").write_text(json.dumps(metrics.json_safe(table), indent=2))
+  (workdir / "crossval.md").write_text(markdown(table, title))
+
+
+def main(argv):
+  from absl import flags, logging
+
+  if len(argv) > 1:
+    raise SystemExit(f"crossval: unexpected arguments {' '.join(argv[1:])}")
+  if not flags.FLAGS["verbosity"].present:
+    logging.set_verbosity(logging.WARNING)
+  config = _CONFIG.value
+  fold = None if _FOLD.value < 0 else _FOLD.value
+  try:
+    if _COLLECT.value:
+      table = collect(_WORKDIR.value, count_folds(config), _ABLATIONS.value)
+      write_tables(_WORKDIR.value, table, config)
+      result = {"preempted": False}
+    else:
+      result = run(config, _WORKDIR.value, fold, _ABLATIONS.value)
+  except CrossValError as error:
+    raise SystemExit(f"crossval: {error}") from None
+  except FileNotFoundError as error:
+    raise SystemExit(f"crossval: {str(error).splitlines()[0]}") from None
+  print((pathlib.Path(_WORKDIR.value) / "crossval.md").read_text(), flush=True)
+  if result["preempted"]:
+    from stress_jax import train
+
+    raise SystemExit(train.PREEMPTED_EXIT_CODE)
+
+
+if __name__ == "__main__":
+  from absl import app, flags
+  from ml_collections import config_flags
+
+  _CONFIG = config_flags.DEFINE_config_file(
+    "config",
+    "stress_jax/configs/demo.py",
+    "Config file (a get_config() module).",
+    lock_config=True,
+  )
+  _WORKDIR = flags.DEFINE_string("workdir", None, "Root of the fold workdirs and the tables.")
+  _FOLD = flags.DEFINE_integer("fold", -1, "Run only this fold (0-based); -1 = every fold.")
+  _ABLATIONS = flags.DEFINE_boolean("ablations", False, "Also the four model switches.")
+  _COLLECT = flags.DEFINE_boolean("collect", False, "Only gather finished folds into the tables.")
+  flags.mark_flag_as_required("workdir")
+  app.run(main)
