@@ -272,7 +272,7 @@ def export_model(
   (output / "config.json").write_text(json.dumps(exported_config, indent=2))
   (output / "labels.txt").write_text("\n".join(names) + "\n")
   if verify:
-    check_parity(output, whole, frame_shape, num_frames)
+    check_parity(output, jax.jit(whole), frame_shape, num_frames)
   _maybe_saved_model(output, whole, whole_args)
   return exported_config
 
@@ -292,13 +292,15 @@ def max_difference(a: dict, b: dict) -> float:
   return max(float(np.max(np.abs(np.asarray(a[k]) - np.asarray(b[k])))) for k in a)
 
 
-def check_parity(output, reference_fn, frame_shape, num_frames: int) -> float:
-  """Exported model vs the in-memory model on random inputs; raises past the tolerance."""
-  import jax
+def check_parity(exported, reference_fn, frame_shape, num_frames: int, batch: int = 2) -> float:
+  """Exported model vs `reference_fn` on random inputs; raises past the tolerance.
 
-  loaded = load_exported(output)
-  args = random_inputs(np.random.default_rng(0), 2, num_frames, frame_shape)
-  worst = max_difference(loaded(*args), jax.jit(reference_fn)(*args))
+  exported: an ExportedModel or its folder; reference_fn: the in-memory model (jitted).
+  """
+  if not isinstance(exported, ExportedModel):
+    exported = load_exported(exported)
+  args = random_inputs(np.random.default_rng(0), batch, num_frames, frame_shape)
+  worst = max_difference(exported(*args), reference_fn(*args))
   if not worst <= PARITY_TOLERANCE:
     raise AssertionError(
       f"exported model differs from the checkpoint by {worst:.3g} (> {PARITY_TOLERANCE})"

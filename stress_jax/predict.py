@@ -265,7 +265,7 @@ def write_outputs(output, stem, windows, label_names, crops_of, picks, title) ->
         frame_mask=window.frame_mask,
         frame_times=window.times,
         title=(
-          f"{title} {row['start_s']:.1f}-{row['end_s']:.1f} s: most {name} window "
+          f"{title} {row['start_s']:.2f}-{row['end_s']:.2f} s: most {name} window "
           f"(p={row['probabilities'][name]:.2f}, predicted {row['prediction']})"
         ),
       )

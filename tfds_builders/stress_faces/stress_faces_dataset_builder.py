@@ -76,7 +76,7 @@ class StressFaces(tfds.core.GeneratorBasedBuilder):
   VERSION = tfds.core.Version("1.0.0")
   RELEASE_NOTES = {"1.0.0": "Synthetic configs: simulated faces with stress cue events."}
   BUILDER_CONFIGS = [
-    _synthetic("synthetic", "No / weak / strong stress."),
+    _synthetic("synthetic", "No / weak / strong stress.", difficulty=0.6),
     _synthetic("synthetic_binary", "No stress / stress (strong cues).", num_classes=2),
     _synthetic(
       "synthetic_tiny",
@@ -92,6 +92,12 @@ class StressFaces(tfds.core.GeneratorBasedBuilder):
       description="Face clips cut from your own videos listed in manifest.csv (manual dir).",
       kind="video",
       preprocess=PreprocessConfig(),
+    ),
+    StressFacesConfig(
+      name="video48",
+      description="As `video`, in the paper's 48-frame clips (half-overlapping).",
+      kind="video",
+      preprocess=PreprocessConfig(num_frames=48, stride=24),
     ),
   ]
   DEFAULT_CONFIG_NAME = "synthetic"
