@@ -338,7 +338,7 @@ def test_landmark_features_normalise_position_scale_and_velocity():
   _, landmarks, mask = make_inputs(cfg)
   features_fn = jax.jit(landmark_features)  # one compile instead of one per op
   features = np.asarray(features_fn(landmarks, mask))
-  assert features.shape == (B, T, 272)
+  assert features.shape == (B, T, 408)
   shape = features[..., :136].reshape(B, T, 68, 2)
   valid = np.asarray(mask)
   np.testing.assert_allclose(shape[valid].mean(axis=1), 0.0, atol=1e-5)
@@ -352,7 +352,15 @@ def test_landmark_features_normalise_position_scale_and_velocity():
   moved = features_fn(jnp.asarray(np.asarray(landmarks) * scale + shift), mask)
   np.testing.assert_allclose(moved, features, atol=1e-4)
 
-  velocity = features[..., 136:]
+  velocity = features[..., 136:272]
+  deviation = features[..., 272:]
+  # Deviation is centred per clip over valid frames and equals shape minus that mean.
+  for b in range(B):
+    np.testing.assert_allclose(deviation[b][valid[b]].mean(0), 0.0, atol=1e-5)
+    clip_mean = features[b][valid[b], :136].mean(0)
+    np.testing.assert_allclose(
+      deviation[b][valid[b]], features[b][valid[b], :136] - clip_mean, atol=1e-5
+    )
   step = features[0, 1, :136] - features[0, 0, :136]
   np.testing.assert_allclose(velocity[0, 1], step, atol=1e-6)
   assert np.abs(step).max() > 1e-3  # the frames really moved

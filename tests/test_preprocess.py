@@ -367,6 +367,6 @@ def test_config_rejects_nonsense():
 
 
 def test_models_ship_with_the_package():
-  import face_recognition_models
+  from stress_jax.preprocess.faces import landmark_model_path
 
-  assert os.path.getsize(face_recognition_models.pose_predictor_model_location()) > 50_000_000
+  assert os.path.getsize(landmark_model_path()) > 50_000_000

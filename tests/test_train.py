@@ -33,11 +33,20 @@ def assert_trees_close(a, b, rtol, atol):
     np.testing.assert_allclose(x, y, rtol=rtol, atol=atol, err_msg=f"worst abs diff {worst}")
 
 
-def test_four_fake_devices_match_one_device(fake_data_dir, tmp_path):
-  steps = ("--config.train.num_steps=4", *EQUIVALENCE)
-  run_training(tmp_path / "one", fake_data_dir, *steps, num_devices=1)
-  run_training(tmp_path / "four", fake_data_dir, *steps, num_devices=4)
-  one, four = final_params(tmp_path / "one"), final_params(tmp_path / "four")
+STEPS = ("--config.train.num_steps=4", *EQUIVALENCE)
+
+
+@pytest.fixture(scope="module")
+def reference_run(fake_data_dir, tmp_path_factory):
+  """One process, one device, four SGD steps: the run the parallel ones must match."""
+  workdir = tmp_path_factory.mktemp("reference") / "run"
+  result = run_training(workdir, fake_data_dir, *STEPS)
+  return workdir, result
+
+
+def test_four_fake_devices_match_one_device(fake_data_dir, reference_run, tmp_path):
+  run_training(tmp_path / "four", fake_data_dir, *STEPS, num_devices=4)
+  one, four = final_params(reference_run[0]), final_params(tmp_path / "four")
   assert int(one["step"]) == int(four["step"]) == 4
   # The step changed the parameters, so agreement is not agreement of initial values.
   assert not np.allclose(one["params"]["classifier"]["kernel"], 0)
@@ -45,9 +54,7 @@ def test_four_fake_devices_match_one_device(fake_data_dir, tmp_path):
   assert_trees_close(one["batch_stats"], four["batch_stats"], rtol=1e-4, atol=2e-6)
 
 
-def test_two_processes_match_one_process(fake_data_dir, tmp_path):
-  steps = ("--config.train.num_steps=4", *EQUIVALENCE)
-  run_training(tmp_path / "single", fake_data_dir, *steps)
+def test_two_processes_match_one_process(fake_data_dir, reference_run, tmp_path):
   port = free_port()
   workdir = tmp_path / "multi"
   procs = [
@@ -55,7 +62,7 @@ def test_two_processes_match_one_process(fake_data_dir, tmp_path):
       train_command(
         workdir,
         fake_data_dir,
-        *steps,
+        *STEPS,
         f"--coordinator_address=127.0.0.1:{port}",
         "--num_processes=2",
         f"--process_id={i}",
@@ -71,7 +78,7 @@ def test_two_processes_match_one_process(fake_data_dir, tmp_path):
   for proc in procs:
     _, err = proc.communicate(timeout=300)
     assert proc.returncode == 0, err[-4000:]
-  single, multi = final_params(tmp_path / "single"), final_params(workdir)
+  single, multi = final_params(reference_run[0]), final_params(workdir)
   assert int(multi["step"]) == 4
   assert_trees_close(single["params"], multi["params"], rtol=1e-4, atol=2e-6)
 
@@ -151,9 +158,8 @@ def test_nan_loss_stops_with_the_step(fake_data_dir, tmp_path):
   assert 1 <= step <= 3, message
 
 
-def test_workdir_holds_config_logs_and_checkpoints(fake_data_dir, tmp_path):
-  workdir = tmp_path / "run"
-  result = run_training(workdir, fake_data_dir)
+def test_workdir_holds_config_logs_and_checkpoints(reference_run):
+  workdir, result = reference_run
   config = json.loads((workdir / "config.json").read_text())
   assert config["model"]["stem_width"] == 8
   assert list((workdir / "tensorboard").glob("events.out.tfevents.*"))

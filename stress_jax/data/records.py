@@ -1,4 +1,4 @@
-"""The clip record that every builder writes (stress_faces/synthetic, stress_faces/video, yonsei_stress).
+"""The clip record every builder writes: stress_faces (synthetic, video), yonsei_stress.
 
 One example is one clip of T consecutive frames of one person:
 
@@ -57,9 +57,7 @@ def clip_features(
     # the writer's main process was 90% of the Yonsei build time.
     spec["features"] = tfds.features.Tensor(shape=(num_frames, *feature_shape), dtype=np.float16)
   if landmarks:
-    spec["landmarks"] = tfds.features.Tensor(
-      shape=(num_frames, NUM_LANDMARKS, 2), dtype=np.float32
-    )
+    spec["landmarks"] = tfds.features.Tensor(shape=(num_frames, NUM_LANDMARKS, 2), dtype=np.float32)
   if synthetic:
     spec["cue_frames"] = tfds.features.Tensor(shape=(num_frames,), dtype=np.bool_)
     spec["cue_region"] = tfds.features.Tensor(shape=(CROP_SIZE, CROP_SIZE), dtype=np.float32)

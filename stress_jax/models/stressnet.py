@@ -48,7 +48,7 @@ PIXEL_STD = 0.25
 # ~0.34). Keeps a degenerate detection from dividing by zero.
 MIN_INTEROCULAR = 1e-2
 
-LANDMARK_FEATURES = 4 * NUM_LANDMARKS  # normalised (136) + velocity (136)
+LANDMARK_FEATURES = 6 * NUM_LANDMARKS  # normalised, velocity, deviation: 136 each
 
 _DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
 
@@ -112,14 +112,16 @@ class StressNetConfig:
 
 
 def landmark_features(landmarks, frame_mask):
-  """Per-frame landmark descriptor: (B,T,68,2) crop units, (B,T) -> (B,T,272) float32.
+  """Per-frame landmark descriptor: (B,T,68,2) crop units, (B,T) -> (B,T,408) float32.
 
   Each frame's 68 points are centred on their mean (steadier than the eye midpoint,
   which moves with every blink) and divided by the inter-ocular distance (eye centres =
   mean of points 36-41 and 42-47), so the descriptor ignores where the face sits in the
   crop and how large it is. Velocity is the normalised shape minus the previous frame's;
-  it is 0 on the first frame and wherever this or the previous frame is masked. Masked
-  frames are zeroed before use, so their content cannot reach the output.
+  it is 0 on the first frame and wherever this or the previous frame is masked.
+  Deviation is the normalised shape minus the mean shape of the clip's valid frames.
+  Layout: [shape (136), velocity (136), deviation (136)]. Masked frames are zeroed
+  before use, so their content cannot reach the output.
   """
   mask = frame_mask.astype(bool)
   points = jnp.where(mask[..., None, None], landmarks.astype(jnp.float32), 0.0)
@@ -135,7 +137,14 @@ def landmark_features(landmarks, frame_mask):
   previous = jnp.concatenate([jnp.zeros_like(shape[:, :1]), shape[:, :-1]], axis=1)
   previous_valid = jnp.concatenate([jnp.zeros_like(mask[:, :1]), mask[:, :-1]], axis=1)
   velocity = jnp.where((mask & previous_valid)[..., None], shape - previous, 0.0)
-  return jnp.concatenate([shape, velocity], axis=-1)
+  # Deviation from the clip's own mean shape: people differ at rest (brow height,
+  # mouth width), so a cue is a change against the person's baseline, not a value.
+  weights = mask[..., None].astype(jnp.float32)
+  clip_mean = jnp.sum(shape * weights, axis=1, keepdims=True) / jnp.maximum(
+    jnp.sum(weights, axis=1, keepdims=True), 1.0
+  )
+  deviation = jnp.where(mask[..., None], shape - clip_mean, 0.0)
+  return jnp.concatenate([shape, velocity, deviation], axis=-1)
 
 
 class LandmarkMLP(nn.Module):

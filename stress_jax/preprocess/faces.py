@@ -27,6 +27,7 @@ view does not take over. If the followed face stays away longer than
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
 import itertools
 import os
 from collections.abc import Iterable, Iterator
@@ -52,15 +53,26 @@ TRACK_FACE_PX = 90
 MAX_TRACK_MOTION = 0.25
 
 _MODELS = None
+LANDMARK_MODEL_FILE = "shape_predictor_68_face_landmarks.dat"
+
+
+def landmark_model_path() -> str:
+  """Where `face-recognition-models` keeps dlib's 68-point model.
+
+  Found without importing the package: its __init__ imports pkg_resources, which
+  setuptools >= 81 no longer ships.
+  """
+  spec = importlib.util.find_spec("face_recognition_models")
+  if spec is None or not spec.submodule_search_locations:
+    raise FileNotFoundError("dlib's 68-point model is missing: pip install face-recognition-models")
+  return os.path.join(spec.submodule_search_locations[0], "models", LANDMARK_MODEL_FILE)
 
 
 def load_models():
   """(detector, shape predictor), loaded once per process."""
   global _MODELS
   if _MODELS is None:
-    import face_recognition_models
-
-    predictor_path = face_recognition_models.pose_predictor_model_location()
+    predictor_path = landmark_model_path()
     if not os.path.exists(predictor_path):
       raise FileNotFoundError(f"dlib 68-point model missing at {predictor_path}")
     _MODELS = (dlib.get_frontal_face_detector(), dlib.shape_predictor(predictor_path))

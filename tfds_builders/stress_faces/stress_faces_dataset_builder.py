@@ -79,6 +79,15 @@ class StressFaces(tfds.core.GeneratorBasedBuilder):
     _synthetic("synthetic", "No / weak / strong stress.", difficulty=0.6),
     _synthetic("synthetic_binary", "No stress / stress (strong cues).", num_classes=2),
     _synthetic(
+      "synthetic_small",
+      "A small, easier set that a tiny model learns in seconds (tests, smoke runs).",
+      num_subjects=8,
+      clips_per_class_per_subject=6,
+      num_frames=8,
+      clip_stride=8,
+      difficulty=0.3,
+    ),
+    _synthetic(
       "synthetic_tiny",
       "A few clips for tests.",
       num_subjects=3,
