@@ -249,6 +249,10 @@ class Trainer:
 
   def predict(self, state: TrainState, subjects, *, keep_metadata=False):
     """Probabilities and host metadata for every clip of `subjects` (padding removed)."""
+    if keep_metadata and jax.process_count() > 1:
+      # Metadata stays on the host that read it while outputs are gathered from all
+      # hosts; their rows would not line up.
+      raise ValueError("per-clip metadata needs a single process; evaluate in one process")
     batch_size = int(self.config.input.eval_batch_size)
     # Keep each device's share whole: round the eval batch up to the device count.
     batch_size = -(-batch_size // jax.device_count()) * jax.device_count()

@@ -7,6 +7,7 @@ import pathlib
 import socket
 import subprocess
 import sys
+import tempfile
 
 import pytest
 
@@ -15,6 +16,12 @@ TINY_CONFIG = REPO / "tests" / "tiny_config.py"
 
 # Tests see one CPU device unless a test asks for more in a subprocess.
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
+# One XLA compilation cache for this test session, shared with every train.py
+# subprocess: runs that compile the same program (a resumed run, the reference of
+# an equivalence test) load it instead of compiling it again. Set before jax starts.
+os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", tempfile.mkdtemp(prefix="stress_jax_xla_"))
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "0")
 
 
 @pytest.fixture(scope="session")

@@ -28,6 +28,11 @@ from stress_jax.preprocess.config import PreprocessConfig
 # use). The records do not depend on it.
 WORKERS_ENV = "STRESS_FACES_WORKERS"
 
+# The demo dataset's difficulty: the small CPU demo model learns it to >= 85% on
+# held-out subjects within its 10-minute budget, while single frames stay ambiguous
+# (spontaneous blinks, speech and per-subject baselines are still present).
+DEMO_DIFFICULTY = 0.3
+
 
 @dataclasses.dataclass(eq=False)
 class StressFacesConfig(tfds.core.BuilderConfig):
@@ -76,7 +81,7 @@ class StressFaces(tfds.core.GeneratorBasedBuilder):
   VERSION = tfds.core.Version("1.0.0")
   RELEASE_NOTES = {"1.0.0": "Synthetic configs: simulated faces with stress cue events."}
   BUILDER_CONFIGS = [
-    _synthetic("synthetic", "No / weak / strong stress.", difficulty=0.6),
+    _synthetic("synthetic", "No / weak / strong stress.", difficulty=DEMO_DIFFICULTY),
     _synthetic("synthetic_binary", "No stress / stress (strong cues).", num_classes=2),
     _synthetic(
       "synthetic_small",

@@ -173,7 +173,7 @@ class StressFacesSyntheticTest(unittest.TestCase):
 def test_config_fields_are_frozen_simulator_configs():
   config = StressFaces.builder_configs["synthetic"]
   assert dataclasses.is_dataclass(config.simulator)
-  assert config.simulator == synthetic.SimulatorConfig()
+  assert config.simulator == synthetic.SimulatorConfig(difficulty=builder_module.DEMO_DIFFICULTY)
   assert config.num_frames == 16
 
 
