@@ -83,7 +83,7 @@ def main(argv=None) -> int:
   parser.add_argument("--batch", type=int, default=1)
   parser.add_argument("--repeats", type=int, default=3)
   parser.add_argument("--dtype", default="")
-  parser.add_argument("--flags", nargs="*", default=None)
+  parser.add_argument("--flags", action="append", default=None, help="one XLA_FLAGS setting; repeat")
   parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
   args = parser.parse_args(argv)
   if args.child:

@@ -86,7 +86,7 @@ class StressFaces(tfds.core.GeneratorBasedBuilder):
     _synthetic(
       "synthetic_small",
       "A small, easier set that a tiny model learns in seconds (tests, smoke runs).",
-      num_subjects=8,
+      num_subjects=12,
       clips_per_class_per_subject=6,
       num_frames=8,
       clip_stride=8,
