@@ -73,9 +73,9 @@ def stem_max_pool(x):
   the first window position (row-major) holding the window's maximum. JAX derives it
   with a variadic reduce_window that carries an int32 index per dimension (four
   full-size int32 tensors) and a scatter; on XLA:CPU that was ~20% of a demo-config
-  training step and ~7% of a paper-config one. Here the choice is one int8 map over
-  the nine strided views and the cotangent returns through nine interior-padded adds,
-  which XLA fuses into a few elementwise loops.
+  training step. Here the choice is one int8 map, and the cotangent is assembled at
+  output resolution: with stride 2 and window 3 an even input row/column lies in one
+  window (its centre), an odd one in two (the end of one, the start of the next).
   """
   return _stem_pool(x)
 
@@ -85,36 +85,55 @@ def _stem_pool_fwd(x):
   return y, (x, y)
 
 
+def _interleave(even, odd, axis: int, size: int):
+  """Positions 0, 2, 4, ... from `even`, 1, 3, ... from `odd` (which may be one shorter)."""
+  if odd.shape[axis] < even.shape[axis]:
+    odd = lax.pad(odd, jnp.zeros((), odd.dtype), _pad_end(odd.ndim, axis))
+  both = jnp.stack([even, odd], axis=axis + 1)
+  shape = list(even.shape)
+  shape[axis] *= 2
+  return lax.slice_in_dim(both.reshape(shape), 0, size, axis=axis)
+
+
+def _pad_end(ndim: int, axis: int):
+  config = [(0, 0, 0)] * ndim
+  config[axis] = (0, 1, 0)
+  return config
+
+
+def _odd_positions(ends, starts, axis: int, count: int):
+  """Odd position 2p+1: window p's last tap (ends[p]) + window p+1's first (starts[p+1])."""
+  following = lax.slice_in_dim(starts, 1, starts.shape[axis], axis=axis)
+  following = lax.pad(following, jnp.zeros((), starts.dtype), _pad_end(starts.ndim, axis))
+  return lax.slice_in_dim(ends, 0, count, axis=axis) + lax.slice_in_dim(
+    following, 0, count, axis=axis
+  )
+
+
 def _stem_pool_bwd(residuals, g):
   x, y = residuals
   n, h, w, c = x.shape
   oh, ow = y.shape[1:3]
   padded = jnp.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)), constant_values=-jnp.inf)
 
-  def view(k):
-    i, j = divmod(k, 3)
+  def view(i, j):
     limit = (n, i + 2 * (oh - 1) + 1, j + 2 * (ow - 1) + 1, c)
     return lax.slice(padded, (0, i, j, 0), limit, (1, 2, 2, 1))
 
-  # Scanning backwards leaves the first maximising position: the tie-break above.
+  # Scanning backwards leaves the first maximising tap: the tie-break above.
   choice = jnp.full(y.shape, 8, jnp.int8)
   for k in range(7, -1, -1):
-    choice = jnp.where(view(k) == y, jnp.int8(k), choice)
+    choice = jnp.where(view(*divmod(k, 3)) == y, jnp.int8(k), choice)
   zero = jnp.zeros((), g.dtype)
-  grad = None
-  for k in range(9):
-    i, j = divmod(k, 3)
-    part = jnp.where(choice == k, g, zero)
-    # The transpose of a stride-2 slice: interior padding puts each value back in place.
-    config = (
-      (0, 0, 0),
-      (i, h + 2 - i - (2 * (oh - 1) + 1), 1),
-      (j, w + 2 - j - (2 * (ow - 1) + 1), 1),
-      (0, 0, 0),
-    )
-    part = lax.pad(part, zero, config)
-    grad = part if grad is None else grad + part
-  return (grad[:, 1 : h + 1, 1 : w + 1, :],)
+  tap = {divmod(k, 3): jnp.where(choice == k, g, zero) for k in range(9)}
+  # Columns first, per window row offset i; then rows. Tap offset 1 is a window's
+  # centre (even positions), 2 its end and 0 the next window's start (odd positions).
+  by_row_tap = {}
+  for i in range(3):
+    odd = _odd_positions(tap[(i, 2)], tap[(i, 0)], 2, w // 2)
+    by_row_tap[i] = _interleave(tap[(i, 1)], odd, 2, w)
+  odd = _odd_positions(by_row_tap[2], by_row_tap[0], 1, h // 2)
+  return (_interleave(by_row_tap[1], odd, 1, h),)
 
 
 stem_max_pool.defvjp(_stem_pool_fwd, _stem_pool_bwd)
