@@ -56,7 +56,9 @@ def measure(batch: int, repeats: int, dtype: str) -> dict:
   train_s, _ = run._median_time(train_once, repeats, 0)
   from stress_jax import train
 
-  eval_step = jax.jit(functools.partial(train.eval_step, model=setup["model"], dtype=setup["compute"]))
+  eval_step = jax.jit(
+    functools.partial(train.eval_step, model=setup["model"], dtype=setup["compute"])
+  )
   host = {k: np.asarray(v) for k, v in setup["host_batch"].items()}
   infer_s, _ = run._median_time(
     lambda: jax.block_until_ready(eval_step(state, host)[0]), repeats, 2
@@ -83,7 +85,9 @@ def main(argv=None) -> int:
   parser.add_argument("--batch", type=int, default=1)
   parser.add_argument("--repeats", type=int, default=3)
   parser.add_argument("--dtype", default="")
-  parser.add_argument("--flags", action="append", default=None, help="one XLA_FLAGS setting; repeat")
+  parser.add_argument(
+    "--flags", action="append", default=None, help="one XLA_FLAGS setting; repeat"
+  )
   parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
   args = parser.parse_args(argv)
   if args.child:

@@ -239,7 +239,12 @@ def train_step(model, optimizer, schedule, batch: dict, clip_norm: float) -> dic
     correct = (logits.argmax(-1) == batch["label"]).float()
     accuracy = (correct * weights).sum() / weights.sum().clamp_min(1.0)
     param_norm = torch.sqrt(sum(p.square().sum() for p in model.parameters()))
-  return {"loss": loss.detach(), "accuracy": accuracy, "grad_norm": grad_norm, "param_norm": param_norm}
+  return {
+    "loss": loss.detach(),
+    "accuracy": accuracy,
+    "grad_norm": grad_norm,
+    "param_norm": param_norm,
+  }
 
 
 @torch.inference_mode()
