@@ -80,6 +80,94 @@ def measure(batch: int, repeats: int, dtype: str) -> dict:
   }
 
 
+# The paper trunk's and head's 3x3 convolutions at 112x112 input: (H=W, C_in, C_out,
+# stride, how many of them per frame).
+PAPER_CONVS = (
+  (28, 64, 64, 1, 4),
+  (28, 64, 128, 2, 1),
+  (14, 128, 128, 1, 3),
+  (14, 128, 256, 2, 1),
+  (7, 256, 256, 1, 3),
+  (7, 256, 512, 1, 1),
+  (7, 512, 512, 1, 1),
+)
+
+
+def conv_table(frames: int = 192, repeats: int = 5) -> dict:
+  """One 3x3 convolution forward+backward (input and kernel gradients), XLA vs torch.
+
+  The same layer shapes as the paper model's 3x3 convs, `frames` images at once (the
+  paper step folds batch x 48 frames into the batch), float32, every core. torch runs
+  channels_last (its faster layout here). GFLOP/s counts 3x the forward FLOPs.
+  """
+  import statistics
+  import time
+
+  import jax
+  import jax.numpy as jnp
+  import torch
+  from jax import lax
+
+  torch.set_num_threads(os.cpu_count())
+
+  def median(fn):
+    fn()
+    fn()
+    times = []
+    for _ in range(repeats):
+      started = time.perf_counter()
+      fn()
+      times.append(time.perf_counter() - started)
+    return statistics.median(times)
+
+  rows, totals = [], {"xla_s": 0.0, "torch_s": 0.0}
+  for size, c_in, c_out, stride, count in PAPER_CONVS:
+    x = jax.random.normal(jax.random.key(0), (frames, size, size, c_in))
+    w = jax.random.normal(jax.random.key(1), (3, 3, c_in, c_out)) * 0.05
+
+    def conv(x, w, stride=stride):
+      return lax.conv_general_dilated(
+        x, w, (stride, stride), ((1, 1), (1, 1)), dimension_numbers=("NHWC", "HWIO", "NHWC")
+      )
+
+    y = conv(x, w)
+    grads = jax.jit(lambda x, w, g, conv=conv: jax.vjp(conv, x, w)[1](g))
+    cotangent = jnp.ones_like(y)
+    xla_s = median(lambda grads=grads, x=x, w=w, g=cotangent: jax.block_until_ready(grads(x, w, g)))
+    tx = torch.randn(frames, c_in, size, size).contiguous(memory_format=torch.channels_last)
+    tw = (torch.randn(c_out, c_in, 3, 3) * 0.05).contiguous(memory_format=torch.channels_last)
+    tx.requires_grad_(True)
+    tw.requires_grad_(True)
+
+    def torch_step(tx=tx, tw=tw, stride=stride):
+      out = torch.nn.functional.conv2d(tx, tw, stride=stride, padding=1)
+      out.backward(torch.ones_like(out))
+
+    torch_s = median(torch_step)
+    flops = 3 * 2 * frames * y.shape[1] * y.shape[2] * 9 * c_in * c_out
+    rows.append(
+      {
+        "shape": f"{size}x{size}x{c_in}->{c_out}/s{stride}",
+        "per_frame": count,
+        "xla_gflops": round(flops / xla_s / 1e9, 1),
+        "torch_gflops": round(flops / torch_s / 1e9, 1),
+        "torch_speedup": round(xla_s / torch_s, 2),
+      }
+    )
+    totals["xla_s"] += count * xla_s
+    totals["torch_s"] += count * torch_s
+  return {
+    "frames": frames,
+    "layers": rows,
+    "weighted_torch_speedup": round(totals["xla_s"] / totals["torch_s"], 2),
+    "method": (
+      "lax.conv_general_dilated NHWC/HWIO under jax.jit (jax.vjp to input and kernel) vs "
+      "torch.nn.functional.conv2d channels_last + backward; median of timed runs after 2 "
+      "warm-ups; weighted = sum over the model's 3x3 convs of count x time"
+    ),
+  }
+
+
 def main(argv=None) -> int:
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument("--batch", type=int, default=1)

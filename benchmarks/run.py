@@ -16,6 +16,7 @@ Sections (worker names):
   train_demo    training step, demo config  (+ MFU against a peak measured in-process)
   train_paper   training step, paper config (+ MFU, peak RSS, compile count)
   breakdown     where a paper-config step's time goes (jitted sub-functions)
+  convs         the model's 3x3 convolutions alone, XLA vs torch (profile_step.conv_table)
   torch_demo    the same model and step in PyTorch eager (benchmarks/torch_reference.py)
   torch_paper
   pipeline_demo grain input pipeline over the built stress_faces/synthetic (16 frames)
@@ -88,6 +89,7 @@ SECTIONS = (
   "torch_paper",
   "pipeline_demo",
   "pipeline_paper",
+  "convs",
   "infer",
   "e2e",
   "ingest",
@@ -915,6 +917,12 @@ def worker_e2e(s: dict) -> dict:
   }
 
 
+def worker_convs(s: dict) -> dict:
+  from benchmarks import profile_step
+
+  return profile_step.conv_table(frames=96 if s["quick"] else 192, repeats=3 if s["quick"] else 5)
+
+
 def worker_ingest(s: dict) -> dict:
   from benchmarks import ingest_bench
 
@@ -937,6 +945,7 @@ WORKERS = {
   "torch_paper": functools.partial(worker_torch, config_name="paper"),
   "pipeline_demo": functools.partial(worker_pipeline, config_name="demo"),
   "pipeline_paper": functools.partial(worker_pipeline, config_name="paper"),
+  "convs": worker_convs,
   "infer": worker_infer,
   "e2e": worker_e2e,
   "ingest": worker_ingest,
@@ -1184,6 +1193,15 @@ def render_table(results: dict) -> str:
       parts,
       f"jitted pieces timed alone (sum {bd['sum_of_pieces_s']} s vs fused step "
       f"{bd['full_step_s']} s)",
+    )
+  cv = s.get("convs", {})
+  if "layers" in cv:
+    worst = min(cv["layers"], key=lambda r: r["xla_gflops"])
+    row(
+      "3x3 conv fwd+bwd, XLA vs torch",
+      f"torch {cv['weighted_torch_speedup']}x faster",
+      f"the model's 3x3 convs alone, {cv['frames']} images, weighted by count; slowest XLA "
+      f"layer {worst['shape']} {worst['xla_gflops']} vs {worst['torch_gflops']} GFLOP/s",
     )
   for config in ("demo", "paper"):
     pl = s.get(f"pipeline_{config}", {})
