@@ -70,3 +70,17 @@ def run_training(workdir, data_dir, *overrides, num_devices=1, timeout=240, conf
   if result.returncode != 0:
     raise AssertionError(f"train.py failed ({result.returncode}):\n{result.stderr[-4000:]}")
   return result
+
+
+def cli_error_lines(module: str, *args: str) -> list[str]:
+  """Runs `python -m module args`, which must fail; returns its stderr lines."""
+  result = subprocess.run(
+    [sys.executable, "-m", module, *args],
+    env=subprocess_env(),
+    cwd=REPO,
+    capture_output=True,
+    text=True,
+    timeout=120,
+  )
+  assert result.returncode != 0, result.stdout[-2000:]
+  return result.stderr.strip().splitlines()

@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 
 from stress_jax import crossval
 from tests import tiny_config
-from tests.conftest import REPO, TINY_CONFIG, subprocess_env
+from tests.conftest import TINY_CONFIG, cli_error_lines
 
 # Test accuracies the stand-in training reports per (variant, fold).
 ACCURACY = {
@@ -120,23 +118,11 @@ def test_ablations_switch_one_thing_each(config, tmp_path):
 
 
 def test_cli_rejects_a_fold_out_of_range(fake_data_dir, tmp_path):
-  result = subprocess.run(
-    [
-      sys.executable,
-      "-m",
-      "stress_jax.crossval",
-      f"--config={TINY_CONFIG}",
-      f"--workdir={tmp_path}",
-      "--fold=7",
-      f"--config.data.data_dir={fake_data_dir}",
-    ],
-    env=subprocess_env(),
-    cwd=REPO,
-    capture_output=True,
-    text=True,
-    timeout=120,
+  lines = cli_error_lines(
+    "stress_jax.crossval",
+    f"--config={TINY_CONFIG}",
+    f"--workdir={tmp_path}",
+    "--fold=7",
+    f"--config.data.data_dir={fake_data_dir}",
   )
-  assert result.returncode != 0
-  assert result.stderr.strip().splitlines()[-1:] == [
-    "crossval: --fold=7 is out of range: this protocol has 3 folds"
-  ]
+  assert lines[-1:] == ["crossval: --fold=7 is out of range: this protocol has 3 folds"]

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
-import sys
 
 import jax
 import numpy as np
@@ -13,7 +11,7 @@ import pytest
 from PIL import Image
 
 from stress_jax import evaluate, faithfulness, metrics, report
-from tests.conftest import REPO, subprocess_env
+from tests.conftest import cli_error_lines
 from tests.trained_model import trained_workdir  # noqa: F401  (fixture)
 
 LABELS = ("low", "mid", "high")
@@ -187,18 +185,8 @@ def test_missing_or_empty_workdir_is_one_line(tmp_path):
   (tmp_path / "empty").mkdir()
   with pytest.raises(evaluate.EvaluationError, match="config.json is missing"):
     evaluate.evaluate(tmp_path / "empty")
-  result = subprocess.run(
-    [sys.executable, "-m", "stress_jax.evaluate", f"--workdir={tmp_path / 'nowhere'}"],
-    env=subprocess_env(),
-    cwd=REPO,
-    capture_output=True,
-    text=True,
-    timeout=120,
-  )
-  assert result.returncode != 0
-  assert result.stderr.strip().splitlines() == [
-    f"evaluate: workdir {tmp_path / 'nowhere'} does not exist"
-  ]
+  lines = cli_error_lines("stress_jax.evaluate", f"--workdir={tmp_path / 'nowhere'}")
+  assert lines == [f"evaluate: workdir {tmp_path / 'nowhere'} does not exist"]
 
 
 def test_incompatible_checkpoint_names_the_parameter(trained_workdir, tmp_path):  # noqa: F811

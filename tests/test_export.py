@@ -13,7 +13,7 @@ import pytest
 
 from stress_jax import evaluate, export
 from stress_jax.models import build_model
-from tests.conftest import REPO, subprocess_env
+from tests.conftest import cli_error_lines, subprocess_env
 from tests.trained_model import exported_dir, trained_workdir  # noqa: F401  (fixtures)
 
 
@@ -128,21 +128,7 @@ def test_export_errors_are_one_line(tmp_path):
     export.export_model(tmp_path / "nowhere", tmp_path / "out")
   with pytest.raises(FileNotFoundError, match="not an export folder"):
     export.load_exported(tmp_path)
-  result = subprocess.run(
-    [
-      sys.executable,
-      "-m",
-      "stress_jax.export",
-      f"--workdir={tmp_path / 'nowhere'}",
-      f"--output={tmp_path / 'out'}",
-    ],
-    env=subprocess_env(),
-    cwd=REPO,
-    capture_output=True,
-    text=True,
-    timeout=120,
+  lines = cli_error_lines(
+    "stress_jax.export", f"--workdir={tmp_path / 'nowhere'}", f"--output={tmp_path / 'out'}"
   )
-  assert result.returncode != 0
-  assert result.stderr.strip().splitlines() == [
-    f"export: workdir {tmp_path / 'nowhere'} does not exist"
-  ]
+  assert lines == [f"export: workdir {tmp_path / 'nowhere'} does not exist"]

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -13,7 +11,7 @@ from PIL import Image
 
 from stress_jax import export, predict
 from stress_jax.preprocess import FacePipeline, PreprocessConfig, VideoFaces
-from tests.conftest import REPO, subprocess_env
+from tests.conftest import cli_error_lines
 from tests.trained_model import exported_dir, feat_video, trained_workdir  # noqa: F401
 
 LABELS = ["low", "mid", "high"]
@@ -130,15 +128,5 @@ def test_bad_inputs_are_one_line(exported_dir, tmp_path):  # noqa: F811
     predict.run(exported_dir, str(broken), tmp_path / "out")
   assert "\n" not in str(error.value)
 
-  result = subprocess.run(
-    [sys.executable, "-m", "stress_jax.predict", f"--model={exported_dir}", "--video=0"],
-    env=subprocess_env(),
-    cwd=REPO,
-    capture_output=True,
-    text=True,
-    timeout=120,
-  )
-  assert result.returncode != 0
-  assert result.stderr.strip().splitlines() == [
-    "predict: a camera (integer --video) needs --stream"
-  ]
+  lines = cli_error_lines("stress_jax.predict", f"--model={exported_dir}", "--video=0")
+  assert lines == ["predict: a camera (integer --video) needs --stream"]
