@@ -34,6 +34,9 @@ def model_config() -> ml_collections.ConfigDict:
       dropout_rate=0.5,
       num_classes=3,
       dtype="float32",  # compute dtype; parameters stay float32
+      # Images per convolution call: -1 = auto (24 on CPU, whole batch on GPU/TPU),
+      # 0 = whole batch. Same results either way; see stress_jax/models/conv.py.
+      conv_chunk_images=-1,
     )
   )
 

@@ -25,6 +25,8 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
+from stress_jax.models.conv import AUTO, Conv
+
 # PyTorch-style BatchNorm (momentum 0.1 there is 0.9 here; same epsilon), so statistics
 # follow the ResNet-18 recipe the paper's trunk was trained with.
 BN_MOMENTUM = 0.9
@@ -47,18 +49,8 @@ def _batch_norm(x, train: bool, mask, dtype: Any, name: str):
   return bn(x, mask=mask if train else None)
 
 
-def _conv(features: int, kernel: int, strides: int, dtype: Any, name: str) -> nn.Conv:
-  return nn.Conv(
-    features,
-    (kernel, kernel),
-    strides=(strides, strides),
-    padding=[(kernel // 2, kernel // 2)] * 2,
-    use_bias=False,
-    kernel_init=conv_init,
-    dtype=dtype,
-    param_dtype=jnp.float32,
-    name=name,
-  )
+def _conv(features: int, kernel: int, strides: int, dtype: Any, chunk: int, name: str) -> Conv:
+  return Conv(features, kernel, strides, chunk, dtype, conv_init, name=name)
 
 
 def _stem_pool(x):
@@ -145,17 +137,19 @@ class BasicBlock(nn.Module):
   features: int
   strides: int = 1
   dtype: Any = jnp.float32
+  conv_chunk_images: int = AUTO
 
   @nn.compact
   def __call__(self, x, train: bool = False, mask=None):
+    chunk = self.conv_chunk_images
     residual = x
-    y = _conv(self.features, 3, self.strides, self.dtype, "conv1")(x)
+    y = _conv(self.features, 3, self.strides, self.dtype, chunk, "conv1")(x)
     y = _batch_norm(y, train, mask, self.dtype, "bn1")
     y = nn.relu(y)
-    y = _conv(self.features, 3, 1, self.dtype, "conv2")(y)
+    y = _conv(self.features, 3, 1, self.dtype, chunk, "conv2")(y)
     y = _batch_norm(y, train, mask, self.dtype, "bn2")
     if self.strides != 1 or x.shape[-1] != self.features:
-      residual = _conv(self.features, 1, self.strides, self.dtype, "proj_conv")(x)
+      residual = _conv(self.features, 1, self.strides, self.dtype, chunk, "proj_conv")(x)
       residual = _batch_norm(residual, train, mask, self.dtype, "proj_bn")
     return nn.relu(y + residual)
 
@@ -167,10 +161,11 @@ class ResNetTrunk(nn.Module):
   stage_widths: Sequence[int] = (64, 128, 256)
   stage_blocks: Sequence[int] = (2, 2, 2)
   dtype: Any = jnp.float32
+  conv_chunk_images: int = AUTO
 
   @nn.compact
   def __call__(self, x, train: bool = False, mask=None):
-    x = _conv(self.stem_width, 7, 2, self.dtype, "stem_conv")(x)
+    x = _conv(self.stem_width, 7, 2, self.dtype, self.conv_chunk_images, "stem_conv")(x)
     x = _batch_norm(x, train, mask, self.dtype, "stem_bn")
     x = nn.relu(x)
     x = stem_max_pool(x)
@@ -178,7 +173,8 @@ class ResNetTrunk(nn.Module):
       for block in range(blocks):
         # Only the first block of stages 2+ downsamples, as in ResNet-18.
         strides = 2 if stage > 0 and block == 0 else 1
-        x = BasicBlock(width, strides, self.dtype, name=f"stage{stage + 1}_block{block + 1}")(
+        name = f"stage{stage + 1}_block{block + 1}"
+        x = BasicBlock(width, strides, self.dtype, self.conv_chunk_images, name=name)(
           x, train, mask
         )
     return x
@@ -190,9 +186,13 @@ class ResidualHead(nn.Module):
   features: int = 512
   num_blocks: int = 1
   dtype: Any = jnp.float32
+  conv_chunk_images: int = AUTO
 
   @nn.compact
   def __call__(self, x, train: bool = False, mask=None):
     for block in range(self.num_blocks):
-      x = BasicBlock(self.features, 1, self.dtype, name=f"block{block + 1}")(x, train, mask)
+      name = f"block{block + 1}"
+      x = BasicBlock(self.features, 1, self.dtype, self.conv_chunk_images, name=name)(
+        x, train, mask
+      )
     return x
