@@ -17,6 +17,7 @@ Sections (worker names):
   train_paper   training step, paper config (+ MFU, peak RSS, compile count)
   breakdown     where a paper-config step's time goes (jitted sub-functions)
   convs         the model's 3x3 convolutions alone, XLA vs torch (profile_step.conv_table)
+  batch_sweep   paper training clips/s at per-device batch 1, 2, 4: JAX and torch
   torch_demo    the same model and step in PyTorch eager (benchmarks/torch_reference.py)
   torch_paper
   pipeline_demo grain input pipeline over the built stress_faces/synthetic (16 frames)
@@ -90,6 +91,7 @@ SECTIONS = (
   "pipeline_demo",
   "pipeline_paper",
   "convs",
+  "batch_sweep",
   "infer",
   "e2e",
   "ingest",
@@ -148,10 +150,13 @@ def wait_until_quiet(max_busy: float, timeout: float) -> dict:
   }
 
 
-def _config(name: str):
+def _config(name: str, conv_chunk: int | None = None):
   from stress_jax.configs import demo, paper
 
-  return {"demo": demo, "paper": paper}[name].get_config()
+  config = {"demo": demo, "paper": paper}[name].get_config()
+  if conv_chunk is not None:
+    config.model.conv_chunk_images = conv_chunk
+  return config
 
 
 def synthetic_batch(batch: int, num_frames: int, seed: int = 0) -> dict:
@@ -224,7 +229,9 @@ def worker_peak(s: dict) -> dict:
   }
 
 
-def _train_setup(config_name: str, batch_size: int, dtype: str | None = None):
+def _train_setup(
+  config_name: str, batch_size: int, dtype: str | None = None, conv_chunk: int | None = None
+):
   import jax
   from jax.sharding import NamedSharding
   from jax.sharding import PartitionSpec as P
@@ -232,7 +239,7 @@ def _train_setup(config_name: str, batch_size: int, dtype: str | None = None):
   from stress_jax import train
   from stress_jax.models import build_model, count_params
 
-  config = _config(config_name)
+  config = _config(config_name, conv_chunk)
   if dtype:
     config.model.dtype = dtype
   num_frames = int(config.data.num_frames)
@@ -279,6 +286,7 @@ def worker_train(s: dict, config_name: str) -> dict:
   import jax
 
   from stress_jax import train
+  from stress_jax.models.conv import resolve_chunk
 
   batch_size = s["paper_batch"] if config_name == "paper" else s["demo_batch"]
   peak_before = matmul_peak(max(3, s["peak_repeats"] // 2), (2048,))
@@ -291,7 +299,10 @@ def worker_train(s: dict, config_name: str) -> dict:
   started = time.perf_counter()
   compiled = step.lower(state, batch, rng).compile()
   compile_s = time.perf_counter() - started
-  flops = _flops(compiled)
+  # XLA's cost analysis counts a loop body once, so the chunked convolutions' loops
+  # would hide most FLOPs: count them on the unchunked twin, the same arithmetic.
+  flops = _step_flops(config_name, batch_size, s.get("dtype"))
+  flops_as_compiled = _flops(compiled)
 
   for _ in range(s["train_warmup"]):
     state, metrics = step(state, batch, rng)
@@ -324,6 +335,8 @@ def worker_train(s: dict, config_name: str) -> dict:
     "clips_per_s": round(batch_size / step_s, 3),
     "frames_per_s": round(batch_size * setup["num_frames"] / step_s, 1),
     "step_gflop": round(flops / 1e9, 2),
+    "step_gflop_counted_in_chunked_hlo": round(flops_as_compiled / 1e9, 2),
+    "conv_chunk_images": resolve_chunk(int(setup["config"].model.conv_chunk_images)),
     "achieved_gflops": round(flops / step_s / 1e9, 1),
     "matmul_peak_gflops": round(peak["gflops"], 1),
     "mfu": round(flops / step_s / 1e9 / peak["gflops"], 4),
@@ -353,7 +366,40 @@ def worker_train(s: dict, config_name: str) -> dict:
     infer_clips_per_s=round(infer_batch / seconds, 3),
     infer_frames_per_s=round(infer_batch * setup["num_frames"] / seconds, 1),
   )
+  if result["conv_chunk_images"]:
+    unchunked_s = _unchunked_step_s(s, config_name, batch_size)
+    result.update(
+      step_s_unchunked=round(unchunked_s, 4),
+      mfu_unchunked=round(flops / unchunked_s / 1e9 / peak["gflops"], 4),
+      chunking_speedup=round(unchunked_s / step_s, 3),
+    )
   return result
+
+
+def _step_flops(config_name: str, batch_size: int, dtype: str | None) -> float:
+  """The training step's FLOPs from XLA's cost analysis, convolutions unchunked."""
+  import jax
+
+  setup = _train_setup(config_name, batch_size, dtype, conv_chunk=0)
+  lowered = setup["step"].lower(setup["state"], setup["batch"], jax.random.key(1))
+  return _flops(lowered.compile())
+
+
+def _unchunked_step_s(s: dict, config_name: str, batch_size: int) -> float:
+  """Median step time with every convolution over the whole batch (chunking off)."""
+  import jax
+
+  setup = _train_setup(config_name, batch_size, s.get("dtype"), conv_chunk=0)
+  state, step, batch = setup["state"], setup["step"], setup["batch"]
+  rng = jax.random.key(1)
+
+  def once():
+    nonlocal state
+    state, metrics = step(state, batch, rng)
+    jax.block_until_ready(metrics["loss"])
+
+  seconds, _ = _median_time(once, s["train_repeats"], s["train_warmup"])
+  return seconds
 
 
 def worker_breakdown(s: dict) -> dict:
@@ -917,6 +963,53 @@ def worker_e2e(s: dict) -> dict:
   }
 
 
+def _sweep_point(s: dict, config, batch_size: int) -> dict:
+  import jax
+  import torch
+
+  from benchmarks import torch_reference as ref
+  from stress_jax.models import StressNetConfig
+
+  setup = _train_setup("paper", batch_size, s.get("dtype"))
+  state, step, batch = setup["state"], setup["step"], setup["batch"]
+  rng = jax.random.key(1)
+
+  def jax_step():
+    nonlocal state
+    state, metrics = step(state, batch, rng)
+    jax.block_until_ready(metrics["loss"])
+
+  jax_s, _ = _median_time(jax_step, s["train_repeats"], s["train_warmup"])
+  model = ref.StressNet(StressNetConfig.from_any(config.model))
+  model.channels_last = True
+  model = model.to(memory_format=torch.channels_last)
+  optimizer, schedule = ref.make_optimizer(model, config.optim, 1000)
+  torch_batch = ref.to_torch(synthetic_batch(batch_size, int(config.data.num_frames)))
+  torch_s, _ = _median_time(
+    lambda: ref.train_step(model, optimizer, schedule, torch_batch, 1.0),
+    s["train_repeats"],
+    s["train_warmup"],
+  )
+  return {
+    "batch_clips": batch_size,
+    "jax_step_s": round(jax_s, 3),
+    "jax_clips_per_s": round(batch_size / jax_s, 3),
+    "torch_step_s": round(torch_s, 3),
+    "torch_clips_per_s": round(batch_size / torch_s, 3),
+    "ratio": round(torch_s / jax_s, 3),
+  }
+
+
+def worker_batch_sweep(s: dict) -> dict:
+  """Paper-config training throughput against the per-device batch, JAX and torch."""
+  import torch
+
+  torch.set_num_threads(int(s.get("torch_threads") or os.cpu_count()))
+  config = _config("paper")
+  rows = [_sweep_point(s, config, batch_size) for batch_size in (1, 2, 4)]
+  return {"rows": rows, "torch_layout": "channels_last"}
+
+
 def worker_convs(s: dict) -> dict:
   from benchmarks import profile_step
 
@@ -946,6 +1039,7 @@ WORKERS = {
   "pipeline_demo": functools.partial(worker_pipeline, config_name="demo"),
   "pipeline_paper": functools.partial(worker_pipeline, config_name="paper"),
   "convs": worker_convs,
+  "batch_sweep": worker_batch_sweep,
   "infer": worker_infer,
   "e2e": worker_e2e,
   "ingest": worker_ingest,
@@ -1153,9 +1247,19 @@ def render_table(results: dict) -> str:
       f"{_fmt(tr['clips_per_s'], 2)} ({_fmt(tr['frames_per_s'])})",
       f"batch {tr['per_device_batch_clips']} x {tr['frames_per_clip']} frames, "
       f"median of {len(tr['step_s_runs'])} steps after {results['settings']['train_warmup']} "
-      f"warm-up; {tr['step_gflop']} GFLOP/step (XLA cost analysis)",
+      f"warm-up; {tr['step_gflop']} GFLOP/step (XLA cost analysis of the step with "
+      "unchunked convolutions: a loop body counts once)",
     )
     key = "mfu" if config == "paper" else "demo_mfu"
+    if "step_s_unchunked" in tr and results.get(key):
+      unchunked_mfu = tr["step_gflop"] / tr["step_s_unchunked"] / results[f"{key}_peak_gflops"]
+      row(
+        f"convolutions in chunks of {tr['conv_chunk_images']} images, {config} config",
+        f"{_fmt(tr['chunking_speedup'], 2)}x ({_fmt(tr['step_s'], 3)} vs "
+        f"{_fmt(tr['step_s_unchunked'], 3)} s/step)",
+        "the same step with each convolution over the whole folded batch "
+        f"(model.conv_chunk_images=0: MFU {100 * unchunked_mfu:.1f}%)",
+      )
     row(
       f"training MFU, {config} config",
       f"{100 * results[key]:.1f}% ({_fmt(tr['achieved_gflops'])} GFLOP/s)",
@@ -1194,6 +1298,16 @@ def render_table(results: dict) -> str:
       f"jitted pieces timed alone (sum {bd['sum_of_pieces_s']} s vs fused step "
       f"{bd['full_step_s']} s)",
     )
+  sweep = s.get("batch_sweep", {})
+  if "rows" in sweep:
+    row(
+      "paper training vs per-device batch: JAX / torch clips/s",
+      "; ".join(
+        f"b{r['batch_clips']}: {r['jax_clips_per_s']:.2f} / {r['torch_clips_per_s']:.2f}"
+        for r in sweep["rows"]
+      ),
+      "same step as above at batch 1, 2, 4 clips of 48 frames (torch channels_last)",
+    )
   cv = s.get("convs", {})
   if "layers" in cv:
     worst = min(cv["layers"], key=lambda r: r["xla_gflops"])
@@ -1213,7 +1327,7 @@ def render_table(results: dict) -> str:
       f"{_fmt(pl['clips_per_s'])} ({_fmt(ratio)}x)",
       f"grain train_dataset, {pl['source']}, batch {pl['batch_clips']}, "
       f"{pl['num_workers']} workers / {pl['read_threads']} read threads",
-      "pipeline_ratio" if config == "paper" else None,
+      "pipeline_ratio",
     )
   tr = s.get("train_paper", {})
   if "peak_rss_mb" in tr:

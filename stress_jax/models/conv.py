@@ -150,8 +150,12 @@ chunked_conv.defvjp(_chunked_conv_fwd, _chunked_conv_bwd)
 
 
 def conv_nhwc(x, kernel, strides, padding, chunk: int):
-  """The convolution, chunked only when there is more than one chunk to run."""
-  if chunk and x.shape[0] > chunk:
+  """The convolution, chunked only when there is more than one chunk to run.
+
+  A symbolic batch (jax.export) is never chunked: the exported program may be served
+  on any backend, and the split needs a known size.
+  """
+  if chunk and isinstance(x.shape[0], int) and x.shape[0] > chunk:
     return chunked_conv(x, kernel, tuple(strides), tuple(map(tuple, padding)), chunk)
   return _plain_conv(x, kernel, strides, padding)
 
