@@ -65,6 +65,7 @@ SETTINGS = {
     pipeline_batches=30,
     peak_repeats=9,
     breakdown_repeats=5,
+    profile_steps=2,
     e2e_seconds=20.0,
   ),
   True: dict(
@@ -77,6 +78,7 @@ SETTINGS = {
     pipeline_batches=8,
     peak_repeats=5,
     breakdown_repeats=3,
+    profile_steps=1,
     e2e_seconds=5.0,
   ),
 }
@@ -157,6 +159,17 @@ def _config(name: str, conv_chunk: int | None = None):
   if conv_chunk is not None:
     config.model.conv_chunk_images = conv_chunk
   return config
+
+
+def image_batches(images: int, config) -> set[int]:
+  """The image counts a convolution of this config's step sees (whole batch, chunks)."""
+  from stress_jax.models.conv import resolve_chunk
+
+  chunk = resolve_chunk(int(config.model.conv_chunk_images))
+  counts = {images}
+  if chunk and images > chunk:
+    counts |= {chunk, images % chunk} - {0}
+  return counts
 
 
 def synthetic_batch(batch: int, num_frames: int, seed: int = 0) -> dict:
@@ -549,6 +562,55 @@ def worker_breakdown(s: dict) -> dict:
       "each piece jitted alone (fwd+bwd via jax.grad, optimizer update donated), median "
       "of timed runs after 2 warm-ups; fraction = piece / sum of pieces"
     ),
+  }
+
+
+def worker_profile(s: dict) -> dict:
+  """Paper step time by kind of operation and by model part, from an XLA profile."""
+  import jax
+
+  from benchmarks import op_profile
+
+  out = {}
+  for label, chunk in (("default", None), ("unchunked", 0)):
+    setup = _train_setup("paper", s["paper_batch"], s.get("dtype"), chunk)
+    state, step, batch = setup["state"], setup["step"], setup["batch"]
+    rng = jax.random.key(1)
+    for _ in range(2):
+      state, metrics = step(state, batch, rng)
+      jax.block_until_ready(metrics["loss"])
+    images = image_batches(s["paper_batch"] * setup["num_frames"], setup["config"])
+    out[label], _ = op_profile.profile_step(step, state, batch, rng, s["profile_steps"], images)
+  out["per_device_batch_clips"] = s["paper_batch"]
+  return out
+
+
+def worker_plain(s: dict) -> dict:
+  """The plain-jit reference (benchmarks/plain_reference.py) at the paper batch."""
+  import jax
+
+  from benchmarks import plain_reference
+
+  batch_size = s["paper_batch"]
+  step, state, clips, labels = plain_reference.setup(batch_size, 48)
+  flops = _flops(step.lower(*state, clips, labels).compile())
+
+  def once():
+    nonlocal state
+    *state, loss = step(*state, clips, labels)
+    jax.block_until_ready(loss)
+
+  step_s, runs = _median_time(once, s["train_repeats"], s["train_warmup"])
+  peak = matmul_peak(max(3, s["peak_repeats"] // 2), (2048,))["gflops"]
+  return {
+    "per_device_batch_clips": batch_size,
+    "frames_per_clip": 48,
+    "step_s": round(step_s, 4),
+    "step_s_runs": [round(t, 4) for t in runs],
+    "clips_per_s": round(batch_size / step_s, 3),
+    "step_gflop": round(flops / 1e9, 2),
+    "achieved_gflops": round(flops / step_s / 1e9, 1),
+    "matmul_peak_gflops": round(peak, 1),
   }
 
 
@@ -1034,6 +1096,8 @@ WORKERS = {
   "train_demo": functools.partial(worker_train, config_name="demo"),
   "train_paper": functools.partial(worker_train, config_name="paper"),
   "breakdown": worker_breakdown,
+  "profile": worker_profile,
+  "plain": worker_plain,
   "torch_demo": functools.partial(worker_torch, config_name="demo"),
   "torch_paper": functools.partial(worker_torch, config_name="paper"),
   "pipeline_demo": functools.partial(worker_pipeline, config_name="demo"),
@@ -1190,6 +1254,14 @@ def summarise(sections: dict) -> dict:
   top["stream_p50_ms"] = get("infer", "latency_ms_p50")
   top["stream_p95_ms"] = get("infer", "latency_ms_p95")
   top["e2e_fps"] = get("e2e", "frames_per_s")
+  plain_gflops, plain_peak = get("plain", "achieved_gflops"), get("plain", "matmul_peak_gflops")
+  if plain_gflops and plain_peak:
+    top["plain_jit_mfu"] = round(plain_gflops / max(section_peak, plain_peak), 4)
+    ours = get("train_paper", "step_s")
+    if ours and get("plain", "per_device_batch_clips") == get(
+      "train_paper", "per_device_batch_clips"
+    ):
+      top["speedup_over_plain_jit"] = round(get("plain", "step_s") / ours, 3)
   top["peak_rss_mb"] = get("train_paper", "peak_rss_mb")
   top["compiles_after_first_step"] = get("train_paper", "compiles_during_timed_steps")
   top["ingest_fps"] = get("ingest", "frames_per_s")
@@ -1297,6 +1369,44 @@ def render_table(results: dict) -> str:
       parts,
       f"jitted pieces timed alone (sum {bd['sum_of_pieces_s']} s vs fused step "
       f"{bd['full_step_s']} s)",
+    )
+  plain = s.get("plain", {})
+  if "step_s" in plain and results.get("plain_jit_mfu"):
+    faster = results.get("speedup_over_plain_jit")
+    row(
+      "plain-jit reference, paper architecture: MFU (clips/s)",
+      f"{100 * results['plain_jit_mfu']:.1f}% ({_fmt(plain['clips_per_s'], 2)})"
+      + (f"; our step {_fmt(faster, 2)}x faster" if faster else ""),
+      "benchmarks/plain_reference.py: stock nn.Conv/nn.BatchNorm/nn.max_pool, optax "
+      f"AdamW, one jax.jit; batch {plain['per_device_batch_clips']} x 48 frames, "
+      f"{plain['step_gflop']} GFLOP/step",
+    )
+  profile = s.get("profile", {})
+  if "default" in profile:
+
+    def shares(table, keys=None):
+      items = table.items() if keys is None else ((k, table[k]) for k in keys if k in table)
+      return ", ".join(f"{k} {100 * v['fraction']:.0f}%" for k, v in items)
+
+    default, unchunked = profile["default"], profile.get("unchunked", {})
+    row(
+      "paper step time by kind of operation",
+      shares(default["by_kind"]),
+      f"XLA profile (benchmarks/op_profile.py), share of busy thread time "
+      f"{default['busy_thread_ms_per_step']:.0f} ms/step"
+      + (
+        f"; convolutions unchunked: {shares(unchunked['by_kind'])} of "
+        f"{unchunked['busy_thread_ms_per_step']:.0f} ms"
+        if unchunked
+        else ""
+      ),
+    )
+    row(
+      "paper step time by part",
+      shares(default["by_part"]),
+      "the same profile, by source path (temporal_landmark_classifier = temporal "
+      "attention, landmark stream, classifier; loss_optimizer_other = loss, AdamW, "
+      "clipping, augmentation)",
     )
   sweep = s.get("batch_sweep", {})
   if "rows" in sweep:

@@ -123,9 +123,12 @@ def _chunked_conv_bwd(strides, padding, chunk, residuals, cotangent):
   flipped = jnp.transpose(jnp.flip(kernel, (0, 1)), (0, 1, 3, 2))
   kernel_hw = kernel.shape[:2]
 
+  # Named so a profile can tell the two gradients apart (benchmarks/op_profile.py).
+  @jax.named_scope("input_grad")
   def input_grad(grads):
     return _input_grad(grads, flipped, strides, padding, x.shape[1:3])
 
+  @jax.named_scope("kernel_grad")
   def kernel_grad(images, grads):
     return _kernel_grad(images, grads, kernel_hw, strides, padding)
 
