@@ -1,0 +1,48 @@
+"""XLA:CPU settings stress_jax applies when it is imported, before JAX starts a backend.
+
+jaxlib 0.10 hands convolutions on x86 CPUs to YNNPACK fusions by default. For this
+model's shapes they are much slower than XLA's own convolutions: on 2 cores the
+paper-config training step took 9.2 s with them and 4.7 s without (batch 2 x 48
+frames), one streaming frame 13.9 ms against 8.2 ms (BENCHMARKS.md, "XLA:CPU
+convolutions" row). So unless the user chose a value for that flag, we turn the
+fusions off by adding it to XLA_FLAGS.
+
+XLA reads XLA_FLAGS once, when the first backend starts, so this only takes effect if
+stress_jax is imported before any JAX computation runs (every entry point here does).
+XLA aborts on a flag it does not know, so the flag is added only for jaxlib versions
+it was checked against; set STRESS_JAX_KEEP_XLA_FLAGS=1 to leave XLA_FLAGS untouched.
+GPU and TPU backends ignore xla_cpu_* flags.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import os
+from collections.abc import MutableMapping
+
+# flag -> value; the flag is left alone wherever XLA_FLAGS already names it.
+CPU_FLAGS = {"--xla_cpu_experimental_ynn_fusion_type": ""}
+# jaxlib major.minor releases whose XLA has every flag above.
+CHECKED_JAXLIB = ("0.10",)
+OPT_OUT = "STRESS_JAX_KEEP_XLA_FLAGS"
+
+
+def _jaxlib_release() -> str | None:
+  try:
+    version = importlib.metadata.version("jaxlib")
+  except importlib.metadata.PackageNotFoundError:
+    return None
+  return ".".join(version.split(".")[:2])
+
+
+def apply_defaults(environ: MutableMapping[str, str] | None = None) -> list[str]:
+  """Adds CPU_FLAGS the user did not set to XLA_FLAGS; returns the flags it added."""
+  environ = os.environ if environ is None else environ
+  if environ.get(OPT_OUT) or _jaxlib_release() not in CHECKED_JAXLIB:
+    return []
+  current = environ.get("XLA_FLAGS", "")
+  named = {token.split("=", 1)[0] for token in current.split()}
+  added = [f"{flag}={value}" for flag, value in CPU_FLAGS.items() if flag not in named]
+  if added:
+    environ["XLA_FLAGS"] = " ".join([current, *added]).strip()
+  return added

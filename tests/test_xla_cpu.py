@@ -1,0 +1,50 @@
+"""stress_jax's XLA:CPU defaults: added once, never over a user's choice, and in effect."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+from stress_jax import xla_cpu
+
+FLAG = "--xla_cpu_experimental_ynn_fusion_type"
+
+
+def test_adds_the_flag_beside_the_users_own():
+  environ = {"XLA_FLAGS": "--xla_force_host_platform_device_count=4"}
+  assert xla_cpu.apply_defaults(environ) == [f"{FLAG}="]
+  assert environ["XLA_FLAGS"] == f"--xla_force_host_platform_device_count=4 {FLAG}="
+  # A second call (a re-import, a subprocess inheriting the variable) adds nothing.
+  assert xla_cpu.apply_defaults(environ) == []
+  assert environ["XLA_FLAGS"].count(FLAG) == 1
+
+
+def test_leaves_a_users_value_and_the_opt_out_alone():
+  chosen = {"XLA_FLAGS": f"{FLAG}=individual_convolution"}
+  assert xla_cpu.apply_defaults(chosen) == []
+  assert chosen["XLA_FLAGS"] == f"{FLAG}=individual_convolution"
+  opted_out = {xla_cpu.OPT_OUT: "1"}
+  assert xla_cpu.apply_defaults(opted_out) == []
+  assert "XLA_FLAGS" not in opted_out
+
+
+def test_no_flag_for_an_unchecked_jaxlib(monkeypatch):
+  monkeypatch.setattr(xla_cpu, "_jaxlib_release", lambda: "9.99")
+  environ = {}
+  assert xla_cpu.apply_defaults(environ) == []
+  assert environ == {}
+
+
+def test_importing_stress_jax_sets_the_flag_before_jax_starts():
+  """In a fresh interpreter: XLA accepts the flag and a computation runs."""
+  environ = {k: v for k, v in os.environ.items() if k not in ("XLA_FLAGS", xla_cpu.OPT_OUT)}
+  code = (
+    "import os, stress_jax, jax.numpy as jnp\n"
+    "print(os.environ['XLA_FLAGS'])\n"
+    "print(float(jnp.ones(3).sum()))\n"
+  )
+  result = subprocess.run(
+    [sys.executable, "-c", code], env=environ, capture_output=True, text=True, check=True
+  )
+  assert result.stdout.split() == [f"{FLAG}=", "3.0"]
