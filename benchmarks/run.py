@@ -15,6 +15,9 @@ Sections (worker names):
   peak          float32 / bfloat16 matmul peak of this machine (jnp.dot, jitted)
   train_demo    training step, demo config  (+ MFU against a peak measured in-process)
   train_paper   training step, paper config (+ MFU, peak RSS, compile count)
+  xla_default   paper training step and one streaming frame under jaxlib's own XLA:CPU
+                flags (STRESS_JAX_KEEP_XLA_FLAGS=1): what stress_jax/xla_cpu.py changes
+  plain         the paper architecture as a plain flax/optax jit (plain_reference.py)
   breakdown     where a paper-config step's time goes (jitted sub-functions)
   convs         the model's 3x3 convolutions alone, XLA vs torch (profile_step.conv_table)
   batch_sweep   paper training clips/s at per-device batch 1, 2, 4: JAX and torch
@@ -46,6 +49,12 @@ import tempfile
 import time
 
 import numpy as np
+
+# Before any JAX backend starts in a worker: stress_jax sets its XLA:CPU flags on
+# import (stress_jax/xla_cpu.py), and every section, the plain-jit reference
+# included, should run under the same ones.
+import stress_jax  # noqa: F401
+from stress_jax import xla_cpu
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results.json"
@@ -87,6 +96,8 @@ SECTIONS = (
   "peak",
   "train_demo",
   "train_paper",
+  "xla_default",
+  "plain",
   "breakdown",
   "torch_demo",
   "torch_paper",
@@ -614,6 +625,38 @@ def worker_plain(s: dict) -> dict:
   }
 
 
+def worker_xla_default(s: dict) -> dict:
+  """The paper training step and a streaming frame with jaxlib's default XLA:CPU flags.
+
+  run_section starts this worker with STRESS_JAX_KEEP_XLA_FLAGS=1, so XLA_FLAGS holds
+  only what the user set; the same figures under stress_jax's flags are train_paper's
+  step_s and infer's encode_one_frame_ms.
+  """
+  import jax
+
+  setup = _train_setup("paper", s["paper_batch"], s.get("dtype"))
+  state, step, batch = setup["state"], setup["step"], setup["batch"]
+  rng = jax.random.key(1)
+
+  def once():
+    nonlocal state
+    state, metrics = step(state, batch, rng)
+    jax.block_until_ready(metrics["loss"])
+
+  step_s, runs = _median_time(once, max(3, s["train_repeats"] // 2), s["train_warmup"])
+  model, variables, _, _ = _stream_model()
+  encode, _, _ = _stream_functions(model)
+  crop = np.random.default_rng(0).integers(0, 256, (112, 112, 3), dtype=np.uint8)
+  encode_s, _ = _median_time(lambda: jax.block_until_ready(encode(variables, crop, True)), 30, 3)
+  return {
+    "xla_flags_in_effect": os.environ.get("XLA_FLAGS", ""),
+    "per_device_batch_clips": s["paper_batch"],
+    "step_s": round(step_s, 4),
+    "step_s_runs": [round(t, 4) for t in runs],
+    "encode_one_frame_ms": round(1000 * encode_s, 2),
+  }
+
+
 def worker_torch(s: dict, config_name: str) -> dict:
   import torch
 
@@ -1098,6 +1141,7 @@ WORKERS = {
   "breakdown": worker_breakdown,
   "profile": worker_profile,
   "plain": worker_plain,
+  "xla_default": worker_xla_default,
   "torch_demo": functools.partial(worker_torch, config_name="demo"),
   "torch_paper": functools.partial(worker_torch, config_name="paper"),
   "pipeline_demo": functools.partial(worker_pipeline, config_name="demo"),
@@ -1114,11 +1158,20 @@ WORKERS = {
 # ---------------------------------------------------------------------------- orchestration
 
 
+# Environment variables a section's worker runs with, beyond this process's own.
+SECTION_ENV = {"xla_default": {xla_cpu.OPT_OUT: "1"}}
+
+
 def run_section(
   name: str, settings: dict, xla_flags: str, timeout: float, quiet_wait: float = 0.0
 ) -> dict:
   quiet = wait_until_quiet(0.15, quiet_wait) if quiet_wait > 0 else {}
-  env = dict(os.environ)
+  env = dict(os.environ, **SECTION_ENV.get(name, {}))
+  if xla_cpu.OPT_OUT in env:
+    # This process's XLA_FLAGS already hold stress_jax's additions; hand on the user's.
+    env.pop("XLA_FLAGS", None)
+    if xla_cpu.users_flags():
+      env["XLA_FLAGS"] = xla_cpu.users_flags()
   if xla_flags:
     env["XLA_FLAGS"] = (env.get("XLA_FLAGS", "") + " " + xla_flags).strip()
   with tempfile.NamedTemporaryFile(suffix=".json", delete=False) as handle:
@@ -1184,6 +1237,7 @@ def machine_info() -> dict:
     "python": platform.python_version(),
     "jax": jax.__version__,
     "jaxlib": __import__("jaxlib").__version__,
+    "xla_flags": os.environ.get("XLA_FLAGS", ""),
     "flax": flax.__version__,
     "torch": torch_version,
     "numpy": np.__version__,
@@ -1369,6 +1423,19 @@ def render_table(results: dict) -> str:
       parts,
       f"jitted pieces timed alone (sum {bd['sum_of_pieces_s']} s vs fused step "
       f"{bd['full_step_s']} s)",
+    )
+  default = s.get("xla_default", {})
+  paper_step, stream_encode = s.get("train_paper", {}), s.get("infer", {})
+  if "step_s" in default and "step_s" in paper_step:
+    encode_ms = stream_encode.get("encode_one_frame_ms")
+    row(
+      "XLA:CPU flags: stress_jax's vs jaxlib's default",
+      f"paper step {_fmt(paper_step['step_s'], 2)} vs {_fmt(default['step_s'], 2)} s "
+      f"({_fmt(default['step_s'] / paper_step['step_s'], 2)}x); one streaming frame "
+      f"{_fmt(encode_ms, 1)} vs {_fmt(default['encode_one_frame_ms'], 1)} ms",
+      "stress_jax/xla_cpu.py turns off jaxlib's YNNPACK convolution fusions "
+      f"(XLA_FLAGS here: `{results['machine'].get('xla_flags') or 'none'}`); the default "
+      "measured with STRESS_JAX_KEEP_XLA_FLAGS=1, same batch",
     )
   plain = s.get("plain", {})
   if "step_s" in plain and results.get("plain_jit_mfu"):

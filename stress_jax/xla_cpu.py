@@ -35,12 +35,24 @@ def _jaxlib_release() -> str | None:
   return ".".join(version.split(".")[:2])
 
 
+# XLA_FLAGS as it was before apply_defaults first changed it (None: it was not set).
+_users_flags: str | None = None
+
+
+def users_flags() -> str | None:
+  """XLA_FLAGS without what apply_defaults added: for a child process that opts out."""
+  return _users_flags if _users_flags is not None else os.environ.get("XLA_FLAGS")
+
+
 def apply_defaults(environ: MutableMapping[str, str] | None = None) -> list[str]:
   """Adds CPU_FLAGS the user did not set to XLA_FLAGS; returns the flags it added."""
+  global _users_flags
   environ = os.environ if environ is None else environ
   if environ.get(OPT_OUT) or _jaxlib_release() not in CHECKED_JAXLIB:
     return []
   current = environ.get("XLA_FLAGS", "")
+  if environ is os.environ and _users_flags is None:
+    _users_flags = current
   named = {token.split("=", 1)[0] for token in current.split()}
   added = [f"{flag}={value}" for flag, value in CPU_FLAGS.items() if flag not in named]
   if added:
