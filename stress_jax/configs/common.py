@@ -34,9 +34,10 @@ def model_config() -> ml_collections.ConfigDict:
       dropout_rate=0.5,
       num_classes=3,
       dtype="float32",  # compute dtype; parameters stay float32
-      # Images per convolution call: -1 = auto (24 on CPU, whole batch on GPU/TPU),
-      # 0 = whole batch. Same results either way; see stress_jax/models/conv.py.
-      conv_chunk_images=-1,
+      # Images per convolution call: 0 = the whole folded batch, n > 0 = n at a time,
+      # -1 = 24 on CPU and whole batch on GPU/TPU. Same results either way; see
+      # stress_jax/models/conv.py for why 0 is the default.
+      conv_chunk_images=0,
     )
   )
 

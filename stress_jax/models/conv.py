@@ -1,16 +1,20 @@
-"""Bias-free NHWC convolution that runs in chunks of images on the CPU backend.
+"""Bias-free NHWC convolution that can run in chunks of images on the CPU backend.
 
 A clip batch folds B x T frames into one image batch (192 images for the paper config).
-On XLA:CPU a convolution over that many images runs well below the speed of the same
-convolution over a few dozen: the kernel gradient in particular (XLA transposes the
-whole activation to contract over images, and the operands leave the cache), measured
-at 1.6 s per step over 192 images against 0.85 s in chunks of 24 (BENCHMARKS.md).
+With jaxlib 0.10's YNNPACK convolution fusions, XLA:CPU ran such a convolution, and
+above all its kernel gradient, far slower over that many images than over a few dozen
+(1.6 s per step over 192 images against 0.85 s in chunks of 24), which is why this
+module exists. stress_jax now turns those fusions off (stress_jax/xla_cpu.py), and with
+XLA's own convolutions chunking no longer pays: paired runs of the paper step at batch
+4 gave 8.2 vs 8.9 s and 8.7 vs 8.5 s (chunks of 24 vs whole batch), inference was 15%
+slower in chunks (2.46 vs 2.09 s), the demo step 15% slower too. So the model default
+is `conv_chunk_images=0`; chunking stays available (and tested) for other CPUs.
 
 `chunked_conv` computes exactly the convolution and its gradients (the kernel gradient
 is the sum over chunks, so only the float summation order changes), one chunk after
 the other in a `lax.map`/`lax.scan`. Everything between the convolutions (BatchNorm
 statistics above all) still sees the whole batch. On GPU/TPU a large batch is what
-keeps the device busy, so `resolve_chunk` turns chunking off there.
+keeps the device busy, so `resolve_chunk` turns "auto" chunking off there.
 """
 
 from __future__ import annotations
@@ -173,7 +177,7 @@ class Conv(nn.Module):
   features: int
   kernel_size: int
   strides: int = 1
-  chunk_images: int = AUTO
+  chunk_images: int = 0
   dtype: Any = jnp.float32
   kernel_init: Any = nn.initializers.lecun_normal()
 

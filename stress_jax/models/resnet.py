@@ -25,7 +25,7 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from stress_jax.models.conv import AUTO, Conv
+from stress_jax.models.conv import Conv
 
 # PyTorch-style BatchNorm (momentum 0.1 there is 0.9 here; same epsilon), so statistics
 # follow the ResNet-18 recipe the paper's trunk was trained with.
@@ -184,7 +184,7 @@ class BasicBlock(nn.Module):
   features: int
   strides: int = 1
   dtype: Any = jnp.float32
-  conv_chunk_images: int = AUTO
+  conv_chunk_images: int = 0
 
   @nn.compact
   def __call__(self, x, train: bool = False, mask=None):
@@ -208,7 +208,7 @@ class ResNetTrunk(nn.Module):
   stage_widths: Sequence[int] = (64, 128, 256)
   stage_blocks: Sequence[int] = (2, 2, 2)
   dtype: Any = jnp.float32
-  conv_chunk_images: int = AUTO
+  conv_chunk_images: int = 0
 
   @nn.compact
   def __call__(self, x, train: bool = False, mask=None):
@@ -233,7 +233,7 @@ class ResidualHead(nn.Module):
   features: int = 512
   num_blocks: int = 1
   dtype: Any = jnp.float32
-  conv_chunk_images: int = AUTO
+  conv_chunk_images: int = 0
 
   @nn.compact
   def __call__(self, x, train: bool = False, mask=None):

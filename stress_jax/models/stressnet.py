@@ -73,7 +73,7 @@ class StressNetConfig:
   dropout_rate: float = 0.5
   num_classes: int = 3
   dtype: str = "float32"
-  conv_chunk_images: int = -1
+  conv_chunk_images: int = 0
 
   def __post_init__(self):
     if self.input_mode not in ("pixels", "features"):
