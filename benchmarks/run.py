@@ -98,6 +98,8 @@ SECTIONS = (
   "peak",
   "train_demo",
   "train_paper",
+  "train_demo_bf16",
+  "train_paper_bf16",
   "xla_default",
   "plain",
   "breakdown",
@@ -112,6 +114,16 @@ SECTIONS = (
   "ingest",
   "yonsei",
 )
+# Sections a full run includes only where the peak section found an accelerator: the
+# bfloat16 training figures (on CPU, name them in --only).
+ACCELERATOR_SECTIONS = ("train_demo_bf16", "train_paper_bf16")
+# ... and only on CPU: XLA:CPU's flags, and 3x3 convolutions against torch's CPU kernels.
+CPU_SECTIONS = ("xla_default", "convs")
+
+
+def runs_here(section: str, backend: str) -> bool:
+  """Whether a full run (no --only) includes `section` on a JAX `backend`."""
+  return section not in (ACCELERATOR_SECTIONS if backend == "cpu" else CPU_SECTIONS)
 
 
 # ---------------------------------------------------------------------------- helpers
@@ -243,10 +255,19 @@ def matmul_peak(repeats: int, sizes=(2048, 4096), dtype="float32") -> dict:
 
 
 def worker_peak(s: dict) -> dict:
+  import jax
+
+  backend = jax.default_backend()
   sizes = (2048,) if s["quick"] else (2048, 4096)
+  if backend != "cpu":
+    # A 4096^2 matmul is well under a millisecond on a GPU/TPU: too small for its peak.
+    sizes = (*sizes, 8192, 16384)
   f32 = matmul_peak(s["peak_repeats"], sizes)
   bf16 = matmul_peak(s["peak_repeats"], sizes, "bfloat16")
   return {
+    "backend": backend,
+    "device_kind": jax.devices()[0].device_kind,
+    "device_count": jax.device_count(),
     "float32_gflops": round(f32["gflops"], 1),
     "float32_by_size": f32["by_size"],
     "bfloat16_gflops": round(bf16["gflops"], 1),
@@ -323,17 +344,27 @@ def _time_steps(setup: dict, repeats: int, warmup: int) -> tuple[float, list[flo
   return _median_time(once, repeats, warmup)
 
 
-def worker_train(s: dict, config_name: str) -> dict:
+def worker_train(
+  s: dict, config_name: str, dtype: str | None = None, compare_chunking: bool = True
+) -> dict:
+  """One config's training step (and whole-window inference) at its per-device batch.
+
+  dtype overrides the compute dtype (the *_bf16 sections); the MFU then divides by the
+  matmul peak of that dtype. compare_chunking also times the other convolution setting.
+  """
   import jax
 
   from stress_jax import train
   from stress_jax.models.conv import resolve_chunk
 
+  dtype = dtype or s.get("dtype")
+  peak_dtype = "bfloat16" if dtype == "bfloat16" else "float32"
+  peak_sizes = (2048,) if jax.default_backend() == "cpu" else (8192,)
   batch_size = s["paper_batch"] if config_name == "paper" else s["demo_batch"]
-  peak_before = matmul_peak(max(3, s["peak_repeats"] // 2), (2048,))
+  peak_before = matmul_peak(max(3, s["peak_repeats"] // 2), peak_sizes, peak_dtype)
   counter = CompileCounter()
   counter.active = True
-  setup = _train_setup(config_name, batch_size, s.get("dtype"))
+  setup = _train_setup(config_name, batch_size, dtype)
   state, step, batch = setup["state"], setup["step"], setup["batch"]
   rng = jax.random.key(1)
 
@@ -344,7 +375,7 @@ def worker_train(s: dict, config_name: str) -> dict:
   flops_as_compiled = _flops(compiled)
   # XLA's cost analysis counts a loop body once, so chunked convolutions' loops would
   # hide most FLOPs: then count them on the unchunked twin, the same arithmetic.
-  flops = _step_flops(config_name, batch_size, s.get("dtype")) if chunk else flops_as_compiled
+  flops = _step_flops(config_name, batch_size, dtype) if chunk else flops_as_compiled
 
   for _ in range(s["train_warmup"]):
     state, metrics = step(state, batch, rng)
@@ -363,7 +394,7 @@ def worker_train(s: dict, config_name: str) -> dict:
   rss = _rss_mb()
   # The peak the MFU divides by, measured in this process right after the steps
   # (same load), best of this and the one measured before them.
-  peak_after = matmul_peak(max(3, s["peak_repeats"] // 2), (2048,))
+  peak_after = matmul_peak(max(3, s["peak_repeats"] // 2), peak_sizes, peak_dtype)
   peak = {"gflops": max(peak_before["gflops"], peak_after["gflops"])}
   step_s = statistics.median(times)
   result = {
@@ -371,6 +402,8 @@ def worker_train(s: dict, config_name: str) -> dict:
     "per_device_batch_clips": batch_size,
     "frames_per_clip": setup["num_frames"],
     "dtype": str(setup["config"].model.dtype),
+    "backend": jax.default_backend(),
+    "matmul_peak_dtype": peak_dtype,
     "params": setup["params"],
     "step_s": round(step_s, 4),
     "step_s_runs": [round(t, 4) for t in times],
@@ -408,10 +441,12 @@ def worker_train(s: dict, config_name: str) -> dict:
     infer_clips_per_s=round(infer_batch / seconds, 3),
     infer_frames_per_s=round(infer_batch * setup["num_frames"] / seconds, 1),
   )
+  if not compare_chunking:
+    return result
   # The other convolution setting, same batch: whole batch if the default chunks, else
   # the CPU chunk size (what the default gave up, measured, not assumed).
   other = 0 if chunk else CONV_CHUNK_ALTERNATIVE
-  other_setup = _train_setup(config_name, batch_size, s.get("dtype"), conv_chunk=other)
+  other_setup = _train_setup(config_name, batch_size, dtype, conv_chunk=other)
   other_s, _ = _time_steps(other_setup, s["train_repeats"], s["train_warmup"])
   result.update(
     other_conv_chunk_images=other,
@@ -675,26 +710,30 @@ def worker_torch(s: dict, config_name: str) -> dict:
     "frames_per_clip": num_frames,
     "by_layout": {},
   }
+  device = ref.default_device()
+  result["device"] = device.type
+  infer_batch = s["infer_batch"] if config_name == "paper" else batch_size
   for layout in ("channels_first", "channels_last"):
-    model = ref.StressNet(model_cfg)
+    model = ref.StressNet(model_cfg).to(device)
     model.channels_last = layout == "channels_last"
     if model.channels_last:
       model = model.to(memory_format=torch.channels_last)
     result["params"] = ref.count_parameters(model)
     optimizer, schedule = ref.make_optimizer(model, config.optim, 1000)
-    batch = ref.to_torch(host)
+    batch = ref.to_torch(host, device)
 
     def train_once(model=model, optimizer=optimizer, schedule=schedule, batch=batch):
       ref.train_step(model, optimizer, schedule, batch, float(config.optim.clip_norm))
+      ref.synchronize(device)
+
+    eval_batch = {k: v[:infer_batch] for k, v in batch.items()}
+
+    def infer_once(model=model, eval_batch=eval_batch):
+      ref.predict(model, eval_batch)
+      ref.synchronize(device)
 
     step_s, runs = _median_time(train_once, s["train_repeats"], s["train_warmup"])
-    infer_batch = s["infer_batch"] if config_name == "paper" else batch_size
-    eval_batch = {k: v[:infer_batch] for k, v in batch.items()}
-    infer_s, _ = _median_time(
-      lambda model=model, eval_batch=eval_batch: ref.predict(model, eval_batch),
-      s["train_repeats"],
-      2,
-    )
+    infer_s, _ = _median_time(infer_once, s["train_repeats"], 2)
     result["by_layout"][layout] = {
       "step_s": round(step_s, 4),
       "step_s_runs": [round(t, 4) for t in runs],
@@ -1072,16 +1111,19 @@ def _sweep_point(s: dict, config, batch_size: int) -> dict:
 
   setup = _train_setup("paper", batch_size, s.get("dtype"))
   jax_s, _ = _time_steps(setup, s["train_repeats"], s["train_warmup"])
-  model = ref.StressNet(StressNetConfig.from_any(config.model))
+  device = ref.default_device()
+  model = ref.StressNet(StressNetConfig.from_any(config.model)).to(device)
   model.channels_last = True
   model = model.to(memory_format=torch.channels_last)
   optimizer, schedule = ref.make_optimizer(model, config.optim, 1000)
-  torch_batch = ref.to_torch(synthetic_batch(batch_size, int(config.data.num_frames)))
-  torch_s, _ = _median_time(
-    lambda: ref.train_step(model, optimizer, schedule, torch_batch, 1.0),
-    s["train_repeats"],
-    s["train_warmup"],
-  )
+  host = synthetic_batch(batch_size, int(config.data.num_frames))
+  torch_batch = ref.to_torch(host, device)
+
+  def torch_once():
+    ref.train_step(model, optimizer, schedule, torch_batch, 1.0)
+    ref.synchronize(device)
+
+  torch_s, _ = _median_time(torch_once, s["train_repeats"], s["train_warmup"])
   return {
     "batch_clips": batch_size,
     "jax_step_s": round(jax_s, 3),
@@ -1089,6 +1131,7 @@ def _sweep_point(s: dict, config, batch_size: int) -> dict:
     "torch_step_s": round(torch_s, 3),
     "torch_clips_per_s": round(batch_size / torch_s, 3),
     "ratio": round(torch_s / jax_s, 3),
+    "torch_device": device.type,
   }
 
 
@@ -1125,6 +1168,12 @@ WORKERS = {
   "peak": worker_peak,
   "train_demo": functools.partial(worker_train, config_name="demo"),
   "train_paper": functools.partial(worker_train, config_name="paper"),
+  "train_demo_bf16": functools.partial(
+    worker_train, config_name="demo", dtype="bfloat16", compare_chunking=False
+  ),
+  "train_paper_bf16": functools.partial(
+    worker_train, config_name="paper", dtype="bfloat16", compare_chunking=False
+  ),
   "breakdown": worker_breakdown,
   "profile": worker_profile,
   "plain": worker_plain,
@@ -1146,7 +1195,14 @@ WORKERS = {
 
 
 # Environment variables a section's worker runs with, beyond this process's own.
-SECTION_ENV = {"xla_default": {xla_cpu.OPT_OUT: "1"}}
+# Sections that run torch next to JAX must not let JAX take most of a GPU's memory.
+_SHARE_GPU = {"XLA_PYTHON_CLIENT_PREALLOCATE": "false"}
+SECTION_ENV = {
+  "xla_default": {xla_cpu.OPT_OUT: "1"},
+  "torch_demo": _SHARE_GPU,
+  "torch_paper": _SHARE_GPU,
+  "batch_sweep": _SHARE_GPU,
+}
 
 
 def run_section(
@@ -1266,8 +1322,23 @@ def summarise(sections: dict) -> dict:
       top[f"{key}_peak_gflops"] = peak
     else:
       top[key] = None
+  for config in ("paper", "demo"):
+    section = f"train_{config}_bf16"
+    achieved, own_peak = get(section, "achieved_gflops"), get(section, "matmul_peak_gflops")
+    if achieved and own_peak:
+      peak = max(get("peak", "bfloat16_gflops") or 0.0, own_peak)
+      top[f"{config}_bf16_mfu"] = round(achieved / peak, 4)
+      top[f"{config}_bf16_mfu_peak_gflops"] = peak
+      if get(f"train_{config}", "step_s"):
+        top[f"{config}_bf16_speedup"] = round(
+          get(f"train_{config}", "step_s") / get(section, "step_s"), 3
+        )
+  # A torch build without CUDA on a GPU host would compare a GPU with a CPU: no ratio.
+  jax_device = "cpu" if (get("peak", "backend") or "cpu") == "cpu" else "cuda"
   ratios = {}
   for config in ("demo", "paper"):
+    if (get(f"torch_{config}", "device") or "cpu") != jax_device:
+      continue
     jax_clips, torch_clips = (
       get(f"train_{config}", "clips_per_s"),
       get(f"torch_{config}", "clips_per_s"),
@@ -1283,7 +1354,12 @@ def summarise(sections: dict) -> dict:
   # frameworks back to back in one process, so its row at the paper batch is the
   # headline ratio when it ran.
   rows = sections.get("batch_sweep", {}).get("rows", [])
-  paired = [r for r in rows if r["batch_clips"] == get("train_paper", "per_device_batch_clips")]
+  paired = [
+    r
+    for r in rows
+    if r["batch_clips"] == get("train_paper", "per_device_batch_clips")
+    and r.get("torch_device", "cpu") == jax_device
+  ]
   if paired:
     ratios["train_paper_paired"] = paired[0]["ratio"]
   top["torch_ratios"] = ratios
@@ -1393,9 +1469,28 @@ def render_table(results: dict) -> str:
       key,
     )
   for config in ("demo", "paper"):
+    bf = s.get(f"train_{config}_bf16", {})
+    if "clips_per_s" not in bf:
+      continue
+    speedup = results.get(f"{config}_bf16_speedup")
+    row(
+      f"training, {config} config, bfloat16 compute: clips/s; MFU",
+      f"{_fmt(bf['clips_per_s'], 2)}; {100 * results[f'{config}_bf16_mfu']:.1f}%"
+      + (f"; {_fmt(speedup, 2)}x the float32 step" if speedup else ""),
+      f"model.dtype=bfloat16 (parameters and optimizer float32), batch "
+      f"{bf['per_device_batch_clips']} x {bf['frames_per_clip']} frames; MFU against the "
+      f"bfloat16 matmul peak {results[f'{config}_bf16_mfu_peak_gflops']} GFLOP/s",
+    )
+  for config in ("demo", "paper"):
     tr, to = s.get(f"train_{config}", {}), s.get(f"torch_{config}", {})
     if "clips_per_s" not in tr or "clips_per_s" not in to:
       continue
+    torch_device = to.get("device", "cpu")
+    mismatch = (
+      f"; not compared: torch ran on {torch_device}, JAX on {tr.get('backend', 'cpu')}"
+      if (torch_device == "cpu") != (tr.get("backend", "cpu") == "cpu")
+      else ""
+    )
     ratios = results.get("torch_ratios", {})
     paired = ratios.get(f"train_{config}_paired")
     row(
@@ -1403,8 +1498,8 @@ def render_table(results: dict) -> str:
       (f"{_fmt(paired, 2)} paired; " if paired else "")
       + f"{_fmt(ratios.get(f'train_{config}'), 2)} across sections "
       f"({_fmt(tr['clips_per_s'], 2)} vs {_fmt(to['clips_per_s'], 2)} clips/s)",
-      f"torch {to['torch_version']} eager, {to['threads']} threads, {to['train_layout']}, "
-      f"same model ({to['params']:,} params) and AdamW step"
+      f"torch {to['torch_version']} eager on {torch_device}, {to['threads']} threads, "
+      f"{to['train_layout']}, same model ({to['params']:,} params) and AdamW step{mismatch}"
       + (
         "; paired = both timed back to back in the batch sweep's process (the goal's figure)"
         if paired
@@ -1416,7 +1511,8 @@ def render_table(results: dict) -> str:
       f"JAX / PyTorch inference (whole window), {config}",
       f"{_fmt(ratios.get(f'infer_{config}'), 2)} ({_fmt(tr['infer_clips_per_s'], 2)} vs "
       f"{_fmt(to['infer_clips_per_s'], 2)} clips/s)",
-      f"batch {tr['infer_batch_clips']}, eval mode; torch inference_mode, {to['infer_layout']}",
+      f"batch {tr['infer_batch_clips']}, eval mode; torch inference_mode, "
+      f"{to['infer_layout']}{mismatch}",
       "torch_infer_ratio" if config == "paper" else None,
     )
   bd = s.get("breakdown", {})
@@ -1494,13 +1590,17 @@ def render_table(results: dict) -> str:
   cv = s.get("convs", {})
   if "layers" in cv:
     worst = min(cv["layers"], key=lambda r: r["xla_gflops"])
+
+    def relative(torch_speedup):
+      return f"XLA at {_fmt(1 / torch_speedup, 2)}x torch's speed"
+
+    forward = cv.get("weighted_torch_forward_speedup")
     row(
-      "3x3 conv fwd+bwd, XLA vs torch",
-      f"XLA {_fmt(1 / cv['weighted_torch_speedup'], 2)}x torch's speed"
-      if cv["weighted_torch_speedup"] < 1
-      else f"torch {cv['weighted_torch_speedup']}x faster",
+      "3x3 convs, XLA vs torch: fwd+bwd (forward alone)",
+      relative(cv["weighted_torch_speedup"]) + (f" ({relative(forward)})" if forward else ""),
       f"the model's 3x3 convs alone, {cv['frames']} images, weighted by count; slowest XLA "
-      f"layer {worst['shape']} {worst['xla_gflops']} vs {worst['torch_gflops']} GFLOP/s",
+      f"fwd+bwd layer {worst['shape']} {worst['xla_gflops']} vs {worst['torch_gflops']} "
+      "GFLOP/s; torch channels_last, forward under inference_mode",
     )
   for config in ("demo", "paper"):
     pl = s.get(f"pipeline_{config}", {})
@@ -1581,6 +1681,11 @@ def render_table(results: dict) -> str:
     f"{' (--quick)' if results['quick'] else ''}; 1-minute load average at section starts "
     f"{min(loads, default=0):.2f}-{max(loads, default=0):.2f}."
   )
+  if s.get("peak", {}).get("backend", "cpu") != "cpu":
+    machine += (
+      f" JAX ran on {s['peak']['device_count']} x {s['peak']['device_kind']} "
+      f"({s['peak']['backend']}): matmul peaks and MFU are that device's."
+    )
   errors = [f"- {k}: {v['error'].splitlines()[-1]}" for k, v in s.items() if "error" in v]
   text = "\n".join([machine, "", header, *rows])
   if errors:
@@ -1647,6 +1752,8 @@ def main(argv=None) -> int:
   waited = round(time.perf_counter() - started, 1)
   start_load = _load()
   for name in names:
+    if not args.only and not runs_here(name, sections.get("peak", {}).get("backend", "cpu")):
+      continue
     print(f"[{name}] load {_load()} ...", flush=True)
     result = run_section(name, settings, args.xla_flags, args.timeout, min(quiet_wait, 300))
     sections[name] = result

@@ -254,9 +254,20 @@ def predict(model, batch: dict):
   return torch.softmax(logits, -1), aux
 
 
-def to_torch(batch: dict) -> dict:
+def default_device() -> torch.device:
+  """cuda where this torch build sees a GPU, else cpu: where the reference runs."""
+  return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def synchronize(device: torch.device) -> None:
+  """Waits for queued GPU work, so a timer around a step measures the step."""
+  if device.type == "cuda":
+    torch.cuda.synchronize(device)
+
+
+def to_torch(batch: dict, device: torch.device | str = "cpu") -> dict:
   """numpy batch (stress_jax DEVICE_KEYS) -> torch tensors with the dtypes torch expects."""
-  out = {k: torch.from_numpy(v.copy()) for k, v in batch.items()}
+  out = {k: torch.from_numpy(v.copy()).to(device) for k, v in batch.items()}
   out["label"] = out["label"].long()
   return out
 
