@@ -52,6 +52,16 @@ def torch_section(step_s, batch=4, device="cpu"):
   }
 
 
+def sweep_row(batch, ratio, torch_device="cpu"):
+  return {
+    "batch_clips": batch,
+    "ratio": ratio,
+    "torch_device": torch_device,
+    "jax_clips_per_s": ratio,
+    "torch_clips_per_s": 1.0,
+  }
+
+
 def report(sections):
   results = {
     "sections": sections,
@@ -86,6 +96,14 @@ def test_mfu_divides_by_the_highest_peak_of_the_run_and_checks_the_goal():
   assert results["goals"]["mfu"]["pass"] is True
   assert "| training MFU, paper config | 80.0% (100.0 GFLOP/s) |" in table
 
+  # jaxlib's own flags ran plain matmuls faster: that is the machine's peak.
+  sections["peak_default"] = {"float32_gflops": 250.0}
+  results, table = report(sections)
+  assert results["mfu"] == pytest.approx(0.4)
+  assert results["matmul_peak_gflops"] == 250.0
+  assert "stress_jax's XLA flags 125.0, jaxlib's 250.0" in table
+  del sections["peak_default"]
+
   sections["train_paper"] = train_section(10.0, peak=200.0)  # 50 GFLOP/s of 200
   results, table = report(sections)
   assert results["mfu"] == pytest.approx(0.25)
@@ -106,7 +124,7 @@ def test_torch_ratio_prefers_the_paired_batch_sweep_row():
     "peak": {"backend": "cpu", "float32_gflops": 100.0},
     "train_paper": train_section(4.0),  # 1.0 clips/s
     "torch_paper": torch_section(8.0),  # 0.5 clips/s: 2.0 across sections
-    "batch_sweep": {"rows": [{"batch_clips": 4, "ratio": 1.25, "torch_device": "cpu"}]},
+    "batch_sweep": {"rows": [sweep_row(4, 1.25)]},
   }
   results, table = report(sections)
   assert results["torch_ratios"]["train_paper"] == pytest.approx(2.0)
@@ -125,7 +143,7 @@ def test_no_torch_ratio_between_a_gpu_and_a_cpu():
     "peak": {"backend": "gpu", "float32_gflops": 5e5, "device_kind": "H200", "device_count": 1},
     "train_paper": train_section(0.1, backend="gpu"),
     "torch_paper": torch_section(8.0, device="cpu"),
-    "batch_sweep": {"rows": [{"batch_clips": 4, "ratio": 80.0, "torch_device": "cpu"}]},
+    "batch_sweep": {"rows": [sweep_row(4, 80.0)]},
   }
   results, table = report(sections)
   assert results["torch_train_ratio"] is None
@@ -135,7 +153,7 @@ def test_no_torch_ratio_between_a_gpu_and_a_cpu():
   assert "JAX ran on 1 x H200 (gpu)" in table
 
   sections["torch_paper"] = torch_section(0.2, device="cuda")
-  sections["batch_sweep"]["rows"][0].update(ratio=2.1, torch_device="cuda")
+  sections["batch_sweep"]["rows"] = [sweep_row(4, 2.1, torch_device="cuda")]
   results, table = report(sections)
   assert results["torch_train_ratio"] == pytest.approx(2.1)
   assert "not compared" not in table
