@@ -10,7 +10,10 @@ Traces a few steps with `jax.profiler`, turns the trace into events with xprof (
   - a part of the model, from the operation's source path (trunk, head, spatial
     attention, temporal + landmark streams + classifier, the rest: loss, optimizer).
 Times are summed over XLA:CPU's worker threads, so fractions are of busy thread time,
-not of the wall clock (independent operations can overlap).
+not of the wall clock (independent operations can overlap). Only named operations are
+counted: XLA:CPU hands most convolution work to Eigen's thread pool, whose trace events
+carry no operation name (and include its spinning), so that work is not in these
+figures; a convolution's own event covers little more than the hand-off.
 """
 
 from __future__ import annotations

@@ -19,6 +19,7 @@ Sections (worker names):
                 flags (STRESS_JAX_KEEP_XLA_FLAGS=1): what stress_jax/xla_cpu.py changes
   plain         the paper architecture as a plain flax/optax jit (plain_reference.py)
   breakdown     where a paper-config step's time goes (jitted sub-functions)
+  profile       the same from an XLA profile of the whole step: by operation kind and part
   convs         the model's 3x3 convolutions alone, XLA vs torch (profile_step.conv_table)
   batch_sweep   paper training clips/s at per-device batch 1, 2, 4: JAX and torch
   torch_demo    the same model and step in PyTorch eager (benchmarks/torch_reference.py)
@@ -104,6 +105,7 @@ SECTIONS = (
   "xla_default",
   "plain",
   "breakdown",
+  "profile",
   "torch_demo",
   "torch_paper",
   "pipeline_demo",
@@ -623,18 +625,15 @@ def worker_profile(s: dict) -> dict:
 
   from benchmarks import op_profile
 
-  out = {}
-  for label, chunk in (("default", None), ("unchunked", 0)):
-    setup = _train_setup("paper", s["paper_batch"], s.get("dtype"), chunk)
-    state, step, batch = setup["state"], setup["step"], setup["batch"]
-    rng = jax.random.key(1)
-    for _ in range(2):
-      state, metrics = step(state, batch, rng)
-      jax.block_until_ready(metrics["loss"])
-    images = image_batches(s["paper_batch"] * setup["num_frames"], setup["config"])
-    out[label], _ = op_profile.profile_step(step, state, batch, rng, s["profile_steps"], images)
-  out["per_device_batch_clips"] = s["paper_batch"]
-  return out
+  setup = _train_setup("paper", s["paper_batch"], s.get("dtype"))
+  state, step, batch = setup["state"], setup["step"], setup["batch"]
+  rng = jax.random.key(1)
+  for _ in range(2):
+    state, metrics = step(state, batch, rng)
+    jax.block_until_ready(metrics["loss"])
+  images = image_batches(s["paper_batch"] * setup["num_frames"], setup["config"])
+  default, _ = op_profile.profile_step(step, state, batch, rng, s["profile_steps"], images)
+  return {"default": default, "per_device_batch_clips": s["paper_batch"]}
 
 
 def worker_plain(s: dict) -> dict:
@@ -1431,6 +1430,12 @@ def _goal_cell(goals, key):
   return f"{comparator} {g['goal']:g}", "pass" if g["pass"] else "**miss**"
 
 
+def _op_brief(op: dict) -> str:
+  """'transpose_copy_fusion f32[64,28,28,192] 496 ms' from an op_profile top_ops entry."""
+  shape = re.search(r"= (\w+\[[\d,]*\])", op["hlo"])
+  return f"{op['op'].rsplit('.', 1)[0]} {shape.group(1) if shape else ''} {op['ms']:.0f} ms"
+
+
 def render_table(results: dict) -> str:
   s = results["sections"]
   goals = results.get("goals", {})
@@ -1539,7 +1544,7 @@ def render_table(results: dict) -> str:
       f"{k} {100 * v:.0f}%" for k, v in sorted(bd["fractions"].items(), key=lambda kv: -kv[1])
     )
     row(
-      "paper step time by part",
+      "paper step time by part, pieces timed alone",
       parts,
       f"jitted pieces timed alone (sum {bd['sum_of_pieces_s']} s vs fused step "
       f"{bd['full_step_s']} s)",
@@ -1575,25 +1580,14 @@ def render_table(results: dict) -> str:
       items = table.items() if keys is None else ((k, table[k]) for k in keys if k in table)
       return ", ".join(f"{k} {100 * v['fraction']:.0f}%" for k, v in items)
 
-    default, unchunked = profile["default"], profile.get("unchunked", {})
+    default = profile["default"]
+    top = "; ".join(_op_brief(op) for op in default["top_ops"][:4])
     row(
-      "paper step time by kind of operation",
+      "paper step, named XLA ops by kind (share of their time)",
       shares(default["by_kind"]),
-      f"XLA profile (benchmarks/op_profile.py), share of busy thread time "
-      f"{default['busy_thread_ms_per_step']:.0f} ms/step"
-      + (
-        f"; convolutions unchunked: {shares(unchunked['by_kind'])} of "
-        f"{unchunked['busy_thread_ms_per_step']:.0f} ms"
-        if unchunked
-        else ""
-      ),
-    )
-    row(
-      "paper step time by part",
-      shares(default["by_part"]),
-      "the same profile, by source path (temporal_landmark_classifier = temporal "
-      "attention, landmark stream, classifier; loss_optimizer_other = loss, AdamW, "
-      "clipping, augmentation)",
+      f"XLA profile (benchmarks/op_profile.py): {default['busy_thread_ms_per_step']:.0f} ms of "
+      "busy thread time per step in named ops; convolution work XLA:CPU runs in Eigen's "
+      f"thread pool carries no op name and is not counted; largest: {top}",
     )
   sweep = s.get("batch_sweep", {})
   if "rows" in sweep:
