@@ -13,13 +13,16 @@ reference.
 
 Sections (worker names):
   peak          float32 / bfloat16 matmul peak of this machine (jnp.dot, jitted)
+  peak_default  the same under jaxlib's own XLA:CPU flags (the MFU divides by the best)
   train_demo    training step, demo config  (+ MFU against a peak measured in-process)
   train_paper   training step, paper config (+ MFU, peak RSS, compile count)
+  train_*_bf16  the same in bfloat16 compute, MFU against the bfloat16 peak (by default
+                only on a GPU/TPU; CPU-only sections are skipped there)
   xla_default   paper training step and one streaming frame under jaxlib's own XLA:CPU
                 flags (STRESS_JAX_KEEP_XLA_FLAGS=1): what stress_jax/xla_cpu.py changes
   plain         the paper architecture as a plain flax/optax jit (plain_reference.py)
   breakdown     where a paper-config step's time goes (jitted sub-functions)
-  profile       the same from an XLA profile of the whole step: by operation kind and part
+  profile       XLA profile of the whole step: named operations by kind, the largest ones
   convs         the model's 3x3 convolutions alone, XLA vs torch (profile_step.conv_table)
   batch_sweep   paper training clips/s at per-device batch 1, 2, 4: JAX and torch
   torch_demo    the same model and step in PyTorch eager (benchmarks/torch_reference.py)
