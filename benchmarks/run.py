@@ -1,7 +1,7 @@
 """Performance figures of stress-jax: training, inference, input pipeline, ingest.
 
   python -m benchmarks.run            # full: the figures BENCHMARKS.md reports
-  python -m benchmarks.run --quick    # a few minutes: smaller batches, fewer repeats
+  python -m benchmarks.run --quick    # minutes: smaller batches, fewer repeats, no diagnostics
   python -m benchmarks.run --only train_paper,torch_paper   # some sections only
 
 Writes benchmarks/results.json and regenerates the table in BENCHMARKS.md (between
@@ -125,10 +125,14 @@ SECTIONS = (
 ACCELERATOR_SECTIONS = ("train_demo_bf16", "train_paper_bf16")
 # ... and only on CPU: XLA:CPU's flags, and 3x3 convolutions against torch's CPU kernels.
 CPU_SECTIONS = ("peak_default", "xla_default", "convs")
+# Sections that explain figures rather than measure a goal: --quick leaves them out.
+DIAGNOSTIC_SECTIONS = ("xla_default", "plain", "breakdown", "profile", "convs", "batch_sweep")
 
 
-def runs_here(section: str, backend: str) -> bool:
-  """Whether a full run (no --only) includes `section` on a JAX `backend`."""
+def runs_here(section: str, backend: str, quick: bool = False) -> bool:
+  """Whether a run without --only includes `section` on a JAX `backend`."""
+  if quick and section in DIAGNOSTIC_SECTIONS:
+    return False
   return section not in (ACCELERATOR_SECTIONS if backend == "cpu" else CPU_SECTIONS)
 
 
@@ -448,7 +452,7 @@ def worker_train(
     infer_clips_per_s=round(infer_batch / seconds, 3),
     infer_frames_per_s=round(infer_batch * setup["num_frames"] / seconds, 1),
   )
-  if not compare_chunking:
+  if not compare_chunking or s["quick"]:
     return result
   # The other convolution setting, same batch: whole batch if the default chunks, else
   # the CPU chunk size (what the default gave up, measured, not assumed).
@@ -1723,7 +1727,9 @@ def update_markdown(results: dict) -> None:
 
 def main(argv=None) -> int:
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  parser.add_argument("--quick", action="store_true", help="smaller batches, fewer repeats")
+  parser.add_argument(
+    "--quick", action="store_true", help="smaller batches, fewer repeats, no diagnostic sections"
+  )
   parser.add_argument("--only", default="", help="comma-separated sections (default: all)")
   parser.add_argument("--xla_flags", default="", help="extra XLA_FLAGS for the JAX sections")
   parser.add_argument("--dtype", default="", help="override model.dtype (float32/bfloat16)")
@@ -1767,7 +1773,8 @@ def main(argv=None) -> int:
   waited = round(time.perf_counter() - started, 1)
   start_load = _load()
   for name in names:
-    if not args.only and not runs_here(name, sections.get("peak", {}).get("backend", "cpu")):
+    backend = sections.get("peak", {}).get("backend", "cpu")
+    if not args.only and not runs_here(name, backend, args.quick):
       continue
     print(f"[{name}] load {_load()} ...", flush=True)
     result = run_section(name, settings, args.xla_flags, args.timeout, min(quiet_wait, 300))

@@ -180,3 +180,8 @@ def test_which_sections_a_full_run_includes():
   assert "train_paper_bf16" in gpu and "xla_default" not in gpu and "convs" not in gpu
   assert {"peak", "train_paper", "torch_paper", "infer"} <= set(cpu) & set(gpu)
   assert set(run.SECTIONS) == set(run.WORKERS)
+  quick = [name for name in run.SECTIONS if run.runs_here(name, "cpu", quick=True)]
+  assert "batch_sweep" not in quick and "profile" not in quick
+  assert {"peak", "train_demo", "train_paper", "torch_paper", "pipeline_paper", "infer"} <= set(
+    quick
+  )
