@@ -1310,6 +1310,11 @@ GOALS = {
 }
 
 
+def _same_device(torch_device: str, jax_backend: str) -> bool:
+  """Whether torch (cpu/cuda) and JAX (cpu/gpu/tpu) ran on the same kind of device."""
+  return (torch_device == "cpu") == (jax_backend == "cpu")
+
+
 def summarise(sections: dict) -> dict:
   """Top-level figures and goal checks from the sections that ran."""
 
@@ -1351,10 +1356,10 @@ def summarise(sections: dict) -> dict:
           get(f"train_{config}", "step_s") / get(section, "step_s"), 3
         )
   # A torch build without CUDA on a GPU host would compare a GPU with a CPU: no ratio.
-  jax_device = "cpu" if (get("peak", "backend") or "cpu") == "cpu" else "cuda"
+  jax_backend = get("peak", "backend") or "cpu"
   ratios = {}
   for config in ("demo", "paper"):
-    if (get(f"torch_{config}", "device") or "cpu") != jax_device:
+    if not _same_device(get(f"torch_{config}", "device") or "cpu", jax_backend):
       continue
     jax_clips, torch_clips = (
       get(f"train_{config}", "clips_per_s"),
@@ -1375,7 +1380,7 @@ def summarise(sections: dict) -> dict:
     r
     for r in rows
     if r["batch_clips"] == get("train_paper", "per_device_batch_clips")
-    and r.get("torch_device", "cpu") == jax_device
+    and _same_device(r.get("torch_device", "cpu"), jax_backend)
   ]
   if paired:
     ratios["train_paper_paired"] = paired[0]["ratio"]
@@ -1518,7 +1523,7 @@ def render_table(results: dict) -> str:
     torch_device = to.get("device", "cpu")
     mismatch = (
       f"; not compared: torch ran on {torch_device}, JAX on {tr.get('backend', 'cpu')}"
-      if (torch_device == "cpu") != (tr.get("backend", "cpu") == "cpu")
+      if not _same_device(torch_device, tr.get("backend", "cpu"))
       else ""
     )
     ratios = results.get("torch_ratios", {})
