@@ -59,10 +59,10 @@ def measure(batch: int, repeats: int, dtype: str) -> dict:
     jax.block_until_ready(metrics["loss"])
 
   train_s, _ = run._median_time(train_once, repeats, 0)
-  from stress_jax import train
+  from stress_jax import steps
 
   eval_step = jax.jit(
-    functools.partial(train.eval_step, model=setup["model"], dtype=setup["compute"])
+    functools.partial(steps.eval_step, model=setup["model"], dtype=setup["compute"])
   )
   host = {k: np.asarray(v) for k, v in setup["host_batch"].items()}
   infer_s, _ = run._median_time(

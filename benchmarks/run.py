@@ -294,7 +294,7 @@ def _train_setup(
   from jax.sharding import NamedSharding
   from jax.sharding import PartitionSpec as P
 
-  from stress_jax import train
+  from stress_jax import steps, trainer
   from stress_jax.models import build_model, count_params
 
   config = _config(config_name, conv_chunk)
@@ -303,20 +303,20 @@ def _train_setup(
   num_frames = int(config.data.num_frames)
   model = build_model(config.model)
   total_steps = 1000
-  schedule = train.learning_rate_schedule(config.optim, total_steps)
-  tx = train.make_optimizer(config.optim, total_steps)
-  compute = train.compute_dtype(config.model)
+  schedule = steps.learning_rate_schedule(config.optim, total_steps)
+  tx = steps.make_optimizer(config.optim, total_steps)
+  compute = steps.compute_dtype(config.model)
   host_batch = synthetic_batch(batch_size, num_frames)
   # The Trainer's shardings on a 1-device mesh: exactly what `python train.py` runs.
-  mesh = train.make_mesh()
+  mesh = trainer.make_mesh()
   data_sharding = NamedSharding(mesh, P("data"))
   replicated = NamedSharding(mesh, P())
-  init = functools.partial(train.init_state, model, tx, dtype=compute)
+  init = functools.partial(steps.init_state, model, tx, dtype=compute)
   abstract = jax.eval_shape(init, jax.random.key(0), host_batch)
   state_shardings = jax.tree.map(lambda _: replicated, abstract)
   state = jax.jit(init, out_shardings=state_shardings)(jax.random.key(0), host_batch)
   step = jax.jit(
-    functools.partial(train.train_step, model=model, tx=tx, schedule=schedule, dtype=compute),
+    functools.partial(steps.train_step, model=model, tx=tx, schedule=schedule, dtype=compute),
     in_shardings=(state_shardings, data_sharding, replicated),
     out_shardings=(state_shardings, replicated),
     donate_argnums=0,
@@ -365,7 +365,7 @@ def worker_train(
   """
   import jax
 
-  from stress_jax import train
+  from stress_jax import steps
   from stress_jax.models.conv import resolve_chunk
 
   dtype = dtype or s.get("dtype")
@@ -437,7 +437,7 @@ def worker_train(
   }
   # Whole-window inference on the trained state: the eval step train.py uses.
   eval_step = jax.jit(
-    functools.partial(train.eval_step, model=setup["model"], dtype=setup["compute"])
+    functools.partial(steps.eval_step, model=setup["model"], dtype=setup["compute"])
   )
   infer_batch = s["infer_batch"] if config_name == "paper" else batch_size
   eval_batch = jax.tree.map(
@@ -492,7 +492,7 @@ def worker_breakdown(s: dict) -> dict:
   import jax.numpy as jnp
   import optax
 
-  from stress_jax import input_pipeline, train
+  from stress_jax import input_pipeline, steps
   from stress_jax.models import stressnet
 
   setup = _train_setup("paper", s["paper_batch"], s.get("dtype"))
@@ -546,7 +546,7 @@ def worker_breakdown(s: dict) -> dict:
       rngs={"dropout": rng},
       mutable=["batch_stats"],
     )
-    return train.cross_entropy(logits, batch["label"], batch["valid"].astype(jnp.float32))
+    return steps.cross_entropy(logits, batch["label"], batch["valid"].astype(jnp.float32))
 
   batch = setup["batch"]
   rng = jax.random.key(2)
@@ -601,10 +601,10 @@ def worker_breakdown(s: dict) -> dict:
   out["optimizer"] = {"s": round(statistics.median(times), 4)}
   full_step = jax.jit(
     functools.partial(
-      train.train_step,
+      steps.train_step,
       model=model,
       tx=tx,
-      schedule=train.learning_rate_schedule(setup["config"].optim, 1000),
+      schedule=steps.learning_rate_schedule(setup["config"].optim, 1000),
       dtype=compute,
     )
   )

@@ -165,10 +165,10 @@ def label_names(workdir, config) -> tuple[str, ...]:
 
 
 def _trainer(config, workdir):
-  from stress_jax import train
+  from stress_jax.trainer import Trainer
 
   try:
-    return train.Trainer(config, workdir)
+    return Trainer(config, workdir)
   except FileNotFoundError as error:
     raise EvaluationError(str(error).splitlines()[0]) from None
   except ValueError as error:
@@ -179,13 +179,13 @@ def _state(trainer, variables, step):
   import jax
   import jax.numpy as jnp
 
-  from stress_jax import train
+  from stress_jax.steps import TrainState
 
   params = jax.device_put(variables["params"], trainer.replicated)
   batch_stats = jax.device_put(variables["batch_stats"], trainer.replicated)
   # Only params and batch_stats are read in evaluation; the optimizer state is there to
   # give the compiled step the TrainState it was built for.
-  return train.TrainState(
+  return TrainState(
     step=jax.device_put(jnp.asarray(step, jnp.int32), trainer.replicated),
     params=params,
     batch_stats=batch_stats,

@@ -179,7 +179,7 @@ def test_optimizers_skip_weight_decay_on_norms_and_biases(name):
   import optax
   from ml_collections import ConfigDict
 
-  from stress_jax.train import make_optimizer
+  from stress_jax.steps import make_optimizer
 
   config = ConfigDict(
     dict(

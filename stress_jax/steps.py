@@ -1,0 +1,146 @@
+"""The pure pieces of training: state, optimizer, loss, and the train/eval steps.
+
+`train_step` is a pure function of (state, batch, rng); `Trainer` (trainer.py) jits
+it over a device mesh. Kept apart from the loop so that benchmarks, export and
+evaluation can use the steps without the loop's checkpointing and logging.
+"""
+
+from __future__ import annotations
+
+import flax
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from stress_jax import input_pipeline
+
+
+@flax.struct.dataclass
+class TrainState:
+  step: jax.Array
+  params: dict
+  batch_stats: dict
+  opt_state: optax.OptState
+
+
+def compute_dtype(model_config):
+  return jnp.bfloat16 if model_config.dtype == "bfloat16" else jnp.float32
+
+
+def _decay_mask(params):
+  # Weight decay on kernels only: BatchNorm scales/biases and dense biases are 1-D.
+  return jax.tree.map(lambda p: p.ndim > 1, params)
+
+
+def learning_rate_schedule(optim_config, total_steps: int) -> optax.Schedule:
+  warmup = min(int(optim_config.warmup_steps), max(total_steps - 1, 0))
+  return optax.warmup_cosine_decay_schedule(
+    init_value=0.0,
+    peak_value=optim_config.learning_rate,
+    warmup_steps=warmup,
+    decay_steps=max(total_steps, warmup + 1),
+    end_value=optim_config.learning_rate * optim_config.end_learning_rate_factor,
+  )
+
+
+def make_optimizer(optim_config, total_steps: int) -> optax.GradientTransformation:
+  schedule = learning_rate_schedule(optim_config, total_steps)
+  if optim_config.name == "adamw":
+    update = optax.adamw(schedule, weight_decay=optim_config.weight_decay, mask=_decay_mask)
+  elif optim_config.name == "sgd":
+    update = optax.chain(
+      optax.add_decayed_weights(optim_config.weight_decay, mask=_decay_mask),
+      optax.sgd(schedule, momentum=optim_config.momentum, nesterov=True),
+    )
+  else:
+    raise ValueError(f"unknown optimizer {optim_config.name!r}; use 'adamw' or 'sgd'")
+  if optim_config.clip_norm and optim_config.clip_norm > 0:
+    return optax.chain(optax.clip_by_global_norm(optim_config.clip_norm), update)
+  return update
+
+
+def dummy_batch(handle: input_pipeline.DatasetHandle, batch_size: int) -> dict:
+  """Zeros shaped like a device batch, for initialisation and shape checks."""
+  transform = input_pipeline.ClipTransform(handle)
+  example = transform(handle.source(handle.subjects[:1])[0])
+  return {
+    key: np.zeros((batch_size, *np.shape(example[key])), np.asarray(example[key]).dtype)
+    for key in input_pipeline.DEVICE_KEYS
+  }
+
+
+def init_state(model, tx, rng, batch: dict, dtype) -> TrainState:
+  batch = input_pipeline.device_preprocess(batch, dtype)
+  variables = model.init(
+    {"params": rng, "dropout": rng},
+    batch["inputs"],
+    batch["landmarks"],
+    batch["frame_mask"],
+    train=False,
+  )
+  params = variables["params"]
+  return TrainState(
+    step=jnp.zeros((), jnp.int32),
+    params=params,
+    batch_stats=variables.get("batch_stats", {}),
+    opt_state=tx.init(params),
+  )
+
+
+def _variables(state: TrainState) -> dict:
+  variables = {"params": state.params}
+  if state.batch_stats:
+    variables["batch_stats"] = state.batch_stats
+  return variables
+
+
+def cross_entropy(logits, labels, weights):
+  losses = optax.softmax_cross_entropy_with_integer_labels(logits.astype(jnp.float32), labels)
+  return (losses * weights).sum() / jnp.maximum(weights.sum(), 1.0)
+
+
+def train_step(state: TrainState, batch: dict, rng, *, model, tx, schedule, dtype):
+  """One optimizer step on a global batch. Pure: the dropout key is fold_in(rng, step)."""
+  batch = input_pipeline.device_preprocess(batch, dtype)
+  dropout_rng = jax.random.fold_in(rng, state.step)
+  weights = batch["valid"].astype(jnp.float32)
+
+  def loss_fn(params):
+    (logits, _), updates = model.apply(
+      {"params": params, "batch_stats": state.batch_stats},
+      batch["inputs"],
+      batch["landmarks"],
+      batch["frame_mask"],
+      train=True,
+      rngs={"dropout": dropout_rng},
+      mutable=["batch_stats"],
+    )
+    return cross_entropy(logits, batch["label"], weights), (logits, updates)
+
+  (loss, (logits, updates)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+  param_updates, opt_state = tx.update(grads, state.opt_state, state.params)
+  params = optax.apply_updates(state.params, param_updates)
+  correct = (logits.argmax(-1) == batch["label"]).astype(jnp.float32)
+  step_metrics = {
+    "loss": loss,
+    "accuracy": (correct * weights).sum() / jnp.maximum(weights.sum(), 1.0),
+    "grad_norm": optax.global_norm(grads),
+    "param_norm": optax.global_norm(params),
+    "learning_rate": schedule(state.step),
+  }
+  new_state = state.replace(
+    step=state.step + 1,
+    params=params,
+    batch_stats=updates.get("batch_stats", state.batch_stats),
+    opt_state=opt_state,
+  )
+  return new_state, step_metrics
+
+
+def eval_step(state: TrainState, batch: dict, *, model, dtype):
+  batch = input_pipeline.device_preprocess(batch, dtype)
+  logits, aux = model.apply(
+    _variables(state), batch["inputs"], batch["landmarks"], batch["frame_mask"], train=False
+  )
+  return jax.nn.softmax(logits.astype(jnp.float32), -1), aux
