@@ -879,7 +879,7 @@ def worker_pipeline(s: dict, config_name: str) -> dict:
 def _small_video48_like(tmp: str, config):
   """A small synthetic dataset with the paper's 48-frame JPEG clips, and its handle."""
   from stress_jax import input_pipeline
-  from stress_jax.data import synthetic
+  from stress_jax.datasets import synthetic
   from tfds_builders.stress_faces.stress_faces_dataset_builder import (
     StressFaces,
     StressFacesConfig,

@@ -25,7 +25,7 @@ import jax.numpy as jnp
 import numpy as np
 import tensorflow_datasets as tfds
 
-from stress_jax.data import face_geometry
+from stress_jax.faces import geometry as face_geometry
 
 # Keys that travel to the device; everything else stays on the host.
 DEVICE_KEYS = ("inputs", "landmarks", "frame_mask", "label", "photometric", "valid")

@@ -12,7 +12,7 @@ import sys
 import numpy as np
 import tensorflow_datasets as tfds
 
-from stress_jax.data import records
+from stress_jax.faces import records
 
 NUM_SUBJECTS = 6
 CLIPS_PER_SUBJECT = 9

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from stress_jax.data import face_geometry as fg
-from stress_jax.data import synthetic
+from stress_jax.datasets import synthetic
+from stress_jax.faces import geometry as fg
 
 CANONICAL = np.array([fg.CANONICAL_RIGHT_EYE, fg.CANONICAL_LEFT_EYE]) * fg.CROP_SIZE
 

@@ -11,7 +11,8 @@ import pytest
 import tensorflow_datasets as tfds
 from PIL import Image
 
-from stress_jax.data import build, records
+from stress_jax.data import build
+from stress_jax.faces import records
 from stress_jax.preprocess import ingest
 from stress_jax.preprocess.manifest import ManifestError
 from tests.test_ingest import CONFIG, write_manifest

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from stress_jax import input_pipeline, protocols
-from stress_jax.data import face_geometry
+from stress_jax.faces import geometry as face_geometry
 from tests import fake_clips, tiny_config
 
 

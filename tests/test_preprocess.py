@@ -17,7 +17,7 @@ import pytest
 from PIL import Image
 from skimage import data as skdata
 
-from stress_jax.data import face_geometry
+from stress_jax.faces import geometry as face_geometry
 from stress_jax.preprocess import clips, decode
 from stress_jax.preprocess.config import PreprocessConfig
 from stress_jax.preprocess.faces import FacePipeline

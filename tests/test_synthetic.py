@@ -8,9 +8,10 @@ import sys
 import numpy as np
 import pytest
 
-from stress_jax.data import face_geometry as fg
-from stress_jax.data import records, synthetic
-from stress_jax.data.synthetic import CueEvent, SimulatorConfig
+from stress_jax.datasets import synthetic
+from stress_jax.datasets.synthetic import CueEvent, SimulatorConfig
+from stress_jax.faces import geometry as fg
+from stress_jax.faces import records
 
 # Small frames and short clips keep rendering fast; the geometry does not depend on them.
 SMALL = SimulatorConfig(
@@ -279,7 +280,7 @@ def test_clip_example_fits_the_shared_record():
 def test_contact_sheet_writes_a_png(tmp_path):
   from PIL import Image
 
-  from stress_jax.data import contact_sheet
+  from stress_jax.datasets.synthetic import contact_sheet
 
   config = dataclasses.replace(SMALL, num_frames=4, clip_stride=4)
   clips = contact_sheet.simulated_clips(config, clips_per_class=1)

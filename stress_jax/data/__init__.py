@@ -1,1 +1,1 @@
-"""Datasets: the shared clip record, face geometry, the synthetic simulator."""
+"""Datasets read from disk (Yonsei) and the build CLI for every TFDS builder here."""

@@ -34,7 +34,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from stress_jax.data.face_geometry import LEFT_EYE, NUM_LANDMARKS, RIGHT_EYE
+from stress_jax.faces.geometry import LEFT_EYE, NUM_LANDMARKS, RIGHT_EYE
 from stress_jax.models.attention import SpatialAttention, TemporalAttentionPool
 from stress_jax.models.resnet import ResidualHead, ResNetTrunk
 

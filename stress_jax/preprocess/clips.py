@@ -6,7 +6,7 @@ import dataclasses
 
 import numpy as np
 
-from stress_jax.data import face_geometry
+from stress_jax.faces import geometry as face_geometry
 
 
 def fill_missing_landmarks(landmarks: np.ndarray, has_face: np.ndarray) -> np.ndarray:

@@ -36,7 +36,7 @@ import dlib
 import numpy as np
 from PIL import Image
 
-from stress_jax.data import face_geometry
+from stress_jax.faces import geometry as face_geometry
 from stress_jax.preprocess import decode
 from stress_jax.preprocess.config import PreprocessConfig
 

@@ -147,7 +147,7 @@ def process_source(
   landmarks (N, 68, 2) with gaps filled, has_face (N,), source_index (N,),
   clip_starts (C,). Without clips no file is written.
   """
-  from stress_jax.data import records
+  from stress_jax.faces import records
 
   started = time.perf_counter()
   pipeline = _pipeline(config)
@@ -418,7 +418,7 @@ def clip_features(num_frames: int, label_names: Sequence[str] | None = None):
   """
   import tensorflow_datasets as tfds
 
-  from stress_jax.data import records
+  from stress_jax.faces import records
 
   spec = records.clip_features(num_frames, label_names or ("_",), synthetic=False)
   if label_names is not None:

@@ -1,13 +1,13 @@
 """The `stress_faces` dataset builder: eye-aligned face clips with stress labels.
 
 Configs:
-  synthetic         the simulator of `stress_jax.data.synthetic`, 30 subjects, 3 classes
+  synthetic         the simulator of `stress_jax.datasets.synthetic`, 30 subjects, 3 classes
   synthetic_binary  the same subjects, no_stress / stress
   synthetic_tiny    3 subjects, 2 clips per class, 8 frames: tests and smoke runs
   video             your own recordings (manual dir + manifest.csv), see
                     `stress_jax/preprocess/ingest.py`; 16-frame clips at 15 fps
 
-Every config writes the clip record of `stress_jax.data.records` with one split
+Every config writes the clip record of `stress_jax.faces.records` with one split
 per subject (`s00`, `s01`, ...). Build without TensorFlow:
 
   python -m stress_jax.data.build stress_faces --config=synthetic
@@ -20,7 +20,8 @@ import os
 
 import tensorflow_datasets as tfds
 
-from stress_jax.data import records, synthetic
+from stress_jax.datasets import synthetic
+from stress_jax.faces import records
 from stress_jax.preprocess import ingest
 from stress_jax.preprocess.config import PreprocessConfig
 

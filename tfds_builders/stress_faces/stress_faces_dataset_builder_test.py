@@ -21,7 +21,9 @@ import grain
 import numpy as np
 import tensorflow_datasets as tfds
 
-from stress_jax.data import build, records, synthetic
+from stress_jax.data import build
+from stress_jax.datasets import synthetic
+from stress_jax.faces import records
 from tfds_builders.stress_faces import stress_faces_dataset_builder as builder_module
 from tfds_builders.stress_faces.stress_faces_dataset_builder import StressFaces
 

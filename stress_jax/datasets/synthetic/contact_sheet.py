@@ -1,6 +1,7 @@
 """A PNG contact sheet of stress_faces clips: frames, landmarks, cue frames and cue regions.
 
-  python -m stress_jax.data.contact_sheet --output=sheet.png [--data_dir=DIR] [--config=synthetic]
+  python -m stress_jax.datasets.synthetic.contact_sheet --output=sheet.png \
+      [--data_dir=DIR] [--config=synthetic]
 
 With a prepared dataset in --data_dir it shows stored records; without one it
 renders the same clips with the simulator (no build needed). Each row is one clip:
@@ -17,7 +18,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from stress_jax.data import records, synthetic
+from stress_jax.datasets import synthetic
+from stress_jax.faces import records
 
 
 def _as_clip(example: dict) -> dict:
@@ -59,8 +61,8 @@ def stored_clips(
   """Clips read back from prepared array_record shards, one subject per row where possible."""
   import tensorflow_datasets as tfds
 
-  import tfds_builders  # noqa: F401  (registers stress_faces)
-
+  # Read back from the prepared files alone (their dataset_info.json carries the
+  # features): the builder's code is not needed, nor imported.
   builder = tfds.builder(f"stress_faces/{config}", data_dir=data_dir)
   label_names = builder.info.features["label"].names
   sources = builder.as_data_source()

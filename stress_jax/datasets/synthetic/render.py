@@ -2,7 +2,7 @@
 
 Kept apart from the simulator so the drawing can change without touching the
 geometry: everything here takes already-projected 2D points in continuous
-camera coordinates (pixel centres at +0.5, see face_geometry) and colours.
+camera coordinates (pixel centres at +0.5, see `stress_jax.faces.geometry`) and colours.
 """
 
 from __future__ import annotations
@@ -12,40 +12,13 @@ import dataclasses
 import numpy as np
 from PIL import Image, ImageDraw
 
+from stress_jax.datasets.synthetic.face_model import FrameGeometry
+from stress_jax.datasets.synthetic.identity import Palette
+
 # Drawing at twice the resolution and averaging 2x2 blocks gives anti-aliased
 # edges, which PIL's polygon fill lacks; without it the crop shows stair-steps
 # that move with the head and would be an artefact no real camera has.
 SUPERSAMPLE = 2
-
-
-@dataclasses.dataclass(frozen=True)
-class Palette:
-  skin: tuple[int, int, int]
-  skin_shadow: tuple[int, int, int]
-  lip: tuple[int, int, int]
-  hair: tuple[int, int, int]
-  brow: tuple[int, int, int]
-  iris: tuple[int, int, int]
-  shirt: tuple[int, int, int]
-
-
-@dataclasses.dataclass
-class FrameGeometry:
-  """Projected points of one frame, camera pixels (continuous coordinates)."""
-
-  landmarks: np.ndarray  # (68, 2)
-  head: np.ndarray  # (K, 2) outline: jaw then the top of the head
-  hair_back: np.ndarray  # (M, 2)
-  fringe: np.ndarray  # (F, 2)
-  ears: np.ndarray  # (2, 2) centres
-  ear_radii: tuple[float, float]
-  brow_polygons: tuple[np.ndarray, np.ndarray]  # (10, 2) each
-  irises: np.ndarray  # (2, 2) centres
-  iris_radius: float
-  furrow_lines: np.ndarray  # (L, 2, 2) segments, possibly empty
-  neck: np.ndarray  # (4, 2)
-  shoulders: np.ndarray  # (P, 2)
-  px_per_unit: float
 
 
 @dataclasses.dataclass
@@ -147,3 +120,15 @@ def draw_face(
 
   out = canvas.reduce(SUPERSAMPLE)
   return np.asarray(out)
+
+
+def paint_dots(image: np.ndarray, points: np.ndarray, colour=(0, 255, 0), sigma: float = 1.2):
+  """Anti-aliased Gaussian dots at continuous coordinates (for checking the alignment)."""
+  size_y, size_x = image.shape[:2]
+  xs, ys = np.arange(size_x) + 0.5, np.arange(size_y) + 0.5
+  weight = np.zeros((size_y, size_x))
+  for x, y in points:
+    weight = np.maximum(
+      weight, np.exp(-((ys[:, None] - y) ** 2 + (xs[None] - x) ** 2) / (2 * sigma**2))
+    )
+  return image * (1 - weight[..., None]) + np.asarray(colour, np.float64) * weight[..., None]
