@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import ast
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 
@@ -136,3 +140,27 @@ def test_mirror_landmarks_match_the_flipped_face():
   np.testing.assert_allclose(fg.mirror_landmarks(landmarks), flipped_landmarks, atol=1e-5)
   difference = np.abs(crop[:, ::-1].astype(int) - flipped_crop.astype(int))
   assert np.median(difference) <= 1 and difference.mean() < 2.5
+
+
+def _project_modules_after_import(*modules: str) -> set[str]:
+  code = (
+    f"import sys, {', '.join(modules)}\n"
+    "print([m for m in sys.modules if m.startswith(('stress_jax', 'tfds_builders'))])"
+  )
+  out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+  return set(ast.literal_eval(out.stdout.strip().splitlines()[-1]))
+
+
+def test_face_primitives_and_models_stand_on_nothing_above_them():
+  # The floors: stress_jax.faces imports nothing else of the project, and the models
+  # import only those primitives, never a dataset, the preprocessing or a builder.
+  package = {"stress_jax", "stress_jax.xla_cpu"}
+  faces = _project_modules_after_import("stress_jax.faces.geometry", "stress_jax.faces.records")
+  assert faces == package | {
+    "stress_jax.faces",
+    "stress_jax.faces.geometry",
+    "stress_jax.faces.records",
+  }
+  models = _project_modules_after_import("stress_jax.models")
+  outside = {m for m in models if not m.startswith("stress_jax.models")} - package
+  assert outside == {"stress_jax.faces", "stress_jax.faces.geometry"}

@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import pathlib
+import subprocess
 import sys
 import tempfile
 import unittest
@@ -167,6 +168,18 @@ class StressFacesSyntheticTest(unittest.TestCase):
     self.assertEqual((options["runner"], options["direct_num_workers"]), ("DirectRunner", 2))
     options = build.beam_options({"direct_num_workers": 3}).get_all_options()
     self.assertEqual(options["direct_num_workers"], 3)
+
+  def test_contact_sheet_reads_the_shards_without_the_builder_code(self):
+    # The contact sheet sits below the builders: prepared files are all it needs.
+    code = (
+      "import sys\n"
+      "from stress_jax.datasets.synthetic import contact_sheet\n"
+      f"clips, names = contact_sheet.stored_clips({str(self.data_dir)!r}, {CONFIG!r}, 1)\n"
+      "print([c['label'] for c in clips], names, 'tfds_builders' in sys.modules)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    last = out.stdout.strip().splitlines()[-1]
+    self.assertEqual(last, f"[0, 1, 2] {list(SIM.label_names)} False")
 
   def test_no_tensorflow(self):
     self.assertNotIn("tensorflow", sys.modules)
