@@ -14,6 +14,8 @@ import functools
 import numpy as np
 
 from stress_jax.datasets.synthetic import config as config_lib
+from stress_jax.datasets.synthetic.config import SimulatorConfig
+from stress_jax.datasets.synthetic.identity import Identity
 from stress_jax.faces import geometry as fg
 
 
@@ -50,7 +52,9 @@ class Exposure:
   noise_rng: np.random.Generator  # where each frame's noise window lies
 
   @classmethod
-  def for_clip(cls, config, idn, subject: int, session: int, clip: int) -> Exposure:
+  def for_clip(
+    cls, config: SimulatorConfig, idn: Identity, subject: int, session: int, clip: int
+  ) -> Exposure:
     return cls(
       camera_size=config.image_size,
       light_strength=idn.light_strength,

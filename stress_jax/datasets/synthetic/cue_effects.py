@@ -2,8 +2,8 @@
 
 `apply_cues` adds the events to the session's per-frame states (eyelids, brows,
 lips, head pose); `cue_region` draws the ground-truth map that attention is scored
-against. Both read only the events, so a new cue kind is a `schedule_cues` entry
-plus a branch here.
+against. A new cue kind is an entry in `cues.EVENT_KINDS` and its schedule, a
+branch in `apply_cues` and an entry in `_CUE_LANDMARKS`.
 """
 
 from __future__ import annotations
@@ -39,8 +39,8 @@ def apply_cues(
 ) -> dict[str, np.ndarray]:
   """The final per-frame states: `timeline.confounder_states` with the cue events acting.
 
-  Head jitter shakes the pose in place; the other kinds close the eyes, lower the
-  brows or press the lips over their frames.
+  Updates `state` in place and returns it. Head jitter shakes the pose; the other
+  kinds close the eyes, lower the brows or press the lips over their frames.
   """
   num_frames = config.num_frames
   burst = np.zeros(num_frames)

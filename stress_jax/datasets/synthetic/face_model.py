@@ -20,6 +20,8 @@ _PIVOT = np.array([0.0, 0.5, -1.0])
 
 @dataclasses.dataclass
 class Expression:
+  """One frame's face state: eyelid openings (right, left), brows, lips and gaze."""
+
   eye_open: tuple[float, float]
   brow_drop: float
   brow_raise: float

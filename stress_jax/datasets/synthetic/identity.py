@@ -19,6 +19,8 @@ from stress_jax.datasets.synthetic.config import SimulatorConfig
 
 @dataclasses.dataclass(frozen=True)
 class Palette:
+  """A person's colours (RGB), also of their shirt."""
+
   skin: tuple[int, int, int]
   skin_shadow: tuple[int, int, int]
   lip: tuple[int, int, int]
