@@ -1,1 +1,6 @@
-"""Datasets read from disk (Yonsei) and the build CLI for every TFDS builder here."""
+"""The Yonsei reader and `python -m stress_jax.data.build`, the TFDS build CLI.
+
+Face primitives live in `stress_jax.faces`, the simulator in `stress_jax.datasets`;
+`records` and `face_geometry` here are aliases of the moved modules, kept until no
+code imports them from here.
+"""
