@@ -1,7 +1,7 @@
-"""Simulated clips as TFDS examples, rendered in worker processes subject by subject.
+"""Simulated clips as TFDS examples (`clip_example`), rendered by a process pool for the builder.
 
-Every clip is seeded on its own (see `config.rng`), so the examples do not depend on
-the number of workers or the order in which they finish.
+The stress_faces builder writes one split per subject, so work is handed out
+subject by subject; a clip's bytes depend only on the config (see `config.rng`).
 """
 
 from __future__ import annotations
