@@ -1,0 +1,149 @@
+"""Feature-map databases: the general layout's edge cases and the writer.
+
+Layout: integer stems with gaps, float16 files, landmarks present / partly missing /
+absent, label names from the folders or from database.json, stray files. Writer: an
+existing output is refused in one line.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+import numpy as np
+import pytest
+import tensorflow_datasets as tfds
+
+from stress_jax.featuredb import layout
+from stress_jax.featuredb.builder import set_label_names
+from tests import featuredb_fixtures as fixtures
+from tests.conftest import cli_error_lines
+from tfds_builders.feature_maps import FeatureMaps, load_build_report
+
+
+def _build(manual_dir, data_dir, config="clips4"):
+  builder = FeatureMaps(data_dir=str(data_dir), config=config, num_workers=0)
+  builder.download_and_prepare(
+    download_config=tfds.download.DownloadConfig(manual_dir=str(manual_dir))
+  )
+  return builder
+
+
+def _records(data_dir, config="clips4"):
+  """{(video, start_frame): record} over every split."""
+  sources = tfds.data_source(f"feature_maps/{config}", data_dir=str(data_dir))
+  out = {}
+  for source in sources.values():
+    for index in range(len(source)):
+      record = source[index]
+      out[record["video"].decode(), int(record["start_frame"])] = record
+  return out
+
+
+@pytest.fixture(scope="module")
+def general_db(tmp_path_factory):
+  """alice/calm: indices 0-5 and 8-10 (a gap), float16; alice/tense: 0-3 with landmarks
+  on 1 and 2 only; bob/tense: 0-2 float32 with landmarks everywhere; strays around."""
+  root = tmp_path_factory.mktemp("general_db")
+  rng = np.random.default_rng(3)
+  maps = {}
+  maps["alice/calm"] = fixtures.write_indexed(
+    str(root / "alice" / "calm"), [0, 1, 2, 3, 4, 5, 8, 9, 10], rng=rng, dtype=np.float16
+  )
+  maps["alice/tense"] = fixtures.write_indexed(str(root / "alice" / "tense"), range(4), rng=rng)
+  maps["bob/tense"] = fixtures.write_indexed(str(root / "bob" / "tense"), range(3), rng=rng)
+  points = {k: rng.uniform(0.2, 0.8, (68, 2)).astype(np.float32) for k in ("000001", "000002")}
+  np.savez(root / "alice" / "tense" / layout.LANDMARKS_NAME, **points)
+  bob_points = {f"{k:06d}": np.full((68, 2), 0.1 * k, np.float32) for k in range(3)}
+  np.savez(root / "bob" / "tense" / layout.LANDMARKS_NAME, **bob_points)
+  (root / "alice" / "calm" / "notes.txt").write_text("stray")
+  (root / "alice" / "calm" / "_sources.json").write_text("[]")  # private: not a stray
+  (root / ".DS_Store").write_text("")
+  (root / "9lives").mkdir()  # not a valid subject (split) name
+  return root, maps, points
+
+
+def test_integer_stems_float16_landmarks_and_folder_labels(general_db, tmp_path):
+  root, maps, points = general_db
+  builder = _build(root, tmp_path / "out")
+  assert builder.info.features["label"].names == ["calm", "tense"]  # sorted folder names
+  assert sorted(builder.info.splits.keys()) == ["alice", "bob"]
+  got = _records(tmp_path / "out")
+  # calm: run 0-5 gives [0-3] and a padded [4, 5]; run 8-10 gives a padded [8-10].
+  assert sorted(got) == [
+    ("alice/calm", 0),
+    ("alice/calm", 4),
+    ("alice/calm", 8),
+    ("alice/tense", 0),
+    ("bob/tense", 0),
+  ]
+  tail = got["alice/calm", 8]
+  np.testing.assert_array_equal(tail["frame_mask"], [True, True, True, False])
+  for slot, index in enumerate((8, 9, 10)):
+    np.testing.assert_array_equal(tail["features"][slot], maps["alice/calm"][index])
+  assert not tail["features"][3].any()
+  assert tail["label"] == 0 and got["alice/tense", 0]["label"] == 1
+  # float32 files are stored as float16 like every record.
+  np.testing.assert_array_equal(
+    got["bob/tense", 0]["features"][:3], np.stack(list(maps["bob/tense"].values())).astype("f2")
+  )
+  # Landmarks: frames without an entry take the nearest frame's; a folder without a
+  # landmarks file stores zeros.
+  lm = got["alice/tense", 0]["landmarks"]
+  for slot, stem in ((0, "000001"), (1, "000001"), (2, "000002"), (3, "000002")):
+    np.testing.assert_array_equal(lm[slot], points[stem])
+  np.testing.assert_array_equal(
+    got["bob/tense", 0]["landmarks"][3], np.full((68, 2), 0.2, np.float32)
+  )
+  assert not got["alice/calm", 0]["landmarks"].any()
+  report = load_build_report(builder.data_dir)
+  assert {(p["kind"], p["path"]) for p in report["problems"]} == {
+    ("stray_file", "alice/calm/notes.txt"),
+    ("unexpected_folder", "9lives"),
+  }
+  assert report["label_names"] == ["calm", "tense"]
+  assert report["totals"]["frames_with_landmarks"] == 2 + 3
+  assert report["totals"]["runs"] == 4
+
+
+def test_label_names_from_database_json(general_db, tmp_path):
+  root, _, _ = general_db
+  copy = tmp_path / "db"
+  copy.mkdir()
+  os.symlink(root / "alice", copy / "alice")
+  # The order (and a label no subject has) come from database.json.
+  (copy / layout.METADATA_NAME).write_text(json.dumps({"label_names": ["tense", "calm", "x"]}))
+  builder = _build(copy, tmp_path / "out")
+  assert builder.info.features["label"].names == ["tense", "calm", "x"]
+  labels = {key[0]: int(r["label"]) for key, r in _records(tmp_path / "out").items()}
+  assert labels == {"alice/calm": 1, "alice/tense": 0}
+  # Reading it back (a new builder) keeps the names TFDS stored.
+  again = tfds.builder("feature_maps/clips4", data_dir=str(tmp_path / "out"))
+  assert again.info.features["label"].names == ["tense", "calm", "x"]
+
+
+def test_bad_database_json_and_label_name_mismatch(tmp_path):
+  (tmp_path / layout.METADATA_NAME).write_text(json.dumps({"label_names": ["a", "a"]}))
+  with pytest.raises(ValueError, match="distinct"):
+    layout.read_metadata(str(tmp_path))
+  (tmp_path / layout.METADATA_NAME).write_text("{not json")
+  with pytest.raises(ValueError, match="not valid JSON"):
+    layout.read_metadata(str(tmp_path))
+  features = tfds.features.FeaturesDict({"label": tfds.features.ClassLabel(names=["a", "b"])})
+  with pytest.raises(ValueError, match="differ"):
+    set_label_names(features, ["b", "a"])
+
+
+def test_writer_refuses_an_existing_output(tmp_path):
+  (tmp_path / "db").mkdir()
+  lines = cli_error_lines(
+    "stress_jax.featuredb.write",
+    "--source=fake_clips",
+    f"--output={tmp_path / 'db'}",
+    f"--workdir={tmp_path / 'run'}",
+  )
+  assert lines == [f"write: {tmp_path / 'db'} already exists; pass --overwrite to replace it"]
+  lines = cli_error_lines(
+    "stress_jax.featuredb.write", "--source=fake_clips", f"--output={tmp_path / 'new'}"
+  )
+  assert lines == ["write: give exactly one trunk: --workdir=W or --pretrained=PATH"]
