@@ -147,3 +147,113 @@ def test_writer_refuses_an_existing_output(tmp_path):
     "stress_jax.featuredb.write", "--source=fake_clips", f"--output={tmp_path / 'new'}"
   )
   assert lines == ["write: give exactly one trunk: --workdir=W or --pretrained=PATH"]
+
+
+# --------------------------------------------------------------- writer parity
+
+
+def _pixel_workdir(path, fake_data_dir):
+  """A workdir as train.py leaves it: the tiny config with a 256-wide stage 3, and one
+  checkpoint of a randomly initialised model whose BatchNorm statistics are random too
+  (so eval-mode normalisation is not the identity)."""
+  import jax
+
+  from stress_jax.checkpointing import CheckpointManager
+  from stress_jax.models import build_model, init_variables
+  from tests import tiny_config
+
+  config = tiny_config.get_config()
+  config.data.data_dir = str(fake_data_dir)
+  config.model.stage_widths = (8, 8, 256)
+  config.train.async_checkpoints = False
+  path.mkdir(parents=True)
+  (path / "config.json").write_text(config.to_json_best_effort(indent=2))
+  model = build_model(config.model)
+  keys = iter(jax.random.split(jax.random.key(11), 3))
+  variables = init_variables(model, next(keys))
+  stats = variables["batch_stats"]
+  leaves, tree = jax.tree_util.tree_flatten(stats)
+  noise = jax.random.uniform(next(keys), (len(leaves),), minval=0.5, maxval=1.5)
+  stats = tree.unflatten([leaf * noise[i] + 0.05 * i for i, leaf in enumerate(leaves)])
+  state = {"step": np.int32(1), "params": variables["params"], "batch_stats": stats}
+  manager = CheckpointManager(path, config.train)
+  manager.save(1, state, {})
+  manager.wait()
+  manager.close()
+  return config, model, {"params": variables["params"], "batch_stats": stats}
+
+
+def _probabilities(model, variables, handle):
+  """{(subject, label name, first valid frame's source key): clip probabilities}."""
+  import jax
+
+  from stress_jax import input_pipeline
+
+  apply = jax.jit(lambda v, x, lm, m: jax.nn.softmax(model.apply(v, x, lm, m)[0]))
+  out = {}
+  for batch in input_pipeline.eval_batches(
+    handle, handle.subjects, 8, keep_metadata=True, process_index=0, process_count=1
+  ):
+    inputs = input_pipeline.device_preprocess(batch)["inputs"]
+    probs = np.asarray(apply(variables, inputs, batch["landmarks"], batch["frame_mask"]))
+    for row in np.flatnonzero(batch["valid"]):
+      key = (str(batch["video"][row]), int(batch["start_frame"][row]))
+      out[key] = (probs[row], handle.label_names[int(batch["label"][row])])
+  return out
+
+
+def test_features_model_matches_pixel_model_on_written_database(fake_data_dir, tmp_path):
+  import tests.fake_clips  # noqa: F401  (registers fake_clips)
+  from stress_jax import input_pipeline
+  from stress_jax.configs import common
+  from stress_jax.featuredb import write
+  from stress_jax.models import build_model
+
+  config, model, variables = _pixel_workdir(tmp_path / "run", fake_data_dir)
+  output = tmp_path / "features"
+  metadata = write.write_database(
+    str(output),
+    "fake_clips",
+    data_dir=str(fake_data_dir),
+    workdir=str(tmp_path / "run"),
+    checkpoint="latest",
+    dtype="float16",
+  )
+  assert not (tmp_path / "features.incomplete").exists()
+  assert metadata["label_names"] == ["low", "mid", "high"] and metadata["landmarks"]
+  assert metadata["trunk"]["checkpoint"] == "latest" and metadata["feature_dtype"] == "float16"
+  assert json.loads((output / layout.METADATA_NAME).read_text()) == metadata
+  # 6 subjects x 9 clips x 4 frames, less the last frame of every odd clip.
+  assert metadata["frames"] == len(list(output.glob("*/*/*.npy"))) == 6 * (9 * 4 - 4)
+  assert np.load(next(output.glob("s00/low/*.npy"))).dtype == np.float16
+
+  data = common.base_config().data
+  data.name, data.data_dir, data.num_frames = "fake_clips", str(fake_data_dir), 4
+  data.build_if_missing = False
+  pixel = _probabilities(model, variables, input_pipeline.open_dataset(data))
+
+  data.name, data.data_dir = "feature_maps/clips4", str(tmp_path / "built")
+  data.manual_dir, data.build_if_missing = str(output), True
+  feature_handle = input_pipeline.open_dataset(data)
+  assert feature_handle.label_names == ("low", "mid", "high")
+  assert feature_handle.input_key == "features" and feature_handle.has_landmarks
+  features_config = config.model.copy_and_resolve_references()
+  features_config.input_mode = "features"
+  strip = lambda tree: {k: v for k, v in tree.items() if k != "trunk"}  # noqa: E731
+  head_only = {name: strip(tree) for name, tree in variables.items()}
+  features = _probabilities(build_model(features_config), head_only, feature_handle)
+
+  # A feature clip starts at a stem; _sources.json says which video frame that is.
+  matched = 0
+  for (video, stem), (probs, label) in features.items():
+    subject = video.split("/")[0]
+    runs = json.loads((output / video / "_sources.json").read_text())
+    run = next(r for r in runs if r["first_stem"] <= stem < r["first_stem"] + r["frames"])
+    source = (run["video"], run["first_frame"] + stem - run["first_stem"])
+    pixel_probs, pixel_label = pixel[source]
+    assert pixel_label == label and source[0].startswith(subject)
+    np.testing.assert_allclose(probs, pixel_probs, atol=1e-3, err_msg=str(source))
+    matched += 1
+  assert matched == len(pixel) == 54
+  spread = np.std([p for p, _ in pixel.values()], axis=0)
+  assert spread.max() > 1e-3  # the clips really differ, so the match is not trivial
