@@ -202,13 +202,13 @@ def _probabilities(model, variables, handle):
   return out
 
 
-def test_features_model_matches_pixel_model_on_written_database(fake_data_dir, tmp_path):
+@pytest.fixture(scope="module")
+def written(fake_data_dir, tmp_path_factory):
+  """(pixel config, model, variables, database folder, database.json) of one write."""
   import tests.fake_clips  # noqa: F401  (registers fake_clips)
-  from stress_jax import input_pipeline
-  from stress_jax.configs import common
   from stress_jax.featuredb import write
-  from stress_jax.models import build_model
 
+  tmp_path = tmp_path_factory.mktemp("written")
   config, model, variables = _pixel_workdir(tmp_path / "run", fake_data_dir)
   output = tmp_path / "features"
   metadata = write.write_database(
@@ -219,7 +219,16 @@ def test_features_model_matches_pixel_model_on_written_database(fake_data_dir, t
     checkpoint="latest",
     dtype="float16",
   )
-  assert not (tmp_path / "features.incomplete").exists()
+  return config, model, variables, output, metadata
+
+
+def test_features_model_matches_pixel_model_on_written_database(written, fake_data_dir, tmp_path):
+  from stress_jax import input_pipeline
+  from stress_jax.configs import common
+  from stress_jax.models import build_model
+
+  config, model, variables, output, metadata = written
+  assert not output.with_name("features.incomplete").exists()
   assert metadata["label_names"] == ["low", "mid", "high"] and metadata["landmarks"]
   assert metadata["trunk"]["checkpoint"] == "latest" and metadata["feature_dtype"] == "float16"
   assert json.loads((output / layout.METADATA_NAME).read_text()) == metadata
@@ -257,3 +266,23 @@ def test_features_model_matches_pixel_model_on_written_database(fake_data_dir, t
   assert matched == len(pixel) == 54
   spread = np.std([p for p, _ in pixel.values()], axis=0)
   assert spread.max() > 1e-3  # the clips really differ, so the match is not trivial
+
+
+def test_training_on_a_written_database(written, tmp_path):
+  from tests.conftest import run_training
+
+  output = written[3]
+  run_training(
+    tmp_path / "run",
+    tmp_path / "tfds",
+    "--config.data.name=feature_maps/clips4",
+    f"--config.data.manual_dir={output}",
+    "--config.data.build_if_missing=True",
+    "--config.model.input_mode=features",
+    "--config.model.stage_widths=(8,8,256)",
+    "--config.input.augment.flip=False",
+    "--config.train.num_steps=3",
+  )
+  summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+  assert summary["label_names"] == ["low", "mid", "high"]
+  assert (tmp_path / "tfds" / "feature_maps" / "clips4").is_dir()

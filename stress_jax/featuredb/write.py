@@ -226,10 +226,13 @@ def write_database(
 
 
 def main(argv: Sequence[str]) -> None:
-  from absl import flags
+  from absl import flags, logging
 
   if len(argv) > 1:
     raise SystemExit(f"write: unexpected arguments {' '.join(argv[1:])}")
+  if not flags.FLAGS["verbosity"].present:
+    # orbax logs every read-only open at INFO/WARNING; nothing there is for the user.
+    logging.set_verbosity(logging.ERROR)
   try:
     metadata = write_database(
       _OUTPUT.value,
