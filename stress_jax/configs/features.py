@@ -1,15 +1,15 @@
 """Training on a feature-map database (docs/feature_database.md): no trunk, maps in.
 
   python -m stress_jax.featuredb.write --source=stress_faces/synthetic_small \
-      --workdir=runs/demo --output=/data/features
-  python train.py --config=stress_jax/configs/features.py --workdir=runs/features \
+      --workdir=runs/paper --output=/data/features   # a trunk with 256-wide stage 3
+  python train.py --config=stress_jax/configs/features.py:8 --workdir=runs/features \
       --config.data.manual_dir=/data/features --config.data.data_dir=/data/features_tfds
 
-`data.name` is `feature_maps/clips<T>` (T in 48, 32, 16, 8, 4, with `data.num_frames`
-= T); it is built from `data.manual_dir` on first use. Give each database its own
-`data.data_dir`: the built dataset is named after the builder, not the folder. The
-class names are the database's (its database.json, else its label folders), and
-`model.num_classes` follows them.
+`data.name` is `feature_maps/clips<T>` (T in 48, 32, 16, 8, 4: the config argument, 16
+by default, sets it and `data.num_frames`); it is built from `data.manual_dir` on first
+use. Give each database its own `data.data_dir`: the built dataset is named after the
+builder, not the folder. The class names are the database's (its database.json, else
+its label folders), and `model.num_classes` follows them.
 """
 
 from stress_jax.configs import common
