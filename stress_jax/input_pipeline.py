@@ -62,8 +62,8 @@ def _task_labels(data_config, builder):
   A dataset whose stored labels can be read several ways (Yonsei: 4class, 3class,
   binary) lists them on its builder as `LABEL_TASKS`; the pipeline knows no dataset.
   """
-  stored_names = builder.info.features["label"].names
   if not data_config.task:
+    stored_names = builder.info.features["label"].names
     return tuple(stored_names), np.arange(len(stored_names), dtype=np.int32)
   tasks = getattr(builder, "LABEL_TASKS", None) or {}
   if data_config.task not in tasks:

@@ -286,3 +286,21 @@ def test_training_on_a_written_database(written, tmp_path):
   summary = json.loads((tmp_path / "run" / "summary.json").read_text())
   assert summary["label_names"] == ["low", "mid", "high"]
   assert (tmp_path / "tfds" / "feature_maps" / "clips4").is_dir()
+
+
+def test_tasks_come_from_the_builder(tmp_path):
+  from stress_jax import input_pipeline
+  from stress_jax.configs import common
+  from tfds_builders.yonsei_stress import YonseiStress
+
+  data = common.base_config().data
+  data.name, data.task = "yonsei_stress/clips4", "3class"
+  yonsei = YonseiStress(data_dir=str(tmp_path), config="clips4")
+  names, mapping = input_pipeline._task_labels(data, yonsei)
+  assert names == ("Script Reading", "Native Language Interview", "Non-native Language Interview")
+  np.testing.assert_array_equal(mapping, [0, 1, 0, 2])
+  data.task = ""
+  assert input_pipeline._task_labels(data, yonsei)[0] == tuple(yonsei.LABEL_TASKS["4class"][0])
+  data.name, data.task = "feature_maps/clips4", "binary"
+  with pytest.raises(ValueError, match=r"not a task of feature_maps/clips4 \(its tasks: none\)"):
+    input_pipeline._task_labels(data, FeatureMaps(data_dir=str(tmp_path), config="clips4"))
