@@ -46,7 +46,7 @@ def _model_summary(model_config) -> dict:
 
 
 def _pixel_norm(model_config) -> str:
-  return str(model_config.get("pixel_norm", "") or "fixed: (x - 0.5) / 0.25")
+  return str(model_config.get("pixel_norm", "") or "fixed")
 
 
 def from_workdir(workdir: str, checkpoint: str = "best") -> Trunk:
@@ -72,27 +72,31 @@ def from_workdir(workdir: str, checkpoint: str = "best") -> Trunk:
   return Trunk(model, variables, description, _pixel_norm(config.model))
 
 
-def from_pretrained(path: str, pixel_norm: str = "", seed: int = 0) -> Trunk:
-  """ResNet-18 (paper architecture) with `model.pretrained=path`; the rest is unused."""
+def from_pretrained(path: str, pixel_norm: str = "imagenet", seed: int = 0) -> Trunk:
+  """ResNet-18 at the paper's widths, initialised with `model.pretrained=path` loaded into
+  it as a training run's first state is; the head and classifier are unused."""
   import jax
 
   from stress_jax.configs import common
   from stress_jax.models import build_model, init_variables
 
-  if importlib.util.find_spec("stress_jax.models.pretrained") is None:
+  model_config = common.model_config()
+  if importlib.util.find_spec("stress_jax.models.pretrained") is None or (
+    "pretrained" not in model_config
+  ):
     raise TrunkError(
-      "--pretrained needs stress_jax/models/pretrained.py (model.pretrained), which this "
+      "--pretrained needs model.pretrained (stress_jax/models/pretrained.py), which this "
       "checkout lacks; use --workdir"
     )
-  model_config = common.model_config()
-  if "pretrained" not in model_config:
-    raise TrunkError("this checkout's model config has no model.pretrained field; use --workdir")
+  from stress_jax.models import pretrained as pretrained_lib
+
   model_config.pretrained = str(path)
-  if pixel_norm:
-    model_config.pixel_norm = pixel_norm
+  model_config.pixel_norm = pixel_norm or "imagenet"  # what torchvision/timm weights expect
   try:
     model = build_model(model_config)
     variables = init_variables(model, jax.random.key(seed))
+    weights = pretrained_lib.load_for_model(path, variables)
+    variables = pretrained_lib.merge(variables, weights)
   except (FileNotFoundError, ValueError, KeyError) as error:
     raise TrunkError(str(error).splitlines()[0]) from None
   description = dict(pretrained=str(path), model=_model_summary(model_config))

@@ -156,6 +156,8 @@ def write_database(
   output = os.path.abspath(os.path.expanduser(output))
   if bool(workdir) == bool(pretrained):
     raise WriteError("give exactly one trunk: --workdir=W or --pretrained=PATH")
+  if pixel_norm and not pretrained:
+    raise WriteError("--pixel_norm is for --pretrained; a workdir's trunk keeps its config's")
   if dtype not in WRITTEN_DTYPES:
     raise WriteError(f"--dtype must be one of {WRITTEN_DTYPES}, got {dtype!r}")
   if os.path.exists(output) and not overwrite:
@@ -267,7 +269,9 @@ def _define_flags():
     flags.DEFINE_string("workdir", None, "A training workdir whose trunk to use."),
     flags.DEFINE_string("checkpoint", "best", "With --workdir: best, latest or a step number."),
     flags.DEFINE_string("pretrained", None, "ResNet-18 weights (.safetensors or .pth)."),
-    flags.DEFINE_string("pixel_norm", "", "With --pretrained: model.pixel_norm."),
+    flags.DEFINE_string(
+      "pixel_norm", "", "With --pretrained: model.pixel_norm (default imagenet)."
+    ),
     flags.DEFINE_enum("dtype", "float32", list(WRITTEN_DTYPES), "Stored dtype of the maps."),
     flags.DEFINE_boolean("overwrite", False, "Replace an existing --output."),
     flags.DEFINE_integer("batch_size", 8, "Clips per trunk call."),

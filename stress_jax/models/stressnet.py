@@ -53,12 +53,13 @@ LANDMARK_FEATURES = 6 * NUM_LANDMARKS  # normalised, velocity, deviation: 136 ea
 _DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
 
 
-def normalize_pixels(frames, config: StressNetConfig):
-  """Frames in [0, 1] -> the trunk's input scale. The one place that defines it, so the
+def normalize_pixels(x, pixel_norm: str = "fixed"):
+  """[0, 1] pixels -> the trunk's input scale. The one place that defines it, so the
   training forward pass and the feature-database writer (`trunk_features`) cannot drift.
   """
-  del config  # a pretrained trunk's own normalisation (model.pixel_norm) would select here
-  return (frames - PIXEL_MEAN) / PIXEL_STD
+  if pixel_norm != "fixed":
+    raise ValueError(f"pixel_norm must be 'fixed', got {pixel_norm!r}")
+  return (x - PIXEL_MEAN) / PIXEL_STD
 
 
 @dataclasses.dataclass(frozen=True)
@@ -244,7 +245,7 @@ class StressNet(nn.Module):
     valid = frame_mask.astype(bool).reshape(batch * steps)
     x = inputs.reshape(batch * steps, *inputs.shape[2:]).astype(jnp.float32)
     if cfg.input_mode == "pixels":
-      x = normalize_pixels(x, cfg)
+      x = normalize_pixels(x, getattr(cfg, "pixel_norm", "fixed"))
     x = jnp.where(valid[:, None, None, None], x, 0.0).astype(cfg.compute_dtype)
     # A batch with no valid frame at all would give BatchNorm an empty mean (NaN); let
     # its (zeroed) frames count then, which keeps the step finite.
