@@ -53,15 +53,6 @@ LANDMARK_FEATURES = 6 * NUM_LANDMARKS  # normalised, velocity, deviation: 136 ea
 _DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
 
 
-def normalize_pixels(x, pixel_norm: str = "fixed"):
-  """[0, 1] pixels -> the trunk's input scale. The one place that defines it, so the
-  training forward pass and the feature-database writer (`trunk_features`) cannot drift.
-  """
-  if pixel_norm != "fixed":
-    raise ValueError(f"pixel_norm must be 'fixed', got {pixel_norm!r}")
-  return (x - PIXEL_MEAN) / PIXEL_STD
-
-
 @dataclasses.dataclass(frozen=True)
 class StressNetConfig:
   """The fields of `configs.common.model_config()`, frozen so the module stays hashable."""
@@ -119,6 +110,15 @@ class StressNetConfig:
   def feature_channels(self) -> int:
     """Channels of the stage-3 map the head reads (the feature-mode input)."""
     return self.stage_widths[-1]
+
+
+def normalize_pixels(x, pixel_norm: str = "fixed"):
+  """[0, 1] pixels -> the trunk's input scale. The one place that defines it, so the
+  training forward pass and the feature-database writer (`trunk_features`) cannot drift.
+  """
+  if pixel_norm != "fixed":
+    raise ValueError(f"pixel_norm must be 'fixed', got {pixel_norm!r}")
+  return (x - PIXEL_MEAN) / PIXEL_STD
 
 
 def landmark_features(landmarks, frame_mask):
