@@ -253,7 +253,7 @@ def test_features_model_matches_pixel_model_on_written_database(written, fake_da
   features = _probabilities(build_model(features_config), head_only, feature_handle)
 
   # A feature clip starts at a stem; _sources.json says which video frame that is.
-  matched = 0
+  matched, worst = 0, 0.0
   for (video, stem), (probs, label) in features.items():
     subject = video.split("/")[0]
     runs = json.loads((output / video / "_sources.json").read_text())
@@ -261,9 +261,11 @@ def test_features_model_matches_pixel_model_on_written_database(written, fake_da
     source = (run["video"], run["first_frame"] + stem - run["first_stem"])
     pixel_probs, pixel_label = pixel[source]
     assert pixel_label == label and source[0].startswith(subject)
-    np.testing.assert_allclose(probs, pixel_probs, atol=1e-3, err_msg=str(source))
+    worst = max(worst, float(np.abs(probs - pixel_probs).max()))
     matched += 1
   assert matched == len(pixel) == 54
+  print(f"max |p_features - p_pixels| over {matched} clips: {worst:.2e}")
+  assert worst <= 1e-3
   spread = np.std([p for p, _ in pixel.values()], axis=0)
   assert spread.max() > 1e-3  # the clips really differ, so the match is not trivial
 

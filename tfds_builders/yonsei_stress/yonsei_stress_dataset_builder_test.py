@@ -5,6 +5,9 @@ The full behaviour (bad input, report, task labels, Beam == local) is in tests/t
 
 from __future__ import annotations
 
+import os
+
+import numpy as np
 import pytest
 import tensorflow_datasets as tfds
 
@@ -51,6 +54,11 @@ def test_missing_manual_dir_or_not_the_database(tmp_path):
 def test_clean_build(tmp_path):
   root = str(tmp_path / "db")
   assert write_database(root, 2, 13, folder_style="underscore") == 2 * 4 * 13
+  # Landmarks for s01's first stage only: its clips carry them, every other clip zeros.
+  folder = f"{root}/01/Native_Language_Script_Reading"
+  stems = sorted(name[:-4] for name in os.listdir(folder))
+  points = {stem: np.full((68, 2), i / 100, np.float32) for i, stem in enumerate(stems)}
+  np.savez(f"{folder}/_landmarks.npz", **points)
   builder = YonseiStress(data_dir=str(tmp_path / "out"), config="clips8", num_workers=0)
   builder.download_and_prepare(download_config=tfds.download.DownloadConfig(manual_dir=root))
   # 13 frames per stage: one full clip and a 5-frame tail (>= 4) padded to 8.
@@ -65,3 +73,12 @@ def test_clean_build(tmp_path):
   source = tfds.data_source("yonsei_stress/clips8", data_dir=str(tmp_path / "out"), split="s02")
   masks = sorted(int(source[i]["frame_mask"].sum()) for i in range(len(source)))
   assert masks == [5] * 4 + [8] * 4
+  first = tfds.data_source("yonsei_stress/clips8", data_dir=str(tmp_path / "out"), split="s01")
+  for index in range(len(first)):
+    record = first[index]
+    has_points = record["video"].decode() == "s01/Native Language Script Reading"
+    assert record["landmarks"].any() == has_points
+    if has_points and record["start_frame"] == 0:
+      np.testing.assert_array_equal(
+        record["landmarks"][:, 0, 0], np.arange(8, dtype=np.float32) / 100
+      )
