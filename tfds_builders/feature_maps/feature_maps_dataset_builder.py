@@ -42,7 +42,7 @@ class FeatureMaps(FeatureDatabaseBuilder):
   (7, 7, 256) float32 or float16 feature map per frame, <stem> a YYYYMMDD_hhmmss_ms
   timestamp or an integer frame index; subject folders are [A-Za-z][A-Za-z0-9_]*.
   `python -m stress_jax.featuredb.write` writes one from a trunk. Each database needs its
-  own --data_dir: the built dataset does not record which folder it came from.
+  own --data_dir: the built dataset is named after the builder, not the folder.
   """
 
 
