@@ -38,20 +38,20 @@ def _timed_build(root: str, data_dir: str, **kwargs) -> tuple[float, dict]:
 
 
 def _stage_rates(root: str) -> dict:
-  from stress_jax.data import yonsei
+  from stress_jax.featuredb import clips, layout, yonsei
 
-  spec = yonsei.ClipSpec(num_frames=48)
-  recordings, _ = yonsei.scan_database(root)
+  spec = clips.ClipSpec(num_frames=48)
+  recordings, _ = layout.scan_database(root, yonsei.LAYOUT)
   started = time.perf_counter()
   plans = []
   for recording in recordings:
-    plans.extend(yonsei.plan_recording(recording, spec)[0])
+    plans.extend(clips.plan_recording(recording, spec)[0])
   plan_s = time.perf_counter() - started
   frames = sum(len(plan.paths) for plan in plans)
 
   sample = plans[: max(1, len(plans) // 4)]
   started = time.perf_counter()
-  examples, _, _ = yonsei.make_clips(sample, spec)
+  examples, _, _ = clips.make_clips(sample, spec)
   read_s = time.perf_counter() - started
   sample_frames = sum(len(plan.paths) for plan in sample)
 
@@ -67,21 +67,22 @@ def _stage_rates(root: str) -> dict:
 
 
 def run(quick: bool = True, beam: bool = False, workers: int | None = None) -> dict:
-  from stress_jax.data import yonsei
+  from stress_jax.featuredb import yonsei
+  from tests.featuredb_fixtures import FRAME_BYTES, write_database
 
   num_subjects, frames_per_stage, runs = (2, 240, 3) if quick else (4, 1200, 3)
   workers = workers if workers is not None else len(os.sched_getaffinity(0))
   with tempfile.TemporaryDirectory(prefix="yonsei_bench_") as tmp:
     root = os.path.join(tmp, "db")
     started = time.perf_counter()
-    total = yonsei.write_database(root, num_subjects, frames_per_stage, seed=0)
+    total = write_database(root, num_subjects, frames_per_stage, seed=0)
     write_s = time.perf_counter() - started
 
     result: dict = dict(
       quick=quick,
       frames=total,
       subjects=num_subjects,
-      database_mb=round(total * (yonsei.FRAME_BYTES + 128) / 2**20, 1),
+      database_mb=round(total * (FRAME_BYTES + 128) / 2**20, 1),
       write_s=round(write_s, 2),
       workers=workers,
       cpus=os.cpu_count(),

@@ -56,13 +56,23 @@ class DatasetHandle:
     return sum(self.builder.info.splits[s].num_examples for s in subjects)
 
 
-def _task_labels(data_config, stored_names):
-  if not data_config.task:
-    return tuple(stored_names), np.arange(len(stored_names), dtype=np.int32)
-  from stress_jax.data import yonsei
+def _task_labels(data_config, builder):
+  """(class names, stored label -> task label); a task must be one the dataset declares.
 
-  names = yonsei.task_label_names(data_config.task)
-  return tuple(names), np.asarray(yonsei.task_label_map(data_config.task), np.int32)
+  A dataset whose stored labels can be read several ways (Yonsei: 4class, 3class,
+  binary) lists them on its builder as `LABEL_TASKS`; the pipeline knows no dataset.
+  """
+  if not data_config.task:
+    stored_names = builder.info.features["label"].names
+    return tuple(stored_names), np.arange(len(stored_names), dtype=np.int32)
+  tasks = getattr(builder, "LABEL_TASKS", None) or {}
+  if data_config.task not in tasks:
+    known = ", ".join(tasks) if tasks else "none"
+    raise ValueError(
+      f"data.task={data_config.task!r} is not a task of {data_config.name} (its tasks: {known})"
+    )
+  names, mapping = tasks[data_config.task]
+  return tuple(names), np.asarray(mapping, np.int32)
 
 
 def open_dataset(data_config) -> DatasetHandle:
@@ -87,7 +97,7 @@ def open_dataset(data_config) -> DatasetHandle:
       manual_dir=data_config.manual_dir or None,
     )
   features = builder.info.features
-  label_names, label_map = _task_labels(data_config, features["label"].names)
+  label_names, label_map = _task_labels(data_config, builder)
   input_key = "frames" if "frames" in features else "features"
   num_frames = int(features["frame_mask"].shape[0])
   if data_config.num_frames and data_config.num_frames != num_frames:

@@ -15,7 +15,9 @@ import pytest
 import tensorflow_datasets as tfds
 
 from stress_jax.configs import yonsei as yonsei_config
-from stress_jax.data import records, yonsei
+from stress_jax.data import records
+from stress_jax.featuredb import clips, layout, npy, yonsei
+from tests import featuredb_fixtures as fixtures
 from tfds_builders.yonsei_stress import REPORT_NAME, YonseiStress, load_build_report
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -33,12 +35,12 @@ def _write_database(root: str):
   Expected clips: {(video, start_frame): (paths per real slot, masked slots)}.
   """
   rng = np.random.default_rng(7)
-  start = yonsei.parse_timestamp_ms("20210305_235958_990")  # crosses midnight
+  start = layout.parse_timestamp_ms("20210305_235958_990")  # crosses midnight
   clips, problems = {}, set()
 
   def recording(subject_dir, folder, count, gaps=None, offset=0):
     stamp = start + offset * 600_000
-    return yonsei.write_recording(
+    return fixtures.write_recording(
       os.path.join(root, subject_dir, folder), count, rng=rng, start_ms=stamp, gaps=gaps
     )
 
@@ -93,8 +95,8 @@ def _write_database(root: str):
   expect(f"s02/{NNLSR}", 0, p[0:4])
   expect(f"s02/{NNLSR}", 4, p[4:8], masked={2})
   p = recording("02", "Non-native_Language_Interview", 8, offset=3)
-  last = yonsei.parse_timestamp_ms(os.path.basename(p[-1])[:-4])
-  garbage = os.path.join(os.path.dirname(p[0]), yonsei.format_timestamp(last + 33) + ".npy")
+  last = layout.parse_timestamp_ms(os.path.basename(p[-1])[:-4])
+  garbage = os.path.join(os.path.dirname(p[0]), layout.format_timestamp(last + 33) + ".npy")
   with open(garbage, "wb") as handle:
     handle.write(b"this is not an npy file" * 10)
   problems.add(("unreadable", _rel(garbage, root)))
@@ -166,13 +168,13 @@ def local_build(database, tmp_path_factory):
 
 
 def test_timestamps_parse_and_order():
-  a = yonsei.parse_timestamp_ms("20210305_235959_999")
-  b = yonsei.parse_timestamp_ms("20210306_000000_005")
+  a = layout.parse_timestamp_ms("20210305_235959_999")
+  b = layout.parse_timestamp_ms("20210306_000000_005")
   assert b - a == 6  # midnight crossing
-  assert yonsei.parse_timestamp_ms("20210306_000000_5") == b  # unpadded milliseconds
-  assert yonsei.format_timestamp(b) == "20210306_000000_005"
+  assert layout.parse_timestamp_ms("20210306_000000_5") == b  # unpadded milliseconds
+  assert layout.format_timestamp(b) == "20210306_000000_005"
   for bad in ("20211305_120000_000", "20210305_126000_000", "20210305_120000", "x_1_2"):
-    assert yonsei.parse_timestamp_ms(bad) is None
+    assert layout.parse_timestamp_ms(bad) is None
 
 
 def test_folder_names():
@@ -192,17 +194,17 @@ def test_folder_names():
 
 
 def test_clip_starts_and_thresholds():
-  spec = yonsei.ClipSpec(num_frames=4)
-  assert list(yonsei._clip_starts(10, spec)) == [(0, 4), (4, 4), (8, 2)]
-  assert list(yonsei._clip_starts(9, spec)) == [(0, 4), (4, 4)]  # 1-frame tail dropped
-  assert list(yonsei._clip_starts(1, spec)) == []
-  overlap = yonsei.ClipSpec(num_frames=4, stride=2)
-  assert list(yonsei._clip_starts(8, overlap)) == [(0, 4), (2, 4), (4, 4)]
-  assert list(yonsei._clip_starts(7, overlap)) == [(0, 4), (2, 4), (4, 3)]
-  assert yonsei.ClipSpec(num_frames=48).min_frames == 24
-  assert yonsei.ClipSpec(num_frames=48, min_valid=0.9).min_frames == 44
+  spec = clips.ClipSpec(num_frames=4)
+  assert list(clips._clip_starts(10, spec)) == [(0, 4), (4, 4), (8, 2)]
+  assert list(clips._clip_starts(9, spec)) == [(0, 4), (4, 4)]  # 1-frame tail dropped
+  assert list(clips._clip_starts(1, spec)) == []
+  overlap = clips.ClipSpec(num_frames=4, stride=2)
+  assert list(clips._clip_starts(8, overlap)) == [(0, 4), (2, 4), (4, 4)]
+  assert list(clips._clip_starts(7, overlap)) == [(0, 4), (2, 4), (4, 3)]
+  assert clips.ClipSpec(num_frames=48).min_frames == 24
+  assert clips.ClipSpec(num_frames=48, min_valid=0.9).min_frames == 44
   with pytest.raises(ValueError):
-    yonsei.ClipSpec(min_valid=0.0)
+    clips.ClipSpec(min_valid=0.0)
 
 
 def test_npy_checks(tmp_path):
@@ -213,20 +215,26 @@ def test_npy_checks(tmp_path):
     ("be.npy", frame.astype(">f4")),
   ]:
     np.save(tmp_path / name, array)
-    yonsei.check_npy(str(tmp_path / name))
-    loaded = yonsei.load_frame(str(tmp_path / name))
+    npy.check_npy(str(tmp_path / name))
+    loaded = npy.load_frame(str(tmp_path / name))
     assert loaded.dtype == np.float32 and loaded.flags.c_contiguous
     np.testing.assert_array_equal(loaded, frame)
+  # float16 files are read too (a writer may halve the database), as float32.
+  np.save(tmp_path / "half.npy", frame.astype(np.float16))
+  npy.check_npy(str(tmp_path / "half.npy"))
+  half = npy.load_frame(str(tmp_path / "half.npy"))
+  assert half.dtype == np.float32
+  np.testing.assert_array_equal(half, frame.astype(np.float16).astype(np.float32))
   cases = {
     "shape.npy": np.zeros((7, 7, 255), np.float32),
-    "dtype.npy": np.zeros((7, 7, 256), np.float16),
+    "dtype.npy": np.zeros((7, 7, 256), np.float64),
     "object.npy": np.array([{"a": 1}], dtype=object),
   }
   expected = {"shape.npy": "wrong_shape", "dtype.npy": "wrong_dtype", "object.npy": "wrong_dtype"}
   for name, array in cases.items():
     np.save(tmp_path / name, array, allow_pickle=True)
-    for check in (yonsei.check_npy, yonsei.load_frame):
-      with pytest.raises(yonsei.NpyError) as error:
+    for check in (npy.check_npy, npy.load_frame):
+      with pytest.raises(npy.NpyError) as error:
         check(str(tmp_path / name))
       assert error.value.kind == expected[name]
   raw = (tmp_path / "c.npy").read_bytes()
@@ -238,21 +246,21 @@ def test_npy_checks(tmp_path):
     ("long.npy", "bad_size"),
     ("header.npy", "unreadable"),
   ]:
-    with pytest.raises(yonsei.NpyError) as error:
-      yonsei.check_npy(str(tmp_path / name))
+    with pytest.raises(npy.NpyError) as error:
+      npy.check_npy(str(tmp_path / name))
     assert error.value.kind == kind
 
 
 def test_float16_errors_and_overflow_detection():
   rng = np.random.default_rng(0)
-  values = yonsei.random_feature_maps(rng, 8)
+  values = fixtures.random_feature_maps(rng, 8)
   values[0, 0, 0, :4] = [1e-6, 3e-5, 2.0**-14, 1.0]
-  stats = yonsei.float16_errors(values, values.astype(np.float16))
+  stats = clips.float16_errors(values, values.astype(np.float16))
   assert 0.0 < stats["max_rel_error"] <= 2.0**-11
   assert stats["max_abs_value"] == float(values.max())
   # Below float16's normal range the error is measured against 2**-14, not |x|.
   tiny = np.float32(1e-7)
-  stats = yonsei.float16_errors(np.array([tiny]), np.array([tiny]).astype(np.float16))
+  stats = clips.float16_errors(np.array([tiny]), np.array([tiny]).astype(np.float16))
   assert stats["max_rel_error"] == pytest.approx(
     abs(float(np.float16(tiny)) - 1e-7) / 2.0**-14, rel=1e-3
   )
@@ -291,9 +299,9 @@ def test_splits_one_per_subject(local_build):
   builder, data = local_build
   assert sorted(data) == ["s01", "s02", "s26"]
   assert sorted(builder.info.splits.keys()) == ["s01", "s02", "s26"]
-  for split, clips in data.items():
-    assert {records.as_text(r["subject"]) for r in clips.values()} == {split}
-    assert all(video.startswith(split + "/") for video, _ in clips)
+  for split, split_clips in data.items():
+    assert {records.as_text(r["subject"]) for r in split_clips.values()} == {split}
+    assert all(video.startswith(split + "/") for video, _ in split_clips)
 
 
 def test_exact_clips(database, local_build):
@@ -441,4 +449,4 @@ def test_report_is_json_with_problem_list(local_build):
   assert set(report) >= {"counts", "problems", "totals", "float16", "splits", "clip_spec"}
   assert report["clip_spec"] == dict(num_frames=4, stride=0, max_gap_s=0.5, min_valid=0.5)
   for entry in report["problems"]:
-    assert set(entry) == {"kind", "path", "detail"} and entry["kind"] in yonsei.PROBLEM_KINDS
+    assert set(entry) == {"kind", "path", "detail"} and entry["kind"] in layout.PROBLEM_KINDS

@@ -6,7 +6,7 @@
   python train.py --config=stress_jax/configs/yonsei.py:binary --workdir=runs/yonsei_binary
 
 The task (4class, 3class, binary) is chosen when clips are read, not when they are built:
-records store the stage (4 labels) and `stress_jax.data.yonsei.task_label_map(task)` maps
+records store the stage (4 labels) and `stress_jax.featuredb.yonsei.task_label_map(task)` maps
 it. `model.num_classes` must equal `num_classes_for_task(data.task)`. `get_config(task)`
 sets both; a `--config.data.task=...` override cannot update num_classes, so the train
 code sets `model.num_classes` from `data.task` for yonsei_stress.
@@ -16,7 +16,7 @@ code sets `model.num_classes` from `data.task` for yonsei_stress.
 """
 
 from stress_jax.configs import common
-from stress_jax.data.yonsei import TASKS, num_classes_for_task
+from stress_jax.featuredb.yonsei import TASKS, num_classes_for_task
 
 __all__ = ["TASKS", "get_config", "num_classes_for_task"]
 

@@ -26,6 +26,7 @@ import tensorflow_datasets as tfds
 DATASETS = {
   "stress_faces": "StressFaces",
   "yonsei_stress": "YonseiStress",
+  "feature_maps": "FeatureMaps",
 }
 
 

@@ -112,6 +112,15 @@ class StressNetConfig:
     return self.stage_widths[-1]
 
 
+def normalize_pixels(x, pixel_norm: str = "fixed"):
+  """[0, 1] pixels -> the trunk's input scale. The one place that defines it, so the
+  training forward pass and the feature-database writer (`trunk_features`) cannot drift.
+  """
+  if pixel_norm != "fixed":
+    raise ValueError(f"pixel_norm must be 'fixed', got {pixel_norm!r}")
+  return (x - PIXEL_MEAN) / PIXEL_STD
+
+
 def landmark_features(landmarks, frame_mask):
   """Per-frame landmark descriptor: (B,T,68,2) crop units, (B,T) -> (B,T,408) float32.
 
@@ -212,14 +221,7 @@ class StressNet(nn.Module):
     if inputs is None or inputs.ndim != 5:
       raise ValueError(f"expected (B, T, H, W, C) inputs, got {getattr(inputs, 'shape', None)}")
     batch, steps = inputs.shape[:2]
-    valid = frame_mask.astype(bool).reshape(batch * steps)
-    x = inputs.reshape(batch * steps, *inputs.shape[2:]).astype(jnp.float32)
-    if cfg.input_mode == "pixels":
-      x = (x - PIXEL_MEAN) / PIXEL_STD
-    x = jnp.where(valid[:, None, None, None], x, 0.0).astype(cfg.compute_dtype)
-    # A batch with no valid frame at all would give BatchNorm an empty mean (NaN); let
-    # its (zeroed) frames count then, which keeps the step finite.
-    bn_mask = (valid | ~jnp.any(valid))[:, None, None, None]
+    x, valid, bn_mask = self._flat_frames(inputs, frame_mask)
     if cfg.input_mode == "pixels":
       x = self.trunk(x, train, bn_mask)
     x = self.head(x, train, bn_mask)
@@ -234,6 +236,38 @@ class StressNet(nn.Module):
       vectors.reshape(batch, steps, -1),
       spatial.reshape(batch, steps, *spatial.shape[1:]),
     )
+
+  def _flat_frames(self, inputs, frame_mask):
+    """(B,T,...) -> (B*T,...) in the compute dtype, normalised in pixel mode, zero where
+    masked; with the validity (B*T,) and BatchNorm's statistics mask."""
+    cfg = self.config
+    batch, steps = inputs.shape[:2]
+    valid = frame_mask.astype(bool).reshape(batch * steps)
+    x = inputs.reshape(batch * steps, *inputs.shape[2:]).astype(jnp.float32)
+    if cfg.input_mode == "pixels":
+      x = normalize_pixels(x, getattr(cfg, "pixel_norm", "fixed"))
+    x = jnp.where(valid[:, None, None, None], x, 0.0).astype(cfg.compute_dtype)
+    # A batch with no valid frame at all would give BatchNorm an empty mean (NaN); let
+    # its (zeroed) frames count then, which keeps the step finite.
+    bn_mask = (valid | ~jnp.any(valid))[:, None, None, None]
+    return x, valid, bn_mask
+
+  def trunk_features(self, inputs, frame_mask):
+    """(B,T,112,112,3) pixels in [0,1] -> (B,T,h,w,C) float32 stage-3 maps, eval mode.
+
+    Exactly what the head reads in pixel mode, so a features-mode model given these maps
+    (and this model's other parameters) computes the same logits. Zero on masked frames.
+    """
+    cfg = self.config
+    if cfg.input_mode != "pixels" or not cfg.image_stream:
+      raise ValueError("trunk_features needs a pixel-mode model with the image stream")
+    if inputs is None or inputs.ndim != 5:
+      raise ValueError(f"expected (B, T, H, W, C) inputs, got {getattr(inputs, 'shape', None)}")
+    batch, steps = inputs.shape[:2]
+    x, valid, bn_mask = self._flat_frames(inputs, frame_mask)
+    x = self.trunk(x, False, bn_mask).astype(jnp.float32)
+    x = jnp.where(valid[:, None, None, None], x, 0.0)
+    return x.reshape(batch, steps, *x.shape[1:])
 
   def classify_clip(self, frame_vectors, landmarks, frame_mask, train: bool = False):
     """Temporal pooling of each stream, fusion and classification -> (logits, aux).

@@ -5,10 +5,14 @@ The full behaviour (bad input, report, task labels, Beam == local) is in tests/t
 
 from __future__ import annotations
 
+import os
+
+import numpy as np
 import pytest
 import tensorflow_datasets as tfds
 
-from stress_jax.data import yonsei
+from stress_jax.featuredb import clips, yonsei
+from tests.featuredb_fixtures import write_database
 from tfds_builders.yonsei_stress import YonseiStress, config_name, load_build_report
 
 
@@ -17,7 +21,7 @@ def test_configs():
   assert names == ["clips48", "clips32", "clips16", "clips8", "clips4"]
   assert YonseiStress.DEFAULT_CONFIG_NAME == config_name(48) == "clips48"
   spec = YonseiStress.BUILDER_CONFIGS[0].spec
-  assert spec == yonsei.ClipSpec(num_frames=48, stride=0, max_gap_s=0.5, min_valid=0.5)
+  assert spec == clips.ClipSpec(num_frames=48, stride=0, max_gap_s=0.5, min_valid=0.5)
   assert spec.step == 48 and spec.min_frames == 24
 
 
@@ -27,7 +31,9 @@ def test_features_follow_the_config(tmp_path):
   assert features["features"].shape == (16, 7, 7, 256)
   assert features["frame_mask"].shape == (16,)
   assert features["label"].names == list(yonsei.STAGE_NAMES)
-  assert "frames" not in features and "landmarks" not in features
+  assert "frames" not in features
+  # Since 1.1.0: landmarks from _landmarks.npz where a folder has them, else zeros.
+  assert features["landmarks"].shape == (16, 68, 2)
   assert builder.info.file_format.value == "array_record"
 
 
@@ -47,7 +53,12 @@ def test_missing_manual_dir_or_not_the_database(tmp_path):
 
 def test_clean_build(tmp_path):
   root = str(tmp_path / "db")
-  assert yonsei.write_database(root, 2, 13, folder_style="underscore") == 2 * 4 * 13
+  assert write_database(root, 2, 13, folder_style="underscore") == 2 * 4 * 13
+  # Landmarks for s01's first stage only: its clips carry them, every other clip zeros.
+  folder = f"{root}/01/Native_Language_Script_Reading"
+  stems = sorted(name[:-4] for name in os.listdir(folder))
+  points = {stem: np.full((68, 2), i / 100, np.float32) for i, stem in enumerate(stems)}
+  np.savez(f"{folder}/_landmarks.npz", **points)
   builder = YonseiStress(data_dir=str(tmp_path / "out"), config="clips8", num_workers=0)
   builder.download_and_prepare(download_config=tfds.download.DownloadConfig(manual_dir=root))
   # 13 frames per stage: one full clip and a 5-frame tail (>= 4) padded to 8.
@@ -62,3 +73,12 @@ def test_clean_build(tmp_path):
   source = tfds.data_source("yonsei_stress/clips8", data_dir=str(tmp_path / "out"), split="s02")
   masks = sorted(int(source[i]["frame_mask"].sum()) for i in range(len(source)))
   assert masks == [5] * 4 + [8] * 4
+  first = tfds.data_source("yonsei_stress/clips8", data_dir=str(tmp_path / "out"), split="s01")
+  for index in range(len(first)):
+    record = first[index]
+    has_points = record["video"].decode() == "s01/Native Language Script Reading"
+    assert record["landmarks"].any() == has_points
+    if has_points and record["start_frame"] == 0:
+      np.testing.assert_array_equal(
+        record["landmarks"][:, 0, 0], np.arange(8, dtype=np.float32) / 100
+      )
