@@ -100,7 +100,9 @@ def write(
     if rotate is not None:
       stream.metadata["rotate"] = str(rotate)
     if times is not None:
+      # Millisecond stamps in the encoder and the container, or they snap to 1 / fps.
       stream.time_base = fractions.Fraction(1, 1000)
+      stream.codec_context.time_base = stream.time_base
     for i, rgb in enumerate(frames):
       frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format="rgb24")
       if times is not None:
@@ -153,3 +155,31 @@ def crossing_frames(count: int = 90, width: int = 480, height: int = 270, step: 
       b_centres.append((np.nan, np.nan))
     frames.append(np.asarray(canvas))
   return frames, a_centre, np.array(b_centres)
+
+
+_IDENTITY_MATRIX = bytes.fromhex(
+  "000100000000000000000000000000000001000000000000000000000000000040000000"
+)
+
+
+def set_display_rotation(path, clockwise_degrees: int) -> Path:
+  """Writes a phone's display matrix into an MP4/MOV's video track header (tkhd).
+
+  Phones store the sensor's landscape frames and ask players to turn them by this
+  matrix; FFmpeg reads it as display-matrix side data (the old `rotate` tag).
+  """
+  path = Path(path)
+  data = bytearray(path.read_bytes())
+  turns = {0: (1, 0, 0, 1), 90: (0, 1, -1, 0), 180: (-1, 0, 0, -1), 270: (0, -1, 1, 0)}
+  a, b, c, d = turns[clockwise_degrees % 360]
+  start = data.find(b"tkhd")
+  at = data.find(_IDENTITY_MATRIX, start)
+  assert start >= 0 and at >= 0, f"no identity track matrix in {path}"
+
+  def fixed(value: int) -> bytes:
+    return (value * 0x10000 & 0xFFFFFFFF).to_bytes(4, "big")
+
+  matrix = b"".join(fixed(v) for v in (a, b)) + bytes(4) + b"".join(fixed(v) for v in (c, d))
+  data[at : at + len(matrix)] = matrix
+  path.write_bytes(bytes(data))
+  return path
