@@ -338,6 +338,8 @@ def split_generators(
   label_names: Sequence[str] | None = None,
   features=None,
   progress: bool = True,
+  manifest: Manifest | None = None,
+  report_extra: dict | None = None,
 ) -> dict[str, Iterator[tuple[str, dict]]]:
   """Everything the `video` builder config does; see the module docstring.
 
@@ -350,18 +352,22 @@ def split_generators(
     features: the builder's FeaturesDict; a `label` ClassLabel without names gets the
       manifest's.
     progress: show the tqdm bar.
+    manifest: the rows to process, made by a database's own layout reader
+      (`ubfc_phys`) instead of read from manual_dir/manifest.csv.
+    report_extra: more entries for the report (e.g. the layout's problems).
 
   Returns:
     split name ("s_<subject>") -> generator of (key, example).
   """
   config = config or PreprocessConfig()
-  manifest = read_manifest(manual_dir, label_names)
+  manifest = manifest or read_manifest(manual_dir, label_names)
   if features is not None:
     set_label_names(features, manifest.label_names)
   data_dir = Path(data_dir)
   scratch_dir = data_dir / SCRATCH_NAME
   results = process_manifest(manifest, config, scratch_dir, progress=progress)
   report = build_report(manifest, config, results)
+  report.update(report_extra or {})
   report_path = write_report(data_dir / REPORT_NAME, report)
   log.info("ingest report: %s", report_path)
   if report["totals"]["clips_written"] == 0:
