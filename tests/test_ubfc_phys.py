@@ -155,8 +155,13 @@ def test_model_trains_on_the_built_miniature(local_build, tmp_path):
     "--config.data.name=ubfc_phys/tasks_test",
     "--config.train.num_epochs=1",
   )
-  metrics = (tmp_path / "run").rglob("*.json")
-  assert any(metrics), "training wrote no results"
+  workdir = tmp_path / "run"
+  rows = [json.loads(line) for line in (workdir / "metrics.jsonl").read_text().splitlines()]
+  losses = [r["train/loss"] for r in rows if "train/loss" in r]
+  assert losses and np.isfinite(losses).all()
+  summary = json.loads((workdir / "summary.json").read_text())
+  subjects = {*summary["test_subjects"], *summary["val_subjects"]}
+  assert subjects <= {"s1", "s2", "s3"}
 
 
 def test_no_subject_is_one_clear_error(tmp_path):
@@ -165,3 +170,16 @@ def test_no_subject_is_one_clear_error(tmp_path):
   (tmp_path / "wrong" / "s1.zip").write_bytes(b"PK")
   with pytest.raises(ValueError, match="no UBFC-Phys subject folder"):
     prepare(small_config(), tmp_path / "tfds", tmp_path / "wrong")
+
+
+def test_config_matches_the_builder():
+  from stress_jax.configs import ubfc_phys as ubfc_config
+
+  for scheme, classes in (("tasks", 3), ("binary", 2)):
+    config = ubfc_config.get_config(scheme)
+    builder_config = UbfcPhys.builder_configs[scheme]
+    assert config.data.name == f"ubfc_phys/{scheme}" and config.model.num_classes == classes
+    assert config.data.num_frames == builder_config.preprocess.num_frames
+    assert PreprocessConfig.from_mapping(config.preprocess) == builder_config.preprocess
+  with pytest.raises(ValueError, match="unknown UBFC-Phys config"):
+    ubfc_config.get_config("multilevel")

@@ -7,7 +7,7 @@ Importing this package registers every builder present here with TFDS, so that
 
 import importlib
 
-BUILDER_PACKAGES = ("stress_faces", "yonsei_stress")
+BUILDER_PACKAGES = ("stress_faces", "ubfc_phys", "yonsei_stress")
 
 
 def _register() -> None:
