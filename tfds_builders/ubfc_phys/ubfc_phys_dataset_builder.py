@@ -87,7 +87,15 @@ class UbfcPhys(tfds.core.GeneratorBasedBuilder):
 
   def _split_generators(self, dl_manager):
     config = self.builder_config
-    manual_dir = os.fspath(dl_manager.manual_dir)
+    try:
+      manual_dir = os.fspath(dl_manager.manual_dir)
+    except AssertionError:
+      # TFDS's own message is the whole instructions text after an assert.
+      raise ValueError(
+        f"UBFC-Phys manual dir {getattr(dl_manager, '_manual_dir', '')} does not exist or is "
+        "empty; pass the "
+        "folder holding s1, s2, ... as --manual_dir"
+      ) from None
     subjects, problems = ubfc_phys.scan(manual_dir)
     for entry in problems:
       log.warning("ubfc_phys: %s %s: %s", entry["kind"], entry["path"], entry["detail"])
