@@ -72,6 +72,15 @@ def sized_face_frames(
   return [fit(f, width, height, scale) for f in looped(feat_frames(name), count)]
 
 
+def grainy(frames: Sequence[np.ndarray], sigma: float = 12.0, seed: int = 0) -> list[np.ndarray]:
+  """Sensor noise on every frame: what makes real 1024x1024 JPEG frames large and slow to decode."""
+  rng = np.random.default_rng(seed)
+  return [
+    np.clip(f.astype(np.int16) + rng.normal(0, sigma, f.shape), 0, 255).astype(np.uint8)
+    for f in frames
+  ]
+
+
 def write(
   path,
   frames: Sequence[np.ndarray],
@@ -80,9 +89,11 @@ def write(
   codec: str | None = None,
   times: Sequence[float] | None = None,
   rotate: int | None = None,
+  mjpeg_q: int = 3,
 ) -> Path:
   """Encodes `frames`; `times` (seconds) gives variable frame rate timestamps,
-  `rotate` a display rotation (degrees, the phone's `rotate` tag)."""
+  `rotate` a display rotation (degrees, the phone's `rotate` tag), `mjpeg_q` the JPEG
+  quantiser (1 = finest, UBFC-Phys-like frames of several hundred KB)."""
   path = Path(path)
   codec = (
     codec or {".avi": "mjpeg", ".mkv": "libx264", ".mp4": "libx264", ".mov": "libx264"}[path.suffix]
@@ -96,7 +107,8 @@ def write(
     if codec == "libx264":
       stream.options = {"crf": "14", "preset": "ultrafast"}
     elif codec == "mjpeg":
-      stream.options = {"q": "3"}
+      stream.options = {"qmin": str(mjpeg_q), "qmax": str(mjpeg_q)}
+      stream.bit_rate = 400_000_000  # the quantiser, not a rate target, sets the size
     if rotate is not None:
       stream.metadata["rotate"] = str(rotate)
     if times is not None:
