@@ -129,3 +129,21 @@ def test_predict_finds_the_face_in_qcif_video_without_flags(exported_dir, tmp_pa
   rows = [json.loads(line) for line in (tmp_path / "out" / "qcif.jsonl").read_text().splitlines()]
   face_frames = sum(r["face_frames"] for r in rows)
   assert face_frames >= 0.95 * len(rows) * summary["window_frames"]
+
+
+def test_someone_else_in_the_seat_is_not_taken_for_the_followed_person(tmp_path):
+  # A talks for 1 s, leaves; 0.8 s later B sits where A was (face centre 43 px from
+  # A's, inside the re-detection reach) for 2.5 s, leaves; A comes back for 1 s.
+  a = real_media.sized_face_frames(480, 270, 100, 30)
+  b = real_media.sized_face_frames(480, 270, 100, 38, name="WolfgangLanger_Pexels.mp4")
+  empty = [np.full((270, 480, 3), 80, np.uint8)] * 12
+  frames = a[:15] + empty + b + empty + a[15:]
+  detector, _ = load_models()
+  assert len(detector(b[10], 0)) == 1, "B must be a detectable face"
+  path = real_media.write(tmp_path / "seat.mp4", frames, fps=15)
+  faces = FacePipeline(DEFAULTS.replace(fps=0)).process_video(path)
+  b_frames = slice(27, 27 + 38)
+  assert faces.has_face[:15].all()
+  assert not faces.has_face[b_frames].any(), "B was taken for A"
+  # A is found again within a full-frame search's period (detect_every frames).
+  assert faces.has_face[-15 + DEFAULTS.detect_every :].all()
