@@ -1,7 +1,7 @@
 """UBFC-Phys (56 subjects, T1 rest / T2 speech / T3 arithmetic), from its videos as distributed.
 
-Build once (decodes about 28 hours of 1024x1024 video; see the README's Data section
-for the expected time), then train:
+Build once (8.4 hours of 1024x1024 video; the README's Data section gives the
+expected build time), then train:
 
   python -m stress_jax.data.build ubfc_phys/tasks --manual_dir=/path/to/UBFC-Phys
   python train.py --config=stress_jax/configs/ubfc_phys.py --workdir=runs/ubfc_tasks
