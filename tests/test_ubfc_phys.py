@@ -98,6 +98,10 @@ def test_builds_one_split_per_subject_with_task_labels(local_build):
     "s3": 2 * CLIPS_PER_VIDEO,
   }
   assert dict(info.metadata["groups"]) == {"s1": "test", "s2": "ctrl", "s3": "test"}
+  # A later reader gets the groups back from the saved metadata.
+  reader = UbfcPhys(config=small_config(), data_dir=str(Path(local_build.data_dir).parents[2]))
+  assert reader.is_prepared()
+  assert dict(reader.info.metadata["groups"]) == {"s1": "test", "s2": "ctrl", "s3": "test"}
   for split, examples in read_all(local_build).items():
     for example in examples:
       assert records.as_text(example["subject"]) == split
