@@ -181,7 +181,16 @@ class FaceTracker:
   def _after_gap(self, gray: Image.Image, box: np.ndarray | None) -> np.ndarray | None:
     if box is None or self.frames_since_anchor <= self.gap_frames:
       return box
-    return box if self._same_person(gray, box) else None
+    return box if self._same_person(gray, box) else self._reject(box)
+
+  def _reject(self, box: np.ndarray) -> None:
+    # Someone else: remembered as such, so the next frames need no descriptor for them.
+    self.others = [box, *self.others]
+    self.frames_since_others = 0
+    return None
+
+  def _known_other(self, box: np.ndarray) -> bool:
+    return any(geo.distance(box, o) < 0.5 * geo.box_width(o) for o in self.others)
 
   def _choose(self, gray: Image.Image, boxes: list[np.ndarray]) -> np.ndarray | None:
     if not boxes:
@@ -193,9 +202,10 @@ class FaceTracker:
       return ranked[0]
     # Lost for long: only the same person may be taken again. Each check costs a
     # face descriptor, so only the two most prominent faces are compared.
-    for box in ranked[:2]:
+    for box in [b for b in ranked if not self._known_other(b)][:2]:
       if self._same_person(gray, box):
         return box
+      self._reject(box)
     return None
 
   def locate(self, gray: Image.Image) -> np.ndarray | None:
