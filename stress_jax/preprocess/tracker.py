@@ -1,9 +1,9 @@
 """Which face, where: the followed person's box and landmarks, frame after frame.
 
 Locating must be cheap: the ingest has to run at twice real time on two cores,
-and dlib's HOG detector costs 5-20 ms on a whole frame. While a face is followed:
+and dlib's HOG detector is costly on a whole frame. While a face is followed:
 - every `verify_every`-th frame a detector confirms it, but only inside a small
-  window around the last box, resampled so the face is about 90 px wide (1-2 ms);
+  window around the last box, resampled so the face is about 90 px wide;
 - in between it is tracked: the shape predictor is fitted inside a rectangle made
   from the previous frame's landmarks (shifted by the offset between detector box
   and landmarks measured at the last confirmation, since the predictor was trained
@@ -20,8 +20,8 @@ and the scale that first finds a face is kept for the rest of the video.
 
 Which face: at the start the largest, most central one. After that, the detection
 nearest the last known box (within `max_jump` face widths) that is not closer to
-another person's last box: the census keeps the other faces in view, and while any
-is near (`crowd` frames) every frame is confirmed by a full-frame detection, so a
+another person's last box: the census keeps the other faces in view, and for a
+second after any was seen (CROWD_S) every frame is confirmed by a full-frame detection, so a
 person walking across the followed one is recognised as someone else and the
 followed person's occluded frames stay empty. After `reacquire_s` without the
 followed face (and after any gap over 0.5 s, since someone else may have taken the
