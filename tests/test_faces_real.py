@@ -58,14 +58,17 @@ def test_low_resolution_faces_are_found_without_flags(tmp_path, width, height, f
   assert abs(centre[0] - width / 2) < face_px and abs(centre[1] - height / 2) < face_px
 
 
-def test_large_frames_are_searched_at_reduced_scale(tmp_path):
-  frames = real_media.sized_face_frames(1024, 1024, 300, 20)
-  path = real_media.write(tmp_path / "big.avi", frames, fps=35)
+@pytest.mark.parametrize(
+  "width,height,face_px,suffix", [(1024, 1024, 300, ".avi"), (1920, 1080, 400, ".mp4")], ids=str
+)
+def test_large_frames_are_searched_at_reduced_scale(tmp_path, width, height, face_px, suffix):
+  frames = real_media.sized_face_frames(width, height, face_px, 12)
+  path = real_media.write(tmp_path / f"big{suffix}", frames, fps=30)
   faces = FacePipeline(DEFAULTS.replace(fps=0)).process_video(path)
   assert faces.has_face.all()
-  assert faces.detect_scale == pytest.approx(360 / 1024)
+  assert faces.detect_scale == pytest.approx(360 / height)
   widths = faces.boxes[:, 2] - faces.boxes[:, 0]
-  assert np.all(np.abs(widths - 300) < 60)
+  assert np.all(np.abs(widths - face_px) < 0.2 * face_px)
 
 
 def test_a_small_face_in_a_large_frame_is_found_at_a_finer_scale(tmp_path):
