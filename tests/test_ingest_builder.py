@@ -13,7 +13,7 @@ from PIL import Image
 
 from stress_jax.data import build
 from stress_jax.faces import records
-from stress_jax.preprocess import ingest
+from stress_jax.preprocess import examples, ingest
 from stress_jax.preprocess.manifest import ManifestError
 from tests.test_ingest import CONFIG, write_manifest
 from tests.test_preprocess import face_frames, write_garbage, write_video
@@ -128,13 +128,13 @@ def test_bad_manifest_stops_before_any_work(tmp_path):
 def test_failed_build_leaves_nothing_that_looks_complete(tmp_path, monkeypatch):
   manual = manual_dir(tmp_path)
   data_dir = tmp_path / "tfds"
-  real = ingest.iter_examples
+  real = examples.iter_examples
 
   def failing(result, num_frames):
     yield from real(result, num_frames)
     raise OSError("disk full (simulated)")
 
-  monkeypatch.setattr(ingest, "iter_examples", failing)
+  monkeypatch.setattr(examples, "iter_examples", failing)
   builder = StressFaces(config=small_video_config(), data_dir=str(data_dir))
   with pytest.raises(OSError, match="simulated"):
     prepare(builder, manual)

@@ -7,7 +7,7 @@ Importing this package registers every builder present here with TFDS, so that
 
 import importlib
 
-BUILDER_PACKAGES = ("stress_faces", "yonsei_stress", "feature_maps")
+BUILDER_PACKAGES = ("stress_faces", "ubfc_phys", "yonsei_stress", "feature_maps")
 
 
 def _register() -> None:

@@ -25,6 +25,7 @@ import tensorflow_datasets as tfds
 # for, so one missing or broken builder does not stop the others from building.
 DATASETS = {
   "stress_faces": "StressFaces",
+  "ubfc_phys": "UbfcPhys",
   "yonsei_stress": "YonseiStress",
   "feature_maps": "FeatureMaps",
 }

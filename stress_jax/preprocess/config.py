@@ -20,7 +20,9 @@ class PreprocessConfig:
   decode_threads: int = 0  # FFmpeg decoder threads; 0 = FFmpeg's choice
 
   # Face detection and tracking.
-  min_face_px: int = 100  # smallest face (source pixels) that full-frame detection must find
+  # Smallest face (source pixels) full-frame detection must find; 0 = adapt to the
+  # frame size (coarse first, finer down to 40 px until a face is found).
+  min_face_px: int = 0
   detect_every: int = 8  # while no face is followed, full-frame detection every N frames
   verify_every: int = 2  # while following a face, a detector confirms it every N frames
   roi_margin: float = 1.5  # tracking window side, in face widths
@@ -57,8 +59,8 @@ class PreprocessConfig:
       problems.append("fps must be >= 0")
     if self.image_fps <= 0:
       problems.append("image_fps must be > 0")
-    if self.min_face_px < 20:
-      problems.append("min_face_px must be >= 20")
+    if self.min_face_px and self.min_face_px < 20:
+      problems.append("min_face_px must be 0 (adapt to the frame) or >= 20")
     if self.detect_every < 1:
       problems.append("detect_every must be >= 1")
     if self.verify_every < 1:

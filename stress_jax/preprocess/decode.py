@@ -110,6 +110,25 @@ def _rotate(rgb: np.ndarray, rotation: float) -> np.ndarray:
   return np.ascontiguousarray(np.rot90(rgb, quarter_turns)) if quarter_turns else rgb
 
 
+def _tagged_rotation(stream) -> float:
+  """Counter-clockwise degrees from a `rotate` tag (clockwise degrees), 0 without one.
+
+  FFmpeg turns an MP4/MOV display matrix into frame side data (`frame.rotation`) but
+  leaves the older tag, which Matroska files and some converters carry, to players.
+  """
+  tags = {key.lower(): value for key, value in (stream.metadata or {}).items()}
+  try:
+    return -float(tags.get("rotate", 0))
+  except ValueError:
+    return 0.0
+
+
+def _square_pixels(stream) -> float:
+  """Width factor that makes non-square pixels (anamorphic DV, some webcams) square; 1 if none."""
+  sar = stream.sample_aspect_ratio or stream.codec_context.sample_aspect_ratio
+  return float(sar) if sar and float(sar) > 0 else 1.0
+
+
 def _declared_duration(container, stream, native_fps: float) -> float:
   candidates = [0.0]
   if stream.duration and stream.time_base:
@@ -165,6 +184,7 @@ def _read_video(path, fps, start_s, end_s, threads, stats) -> Iterator[Frame]:
       except (av.FFmpegError, ZeroDivisionError, OverflowError) as err:
         raise DecodeError(f"cannot seek to {start_s}s in {path}: {err}") from err
     resampler = _Resampler(fps, start_s if start_s else None)
+    tag_rotation, widen = _tagged_rotation(stream), _square_pixels(stream)
     # The last converted frame, held (not its id) so a repeat is converted once.
     cache = [None, None]
 
@@ -173,7 +193,13 @@ def _read_video(path, fps, start_s, end_s, threads, stats) -> Iterator[Frame]:
       if cache[0] is av_frame:
         rgb = cache[1]
       else:
-        rgb = _rotate(av_frame.to_ndarray(format="rgb24"), av_frame.rotation or 0.0)
+        if abs(widen - 1.0) > 1e-3:
+          # Faces would be squashed or stretched, and the detector misses those.
+          width = max(1, round(av_frame.width * widen))
+          av_frame_rgb = av_frame.reformat(width=width, height=av_frame.height, format="rgb24")
+        else:
+          av_frame_rgb = av_frame
+        rgb = _rotate(av_frame_rgb.to_ndarray(format="rgb24"), av_frame.rotation or tag_rotation)
         cache[:] = [av_frame, rgb]
       stats.frames_out += 1
       index = int(round(time * native_fps)) if native_fps else stats.frames_out - 1

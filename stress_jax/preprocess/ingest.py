@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import concurrent.futures
 import dataclasses
-import json
 import logging
 import multiprocessing
 import os
@@ -42,17 +41,29 @@ from tqdm import tqdm
 from stress_jax.preprocess import clips as clips_lib
 from stress_jax.preprocess import decode
 from stress_jax.preprocess.config import PreprocessConfig
+
+# clip_features and iter_examples are part of this module's interface (the builder, tests).
+from stress_jax.preprocess.examples import (  # noqa: F401
+  Scratch,
+  clip_features,
+  iter_examples,
+  set_label_names,
+  split_examples,
+)
 from stress_jax.preprocess.manifest import Manifest, read_manifest
+from stress_jax.preprocess.report import (
+  CORRUPT,
+  EMPTY,
+  ERROR,
+  NO_CLIPS,
+  NO_FACE,
+  OK,
+  build_report,
+  write_report,
+)
 
 REPORT_NAME = "ingest_report.json"
 SCRATCH_NAME = "_ingest_scratch"
-
-OK = "ok"  # clips written
-NO_CLIPS = "no_clips"  # faces found, but no window had enough of them (or too short)
-NO_FACE = "no_face"  # decoded, but no frame showed a face
-EMPTY = "empty"  # zero frames (zero-length file, empty folder, segment past the end)
-CORRUPT = "corrupt"  # the decoder failed (garbage, truncated, broken stream)
-ERROR = "error"  # anything else went wrong while processing this source
 
 log = logging.getLogger(__name__)
 
@@ -101,6 +112,7 @@ class SourceResult:
   frames_decoded: int = 0
   frames: int = 0
   frames_with_face: int = 0
+  detect_scale: float = 0.0  # full-frame detection scale used (see tracker.detection_scales)
   clips_written: int = 0
   clips_dropped: int = 0
   seconds: float = 0.0
@@ -177,6 +189,8 @@ def process_source(
   summary.update(
     frames_decoded=stats.frames_decoded, frames=len(has_face), frames_with_face=int(sum(has_face))
   )
+  if pipeline.tracker is not None and has_face:
+    summary["detect_scale"] = round(pipeline.tracker.detect_scale, 4)
   if summary["detail"]:
     # A partly read source is left out entirely: the frames that did decode may be
     # garbage from the damaged part, and the report says what happened.
@@ -316,130 +330,6 @@ def process_manifest(
   return results
 
 
-# ---------------------------------------------------------------- report
-
-
-def build_report(manifest: Manifest, config: PreprocessConfig, results: Sequence[SourceResult]):
-  totals = dict(sources=len(results))
-  for status in (OK, NO_CLIPS, NO_FACE, EMPTY, CORRUPT, ERROR):
-    totals[status] = sum(r.status == status for r in results)
-  for key in ("frames_decoded", "frames", "frames_with_face", "clips_written", "clips_dropped"):
-    totals[key] = int(sum(getattr(r, key) for r in results))
-  splits: dict[str, int] = {}
-  for r in results:
-    splits[r.split] = splits.get(r.split, 0) + r.clips_written
-  return dict(
-    manifest=str(manifest.path),
-    label_names=list(manifest.label_names),
-    config=config.to_dict(),
-    totals=totals,
-    splits={name: count for name, count in sorted(splits.items()) if count},
-    subjects_without_clips=sorted(
-      {manifest.splits[name] for name, count in splits.items() if count == 0}
-    ),
-    sources=[r.report_entry() for r in results],
-  )
-
-
-def write_report(path: str | os.PathLike, report: dict) -> Path:
-  path = Path(path)
-  path.parent.mkdir(parents=True, exist_ok=True)
-  tmp = path.with_name(path.name + ".tmp")
-  tmp.write_text(json.dumps(report, indent=2) + "\n")
-  # Readers never see a half-written report.
-  os.replace(tmp, path)
-  return path
-
-
-# ---------------------------------------------------------------- examples
-
-
-def _load_scratch(path: str) -> dict[str, np.ndarray]:
-  with np.load(path, allow_pickle=False) as data:
-    return {key: data[key] for key in data.files}
-
-
-def iter_examples(result: SourceResult, num_frames: int) -> Iterator[tuple[str, dict]]:
-  """(key, example) pairs of one processed source, in the `records.clip_features` layout."""
-  if not result.scratch:
-    return
-  data = _load_scratch(result.scratch)
-  blob = data["jpeg_data"].tobytes()
-  offsets = data["jpeg_offsets"]
-  for start in data["clip_starts"]:
-    window = slice(int(start), int(start) + num_frames)
-    frames = [blob[offsets[i] : offsets[i + 1]] for i in range(window.start, window.stop)]
-    first = int(data["source_index"][start])
-    yield (
-      f"{result.video}#{first}",
-      dict(
-        frames=frames,
-        landmarks=data["landmarks"][window],
-        frame_mask=data["has_face"][window],
-        label=result.label,
-        subject=result.subject,
-        video=result.video,
-        start_frame=np.int32(first),
-      ),
-    )
-
-
-class _Scratch:
-  """Deletes each source's npz once its split is written, and the folder after the last."""
-
-  def __init__(self, folder: Path, splits: Sequence[str]):
-    self.folder = folder
-    self.pending = set(splits)
-
-  def done(self, split: str, results: Sequence[SourceResult]):
-    for r in results:
-      if r.scratch:
-        Path(r.scratch).unlink(missing_ok=True)
-        r.scratch = ""
-    self.pending.discard(split)
-    if not self.pending:
-      shutil.rmtree(self.folder, ignore_errors=True)
-
-
-def _split_examples(split, results, num_frames, scratch: _Scratch):
-  try:
-    for result in results:
-      yield from iter_examples(result, num_frames)
-  finally:
-    scratch.done(split, results)
-
-
-def clip_features(num_frames: int, label_names: Sequence[str] | None = None):
-  """`records.clip_features` for real video; label names may wait for the manifest.
-
-  With label_names None the ClassLabel starts without names: `split_generators`
-  gives it the manifest's, TFDS saves them with the dataset, and a later load reads
-  them back, so the builder's `_info` does not need the manual dir.
-  """
-  import tensorflow_datasets as tfds
-
-  from stress_jax.faces import records
-
-  spec = records.clip_features(num_frames, label_names or ("_",), synthetic=False)
-  if label_names is not None:
-    return spec
-  entries = {name: spec[name] for name in spec.keys()}
-  entries["label"] = tfds.features.ClassLabel()
-  return tfds.features.FeaturesDict(entries)
-
-
-def set_label_names(features, label_names: Sequence[str]):
-  """Gives a ClassLabel built without names (names from the manifest) its names."""
-  label = features["label"]
-  if label.num_classes is None:
-    label.names = list(label_names)
-  elif list(label.names) != list(label_names):
-    raise ValueError(
-      f"the dataset's label names {list(label.names)} differ from the manifest's "
-      f"{list(label_names)}"
-    )
-
-
 def split_generators(
   manual_dir: str | os.PathLike,
   data_dir: str | os.PathLike,
@@ -448,6 +338,8 @@ def split_generators(
   label_names: Sequence[str] | None = None,
   features=None,
   progress: bool = True,
+  manifest: Manifest | None = None,
+  report_extra: dict | None = None,
 ) -> dict[str, Iterator[tuple[str, dict]]]:
   """Everything the `video` builder config does; see the module docstring.
 
@@ -460,18 +352,22 @@ def split_generators(
     features: the builder's FeaturesDict; a `label` ClassLabel without names gets the
       manifest's.
     progress: show the tqdm bar.
+    manifest: the rows to process, made by a database's own layout reader
+      (`ubfc_phys`) instead of read from manual_dir/manifest.csv.
+    report_extra: more entries for the report (e.g. the layout's problems).
 
   Returns:
     split name ("s_<subject>") -> generator of (key, example).
   """
   config = config or PreprocessConfig()
-  manifest = read_manifest(manual_dir, label_names)
+  manifest = manifest or read_manifest(manual_dir, label_names)
   if features is not None:
     set_label_names(features, manifest.label_names)
   data_dir = Path(data_dir)
   scratch_dir = data_dir / SCRATCH_NAME
   results = process_manifest(manifest, config, scratch_dir, progress=progress)
   report = build_report(manifest, config, results)
+  report.update(report_extra or {})
   report_path = write_report(data_dir / REPORT_NAME, report)
   log.info("ingest report: %s", report_path)
   if report["totals"]["clips_written"] == 0:
@@ -490,8 +386,8 @@ def split_generators(
       ", ".join(report["subjects_without_clips"]),
       report_path,
     )
-  scratch = _Scratch(scratch_dir, list(by_split))
+  scratch = Scratch(scratch_dir, list(by_split))
   return {
-    split: _split_examples(split, split_results, config.num_frames, scratch)
+    split: split_examples(split, split_results, config.num_frames, scratch)
     for split, split_results in sorted(by_split.items())
   }
