@@ -36,20 +36,24 @@ class BasicBlock(nn.Module):
 
 
 class ResNet18(nn.Module):
-  def __init__(self, num_classes: int = 1000):
+  """torchvision's resnet18(); other widths/block counts only for tests of tiny configs."""
+
+  def __init__(self, num_classes: int = 1000, widths=(64, 64, 128, 256, 512), blocks: int = 2):
     super().__init__()
-    self.conv1 = nn.Conv2d(3, 64, 7, 2, 3, bias=False)
-    self.bn1 = nn.BatchNorm2d(64)
+    stem, *widths = widths
+    self.conv1 = nn.Conv2d(3, stem, 7, 2, 3, bias=False)
+    self.bn1 = nn.BatchNorm2d(stem)
     self.relu = nn.ReLU(inplace=True)
     self.maxpool = nn.MaxPool2d(3, 2, 1)
-    widths, inputs = (64, 128, 256, 512), 64
+    inputs = stem
     for index, width in enumerate(widths):
       stride = 1 if index == 0 else 2
-      layer = nn.Sequential(BasicBlock(inputs, width, stride), BasicBlock(width, width, 1))
-      setattr(self, f"layer{index + 1}", layer)
+      layer = [BasicBlock(inputs, width, stride)]
+      layer += [BasicBlock(width, width, 1) for _ in range(blocks - 1)]
+      setattr(self, f"layer{index + 1}", nn.Sequential(*layer))
       inputs = width
     self.avgpool = nn.AdaptiveAvgPool2d((1, 1))
-    self.fc = nn.Linear(512, num_classes)
+    self.fc = nn.Linear(inputs, num_classes)
 
   def layer3_output(self, x):
     """NCHW images (already normalised) -> the stage-3 map, NCHW."""
@@ -61,10 +65,10 @@ class ResNet18(nn.Module):
     return self.fc(torch.flatten(self.avgpool(x), 1))
 
 
-def randomized(seed: int = 0) -> ResNet18:
+def randomized(seed: int = 0, **architecture) -> ResNet18:
   """Random weights and random BatchNorm statistics, in eval mode."""
   generator = torch.Generator().manual_seed(seed)
-  model = ResNet18()
+  model = ResNet18(**architecture)
   with torch.no_grad():
     for module in model.modules():
       if isinstance(module, nn.BatchNorm2d):
