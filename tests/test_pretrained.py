@@ -146,11 +146,20 @@ def test_reference_resnet18_has_torchvision_keys_and_shapes(torch_model):
   assert torch_model.layer2[0].downsample[0].stride == (2, 2)
 
 
-@pytest.mark.parametrize("suffix", ["safetensors", "pth"])
-def test_stage3_output_equals_torch_layer3(torch_model, weight_files, suffix):
+def test_pth_and_safetensors_hold_the_same_tensors(torch_model, weight_files):
+  pth = pw.read_state_dict(weight_files / "resnet18.pth")
+  safetensors = pw.read_state_dict(weight_files / "resnet18.safetensors")
+  assert pth.keys() == safetensors.keys() == torch_model.state_dict().keys()
+  for key, value in torch_model.state_dict().items():
+    np.testing.assert_array_equal(pth[key], value.numpy())
+    np.testing.assert_array_equal(safetensors[key], value.numpy())
+
+
+def test_stage3_output_equals_torch_layer3(torch_model, weight_files):
+  """Through a .pth (torch.load); the Trainer test of test_freeze.py reads .safetensors."""
   rng = np.random.default_rng(1)
   images = rng.uniform(0, 1, (3, 112, 112, 3)).astype(np.float32)
-  config = paper_model_config(pretrained=str(weight_files / f"resnet18.{suffix}"))
+  config = paper_model_config(pretrained=str(weight_files / "resnet18.pth"))
   model, _, state = initialise(config, _batch(images))
   variables = {"params": state.params, "batch_stats": state.batch_stats}
 
