@@ -77,7 +77,9 @@ class Trainer:
     self.model = build_model(config.model)
     self.dtype = compute_dtype(config.model)
     self.schedule = learning_rate_schedule(config.optim, self.total_steps)
-    self.tx = make_optimizer(config.optim, self.total_steps, bool(config.model.freeze_trunk))
+    # .get: a workdir's config.json from before these fields still evaluates.
+    freeze = bool(config.model.get("freeze_trunk", False))
+    self.tx = make_optimizer(config.optim, self.total_steps, freeze)
 
     sample = dummy_batch(self.handle, self.global_batch)
     self.init_rng = init_rng
@@ -113,10 +115,11 @@ class Trainer:
     if not path:
       return None
     weights = pretrained.load_for_model(path, self._abstract_variables)
-    if self.config.model.pixel_norm != "imagenet":
+    pixel_norm = self.config.model.get("pixel_norm", "fixed")
+    if pixel_norm != "imagenet":
       logging.warning(
         "model.pretrained with pixel_norm=%r: ImageNet weights expect pixel_norm='imagenet'",
-        self.config.model.pixel_norm,
+        pixel_norm,
       )
     return {
       k: jax.make_array_from_process_local_data(self.replicated, v) for k, v in weights.items()
