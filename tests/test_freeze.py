@@ -48,7 +48,10 @@ def setup(abstract=False, **overrides):
   tx = steps.make_optimizer(optim, 100, bool(config.freeze_trunk))
   batch = batch_for(config)
   init = functools.partial(steps.init_state, model, tx, dtype=jnp.float32)
-  state = (jax.eval_shape if abstract else jax.jit)(init)(jax.random.key(0), batch)
+  if abstract:
+    state = jax.eval_shape(init, jax.random.key(0), batch)
+  else:
+    state = jax.jit(init)(jax.random.key(0), batch)
   step = functools.partial(
     steps.train_step,
     model=model,
@@ -104,18 +107,17 @@ def test_without_freezing_the_trunk_moves():
 @pytest.mark.parametrize("optimizer", ["adamw", "sgd"])
 def test_optimizer_state_has_no_trunk_leaves(optimizer):
   config = model_config(freeze_trunk=True)
-  params = build_model(config).init(
-    {"params": jax.random.key(0)},
-    *[jnp.asarray(batch_for(config)[k]) for k in ("inputs", "landmarks", "frame_mask")],
-  )["params"]
+  inputs = [batch_for(config)[k] for k in ("inputs", "landmarks", "frame_mask")]
+  model = build_model(config)
+  params = jax.eval_shape(lambda: model.init({"params": jax.random.key(0)}, *inputs))["params"]
   optim = tiny_config.get_config().optim
   optim.name = optimizer
-  frozen = steps.make_optimizer(optim, 100, freeze_trunk=True).init(params)
-  full = steps.make_optimizer(optim, 100).init(params)
+  frozen = jax.eval_shape(steps.make_optimizer(optim, 100, freeze_trunk=True).init, params)
+  full = jax.eval_shape(steps.make_optimizer(optim, 100).init, params)
   assert "trunk" in keys_of(full) and "trunk" not in keys_of(frozen)
   assert "head" in keys_of(frozen) and "classifier" in keys_of(frozen)
   trunk_size = sum(x.size for x in jax.tree.leaves(params["trunk"]))
-  size = lambda tree: sum(np.size(x) for x in jax.tree.leaves(tree))
+  size = lambda tree: sum(np.prod(x.shape, dtype=int) for x in jax.tree.leaves(tree))
   moments = 2 if optimizer == "adamw" else 1
   assert size(full) - size(frozen) == moments * trunk_size
 
