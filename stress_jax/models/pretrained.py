@@ -138,8 +138,13 @@ def _head_weights(tensors, variables, name) -> dict[str, np.ndarray]:
   if reason:
     logging.warning("pretrained: head left at its random initialisation: %s", reason)
     return {}
-  logging.info("pretrained: head initialised from %s blocks 0-1", HEAD_LAYER)
+  blocks = sorted({key.split(".")[1] for key in map(torch_key, map(_split, loaded))})
+  logging.info("pretrained: head initialised from %s blocks %s", HEAD_LAYER, ", ".join(blocks))
   return loaded
+
+
+def _split(name: str) -> tuple[str, ...]:
+  return tuple(name.split("/"))
 
 
 def match_weights(tensors: Mapping[str, np.ndarray], variables: Mapping, name: str = "file"):
