@@ -14,6 +14,9 @@ import numpy as np
 import optax
 
 from stress_jax import input_pipeline
+from stress_jax.models import pretrained as pretrained_weights
+
+FROZEN = "trunk"  # the parameter subtree model.freeze_trunk keeps fixed
 
 
 @flax.struct.dataclass
@@ -44,7 +47,39 @@ def learning_rate_schedule(optim_config, total_steps: int) -> optax.Schedule:
   )
 
 
-def make_optimizer(optim_config, total_steps: int) -> optax.GradientTransformation:
+def split_frozen(params: dict, freeze_trunk: bool) -> tuple[dict, dict]:
+  """(trained, frozen) halves of `params`; frozen is {} unless freeze_trunk."""
+  if not freeze_trunk or FROZEN not in params:
+    return params, {}
+  return {k: v for k, v in params.items() if k != FROZEN}, {FROZEN: params[FROZEN]}
+
+
+def without_frozen(tx: optax.GradientTransformation) -> optax.GradientTransformation:
+  """`tx` over every parameter but the trunk: its state holds no trunk leaves.
+
+  Accepts full or trunk-less trees (evaluation builds the state from full params), and
+  returns updates for the trunk-less tree only.
+  """
+
+  def init(params):
+    return tx.init(split_frozen(params, True)[0])
+
+  def update(updates, state, params=None):
+    if params is not None:
+      params = split_frozen(params, True)[0]
+    return tx.update(split_frozen(updates, True)[0], state, params)
+
+  return optax.GradientTransformation(init, update)
+
+
+def make_optimizer(
+  optim_config, total_steps: int, freeze_trunk: bool = False
+) -> optax.GradientTransformation:
+  tx = _make_optimizer(optim_config, total_steps)
+  return without_frozen(tx) if freeze_trunk else tx
+
+
+def _make_optimizer(optim_config, total_steps: int) -> optax.GradientTransformation:
   schedule = learning_rate_schedule(optim_config, total_steps)
   if optim_config.name == "adamw":
     update = optax.adamw(schedule, weight_decay=optim_config.weight_decay, mask=_decay_mask)
@@ -70,7 +105,9 @@ def dummy_batch(handle: input_pipeline.DatasetHandle, batch_size: int) -> dict:
   }
 
 
-def init_state(model, tx, rng, batch: dict, dtype) -> TrainState:
+def init_state(model, tx, rng, batch: dict, pretrained=None, *, dtype) -> TrainState:
+  """A fresh state; `pretrained` ({"params/trunk/...": array}, pretrained.load_for_model)
+  replaces those variables before the optimizer state is built from the parameters."""
   batch = input_pipeline.device_preprocess(batch, dtype)
   variables = model.init(
     {"params": rng, "dropout": rng},
@@ -79,6 +116,8 @@ def init_state(model, tx, rng, batch: dict, dtype) -> TrainState:
     batch["frame_mask"],
     train=False,
   )
+  if pretrained:
+    variables = pretrained_weights.merge(variables, pretrained)
   params = variables["params"]
   return TrainState(
     step=jnp.zeros((), jnp.int32),
@@ -105,10 +144,12 @@ def train_step(state: TrainState, batch: dict, rng, *, model, tx, schedule, dtyp
   batch = input_pipeline.device_preprocess(batch, dtype)
   dropout_rng = jax.random.fold_in(rng, state.step)
   weights = batch["valid"].astype(jnp.float32)
+  # A frozen trunk is a constant here: not differentiated, not in the optimizer state.
+  trained, frozen = split_frozen(state.params, model.config.freeze_trunk)
 
-  def loss_fn(params):
+  def loss_fn(trained):
     (logits, _), updates = model.apply(
-      {"params": params, "batch_stats": state.batch_stats},
+      {"params": {**trained, **frozen}, "batch_stats": state.batch_stats},
       batch["inputs"],
       batch["landmarks"],
       batch["frame_mask"],
@@ -118,9 +159,9 @@ def train_step(state: TrainState, batch: dict, rng, *, model, tx, schedule, dtyp
     )
     return cross_entropy(logits, batch["label"], weights), (logits, updates)
 
-  (loss, (logits, updates)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
-  param_updates, opt_state = tx.update(grads, state.opt_state, state.params)
-  params = optax.apply_updates(state.params, param_updates)
+  (loss, (logits, updates)), grads = jax.value_and_grad(loss_fn, has_aux=True)(trained)
+  param_updates, opt_state = tx.update(grads, state.opt_state, trained)
+  params = {**optax.apply_updates(trained, param_updates), **frozen}
   correct = (logits.argmax(-1) == batch["label"]).astype(jnp.float32)
   step_metrics = {
     "loss": loss,

@@ -15,11 +15,12 @@ import pathlib
 
 import jax
 import numpy as np
+from absl import logging
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from stress_jax import input_pipeline, metrics, protocols
-from stress_jax.models import build_model
+from stress_jax.models import build_model, pretrained
 from stress_jax.steps import (
   TrainState,
   compute_dtype,
@@ -76,7 +77,9 @@ class Trainer:
     self.model = build_model(config.model)
     self.dtype = compute_dtype(config.model)
     self.schedule = learning_rate_schedule(config.optim, self.total_steps)
-    self.tx = make_optimizer(config.optim, self.total_steps)
+    # .get: a workdir's config.json from before these fields still evaluates.
+    freeze = bool(config.model.get("freeze_trunk", False))
+    self.tx = make_optimizer(config.optim, self.total_steps, freeze)
 
     sample = dummy_batch(self.handle, self.global_batch)
     self.init_rng = init_rng
@@ -84,6 +87,7 @@ class Trainer:
     init = functools.partial(init_state, self.model, self.tx, dtype=self.dtype)
     abstract = jax.eval_shape(init, init_rng, sample)
     self.state_shardings = jax.tree.map(lambda _: self.replicated, abstract)
+    self._abstract_variables = {"params": abstract.params, "batch_stats": abstract.batch_stats}
     self._init = jax.jit(init, out_shardings=self.state_shardings)
     self._sample = sample
     self.p_train_step = jax.jit(
@@ -100,11 +104,30 @@ class Trainer:
     )
 
   def initial_state(self) -> TrainState:
+    """The step-0 state, with model.pretrained's weights when it names a file."""
     sample = {k: jax.device_put(v, self.data_sharding) for k, v in self._sample.items()}
-    return self._init(self.init_rng, sample)
+    return self._init(self.init_rng, sample, self._pretrained())
+
+  def _pretrained(self) -> dict | None:
+    # Read here, not in __init__: evaluation builds a Trainer from a run's config.json
+    # and restores a checkpoint, so it never needs the file.
+    path = str(self.config.model.get("pretrained", "") or "")
+    if not path:
+      return None
+    weights = pretrained.load_for_model(path, self._abstract_variables)
+    pixel_norm = self.config.model.get("pixel_norm", "fixed")
+    if pixel_norm != "imagenet":
+      logging.warning(
+        "model.pretrained with pixel_norm=%r: ImageNet weights expect pixel_norm='imagenet'",
+        pixel_norm,
+      )
+    return {
+      k: jax.make_array_from_process_local_data(self.replicated, v) for k, v in weights.items()
+    }
 
   def abstract_state(self):
-    return jax.eval_shape(lambda: self.initial_state())
+    sample = {k: jax.ShapeDtypeStruct(v.shape, v.dtype) for k, v in self._sample.items()}
+    return jax.eval_shape(self._init, self.init_rng, sample, None)
 
   def train_iterator(self):
     dataset = input_pipeline.train_dataset(

@@ -38,6 +38,14 @@ def model_config() -> ml_collections.ConfigDict:
       # -1 = 24 on CPU and whole batch on GPU/TPU. Same results either way; see
       # stress_jax/models/conv.py for why 0 is the default.
       conv_chunk_images=0,
+      # Trunk input scaling: "fixed" (x - 0.5) / 0.25, or "imagenet" mean/std, which
+      # imported torchvision/timm weights expect.
+      pixel_norm="fixed",
+      # Train only what follows the trunk; its BatchNorm keeps its stored statistics.
+      freeze_trunk=False,
+      # A torchvision/timm ResNet-18 .safetensors (or .pth, needs torch) loaded into
+      # the trunk (and the head where layer4 fits) at initialisation; "" = random init.
+      pretrained="",
     )
   )
 

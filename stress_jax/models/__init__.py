@@ -8,6 +8,7 @@ from stress_jax.models.stressnet import (
   dummy_inputs,
   init_variables,
   landmark_features,
+  normalize_pixels,
 )
 
 __all__ = [
@@ -18,4 +19,5 @@ __all__ = [
   "dummy_inputs",
   "init_variables",
   "landmark_features",
+  "normalize_pixels",
 ]

@@ -44,6 +44,14 @@ from stress_jax.models.resnet import ResidualHead, ResNetTrunk
 PIXEL_MEAN = 0.5
 PIXEL_STD = 0.25
 
+# model.pixel_norm -> per-channel (RGB) mean and std on [0, 1] pixels. Imported ImageNet
+# weights (torchvision, timm) saw "imagenet" inputs in training; their stem does not
+# absorb another scaling, so they need exactly it.
+PIXEL_NORMS = {
+  "fixed": ((PIXEL_MEAN,) * 3, (PIXEL_STD,) * 3),
+  "imagenet": ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225)),
+}
+
 # Inter-ocular distance floor in crop units (~1 pixel of a 112 crop; a real face has
 # ~0.34). Keeps a degenerate detection from dividing by zero.
 MIN_INTEROCULAR = 1e-2
@@ -74,8 +82,17 @@ class StressNetConfig:
   num_classes: int = 3
   dtype: str = "float32"
   conv_chunk_images: int = 0
+  pixel_norm: str = "fixed"
+  # The trunk runs in inference mode (stored BatchNorm statistics) behind a
+  # stop_gradient; steps.py keeps its parameters out of the gradient and optimizer.
+  freeze_trunk: bool = False
+  # Read only when a run initialises (stress_jax/models/pretrained.py); kept here so
+  # that the model section of a config maps one to one onto this dataclass.
+  pretrained: str = ""
 
   def __post_init__(self):
+    if self.pixel_norm not in PIXEL_NORMS:
+      raise ValueError(f"pixel_norm must be one of {sorted(PIXEL_NORMS)}, got {self.pixel_norm!r}")
     if self.input_mode not in ("pixels", "features"):
       raise ValueError(f"input_mode must be 'pixels' or 'features', got {self.input_mode!r}")
     if self.dtype not in _DTYPES:
@@ -113,12 +130,11 @@ class StressNetConfig:
 
 
 def normalize_pixels(x, pixel_norm: str = "fixed"):
-  """[0, 1] pixels -> the trunk's input scale. The one place that defines it, so the
-  training forward pass and the feature-database writer (`trunk_features`) cannot drift.
-  """
-  if pixel_norm != "fixed":
-    raise ValueError(f"pixel_norm must be 'fixed', got {pixel_norm!r}")
-  return (x - PIXEL_MEAN) / PIXEL_STD
+  """[0, 1] RGB pixels (..., 3) -> the trunk's input scale for `pixel_norm` (PIXEL_NORMS)."""
+  if pixel_norm not in PIXEL_NORMS:
+    raise ValueError(f"pixel_norm must be one of {sorted(PIXEL_NORMS)}, got {pixel_norm!r}")
+  mean, std = PIXEL_NORMS[pixel_norm]
+  return (x - jnp.asarray(mean, x.dtype)) / jnp.asarray(std, x.dtype)
 
 
 def landmark_features(landmarks, frame_mask):
@@ -223,7 +239,12 @@ class StressNet(nn.Module):
     batch, steps = inputs.shape[:2]
     x, valid, bn_mask = self._flat_frames(inputs, frame_mask)
     if cfg.input_mode == "pixels":
-      x = self.trunk(x, train, bn_mask)
+      if cfg.freeze_trunk:
+        # Stored statistics even in training, and nothing flows back into the trunk:
+        # its output is a constant of the step, as cached features would be.
+        x = jax.lax.stop_gradient(self.trunk(x, False, bn_mask))
+      else:
+        x = self.trunk(x, train, bn_mask)
     x = self.head(x, train, bn_mask)
     if cfg.spatial_attention:
       x, spatial = self.spatial_attention(x)
@@ -245,7 +266,7 @@ class StressNet(nn.Module):
     valid = frame_mask.astype(bool).reshape(batch * steps)
     x = inputs.reshape(batch * steps, *inputs.shape[2:]).astype(jnp.float32)
     if cfg.input_mode == "pixels":
-      x = normalize_pixels(x, getattr(cfg, "pixel_norm", "fixed"))
+      x = normalize_pixels(x, cfg.pixel_norm)
     x = jnp.where(valid[:, None, None, None], x, 0.0).astype(cfg.compute_dtype)
     # A batch with no valid frame at all would give BatchNorm an empty mean (NaN); let
     # its (zeroed) frames count then, which keeps the step finite.
