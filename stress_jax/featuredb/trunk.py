@@ -10,7 +10,6 @@ stage-3 output the head of that model reads, in eval mode.
 from __future__ import annotations
 
 import dataclasses
-import importlib.util
 from typing import Any
 
 
@@ -81,13 +80,6 @@ def from_pretrained(path: str, pixel_norm: str = "imagenet", seed: int = 0) -> T
   from stress_jax.models import build_model, init_variables
 
   model_config = common.model_config()
-  if importlib.util.find_spec("stress_jax.models.pretrained") is None or (
-    "pretrained" not in model_config
-  ):
-    raise TrunkError(
-      "--pretrained needs model.pretrained (stress_jax/models/pretrained.py), which this "
-      "checkout lacks; use --workdir"
-    )
   from stress_jax.models import pretrained as pretrained_lib
 
   model_config.pretrained = str(path)
