@@ -119,6 +119,7 @@ def _fold_row(summary: dict) -> dict:
     "test_subjects": list(summary["test_subjects"]),
     "selected_step": int(summary["selected_step"]),
     "num_clips": int(test["num_clips"]),
+    "absent_classes": list(test.get("absent_classes") or []),
   }
   for key, _ in METRICS:
     value = test.get(key)
@@ -144,7 +145,7 @@ def collect(workdir, num_folds: int, ablations: bool) -> dict:
         rows.append(_fold_row(json.loads(path.read_text())))
     keys = [key for key, _ in METRICS] + [f"faithfulness_{k}" for k in FAITHFULNESS]
     aggregate = {
-      key: metrics.mean_std([r[key] for r in rows if r.get(key) is not None])
+      key: metrics.mean_std([r.get(key) for r in rows])
       for key in keys
       if any(r.get(key) is not None for r in rows)
     }
@@ -155,7 +156,10 @@ def collect(workdir, num_folds: int, ablations: bool) -> dict:
 def _cell(stats: dict | None) -> str:
   if not stats or not stats["n"]:
     return "-"
-  return f"{stats['mean']:.3f} ± {stats['std']:.3f}"
+  cell = f"{stats['mean']:.3f} ± {stats['std']:.3f}"
+  # Say when a mean leaves folds out (e.g. ROC-AUC undefined where a class is absent).
+  dropped = stats.get("dropped", 0)
+  return f"{cell} (n={stats['n']}, {dropped} undefined)" if dropped else cell
 
 
 def _value(value) -> str:
