@@ -25,6 +25,7 @@ import jax.numpy as jnp
 import numpy as np
 import tensorflow_datasets as tfds
 
+from stress_jax import cli
 from stress_jax.data import face_geometry
 
 # Keys that travel to the device; everything else stays on the host.
@@ -65,15 +66,33 @@ def _task_labels(data_config, stored_names):
   return tuple(names), np.asarray(yonsei.task_label_map(data_config.task), np.int32)
 
 
+class DatasetError(cli.UserError, FileNotFoundError):
+  """The dataset is unknown, not built, or cannot be built; one line names the problem."""
+
+
+def _builder(name: str, data_dir):
+  from stress_jax.data import build
+
+  try:
+    return tfds.builder(name, data_dir=data_dir)
+  except tfds.core.registered.DatasetNotFoundError:
+    # TFDS's own message lists its whole catalogue; name ours instead.
+    raise DatasetError(
+      f"unknown dataset {name!r}; this project builds {', '.join(build.describe_datasets())}"
+    ) from None
+  except ValueError as error:  # e.g. an unknown builder config
+    raise DatasetError(f"dataset {name!r}: {cli.one_line(error)[:300]}") from None
+
+
 def open_dataset(data_config) -> DatasetHandle:
   """Finds the dataset (building the synthetic one if allowed) and describes it."""
   import tfds_builders  # noqa: F401  (registers the project's builders with TFDS)
 
   data_dir = data_config.data_dir or None
-  builder = tfds.builder(data_config.name, data_dir=data_dir)
+  builder = _builder(data_config.name, data_dir)
   if not builder.is_prepared():
     if not data_config.build_if_missing:
-      raise FileNotFoundError(
+      raise DatasetError(
         f"dataset {data_config.name} is not built in {builder.data_dir}; build it with "
         f"`python -m stress_jax.data.build {data_config.name.split('/')[0]} ...` first"
       )

@@ -11,9 +11,10 @@ import pytest
 import tensorflow_datasets as tfds
 from PIL import Image
 
-from stress_jax.data import build, records
+from stress_jax.data import records
 from stress_jax.preprocess import ingest
 from stress_jax.preprocess.manifest import ManifestError
+from tests.conftest import cli_error_lines
 from tests.test_ingest import CONFIG, write_manifest
 from tests.test_preprocess import face_frames, write_garbage, write_video
 from tfds_builders.stress_faces import StressFaces, StressFacesConfig
@@ -21,6 +22,7 @@ from tfds_builders.stress_faces import StressFaces, StressFacesConfig
 
 def small_video_config(**changes) -> StressFacesConfig:
   """The `video` config with test-sized clips and an in-process pipeline."""
+  changes = {"labels": ("calm", "stress"), **changes}
   return StressFacesConfig(
     name="video_test", kind="video", preprocess=CONFIG.replace(workers=0), **changes
   )
@@ -143,14 +145,20 @@ def test_failed_build_leaves_nothing_that_looks_complete(tmp_path, monkeypatch):
   assert not list(data_dir.rglob("*incomplete*"))
 
 
-def test_build_cli_reports_a_bad_manifest(tmp_path, capsys):
+def test_build_cli_reports_a_bad_manifest(tmp_path):
   manual = manual_dir(tmp_path)
-  write_manifest(manual, ["../p1.mp4,a,calm,,,"])
-  code = build.main(
-    ["stress_faces/video", f"--manual_dir={manual}", f"--data_dir={tmp_path / 'tfds'}"]
+  write_manifest(manual, ["../p1.mp4,a,calm,,,", "p1.mp4,a,stres,,,"])
+  (line,) = cli_error_lines(
+    "stress_jax.data.build",
+    "stress_faces/video",
+    "--labels=calm,stress",
+    f"--manual_dir={manual}",
+    f"--data_dir={tmp_path / 'tfds'}",
   )
-  assert code == 2
-  assert "line 2: path '../p1.mp4' leaves the manual dir" in capsys.readouterr().err
+  assert "line 2: path '../p1.mp4' leaves the manual dir" in line
+  # A misspelt label stops the build, naming its line, instead of becoming a class.
+  assert "line 3: unknown label 'stres' (known: calm, stress)" in line
+  assert not list((tmp_path / "tfds").rglob("*.array_record*"))
 
 
 def test_jpeg_frames_decode_to_the_stored_crops(tmp_path):

@@ -32,6 +32,11 @@ WORKERS_ENV = "STRESS_FACES_WORKERS"
 # held-out subjects within its 10-minute budget, while single frames stay ambiguous
 # (spontaneous blinks, speech and per-subject baselines are still present).
 DEMO_DIFFICULTY = 0.3
+# The class names the `video` configs declare unless a build names others
+# (`python -m stress_jax.data.build stress_faces/video --labels=calm,stress`): a
+# manifest label outside the declared set stops the build, so a misspelt label
+# cannot become a class of its own.
+VIDEO_LABELS = ("no_stress", "stress")
 
 
 @dataclasses.dataclass(eq=False)
@@ -41,7 +46,7 @@ class StressFacesConfig(tfds.core.BuilderConfig):
   kind: str = "synthetic"
   simulator: synthetic.SimulatorConfig | None = None
   preprocess: PreprocessConfig | None = None
-  # video: fixed class names (checked against the manifest); None = the manifest's.
+  # video: the declared class names, in label order; every manifest label must be one.
   labels: tuple[str, ...] | None = None
 
   @property
@@ -57,7 +62,9 @@ class StressFacesConfig(tfds.core.BuilderConfig):
     if self.kind == "synthetic":
       return self.simulator.label_names
     if self.kind == "video":
-      return self.labels
+      if not self.labels:
+        raise ValueError(f"video config {self.name!r} declares no labels")
+      return tuple(self.labels)
     raise NotImplementedError(f"config kind {self.kind!r}")
 
 
@@ -106,12 +113,14 @@ class StressFaces(tfds.core.GeneratorBasedBuilder):
       description="Face clips cut from your own videos listed in manifest.csv (manual dir).",
       kind="video",
       preprocess=PreprocessConfig(),
+      labels=VIDEO_LABELS,
     ),
     StressFacesConfig(
       name="video48",
       description="As `video`, in the paper's 48-frame clips (half-overlapping).",
       kind="video",
       preprocess=PreprocessConfig(num_frames=48, stride=24),
+      labels=VIDEO_LABELS,
     ),
   ]
   DEFAULT_CONFIG_NAME = "synthetic"
@@ -146,7 +155,7 @@ class StressFaces(tfds.core.GeneratorBasedBuilder):
         dl_manager.manual_dir,
         self.data_dir,
         config=config.preprocess,
-        label_names=config.labels,
+        label_names=config.label_names,
         features=self.info.features,
       )
     raise NotImplementedError(f"config kind {config.kind!r}")
