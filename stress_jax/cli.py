@@ -14,6 +14,7 @@ status 2; `--verbosity=1` shows the traceback instead.
 
 from __future__ import annotations
 
+import logging as pylogging
 import os
 import sys
 
@@ -67,12 +68,20 @@ def unexpected_arguments(argv) -> None:
     raise UserError(f"unexpected arguments: {' '.join(argv[1:])}")
 
 
+class _DropNoise(pylogging.Filter):
+  """Library advice that is not about the user's run (we decode with PIL on purpose)."""
+
+  def filter(self, record: pylogging.LogRecord) -> bool:
+    return "OpenCV is not installed" not in record.getMessage()
+
+
 def quiet_logging(level: str = "error") -> None:
   """orbax and TFDS log every file operation; keep the console for the user unless asked."""
   from absl import logging
 
   if not flags.FLAGS["verbosity"].present:
     logging.set_verbosity(getattr(logging, level.upper()))
+    pylogging.getLogger("absl").addFilter(_DropNoise())
 
 
 def run(main, flag_values: flags.FlagValues, name: str | None = None) -> None:

@@ -135,4 +135,4 @@ def test_cli_rejects_a_fold_out_of_range(fake_data_dir, tmp_path):
     "--fold=7",
     f"--config.data.data_dir={fake_data_dir}",
   )
-  assert lines[-1:] == ["crossval: --fold=7 is out of range: this protocol has 3 folds"]
+  assert lines[-1:] == ["crossval: error: --fold=7 is out of range: this protocol has 3 folds"]
