@@ -164,7 +164,8 @@ class CheckpointManager:
   def _check_fits(self, step: int, target_state) -> None:
     """A checkpoint of another model is the user's mismatch, not a corrupt file."""
     try:
-      metadata = self._manager.item_metadata(step)["state"]
+      state_dir = epath.Path(self.directory) / str(step) / "state"
+      metadata = ocp.StandardCheckpointHandler().metadata(state_dir)
     except Exception:  # unreadable metadata: let restore fail and move it aside
       return
     if metadata is None or "params" not in metadata:
