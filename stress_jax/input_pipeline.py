@@ -94,7 +94,7 @@ def open_dataset(data_config) -> DatasetHandle:
     if not data_config.build_if_missing:
       raise DatasetError(
         f"dataset {data_config.name} is not built in {builder.data_dir}; build it with "
-        f"`python -m stress_jax.data.build {data_config.name.split('/')[0]} ...` first"
+        f"`python -m stress_jax.data.build {data_config.name} --data_dir=...` first"
       )
     from stress_jax.data import build
 

@@ -90,6 +90,7 @@ def one_line_error(args, *, code: int = 2, timeout: int = 240) -> str:
   """Runs `python args...`, which must fail with exit status `code` and ONE stderr line.
 
   Tracebacks and library log lines would make it several; the line is returned.
+  Progress-bar lines are left out of the count.
   """
   result = subprocess.run(
     [sys.executable, *map(str, args)],
@@ -99,7 +100,8 @@ def one_line_error(args, *, code: int = 2, timeout: int = 240) -> str:
     text=True,
     timeout=timeout,
   )
-  lines = [line for line in result.stderr.splitlines() if line.strip()]
+  # A progress bar (tqdm's "NN%|" lines) is output the user asked for, not an error.
+  lines = [line for line in result.stderr.splitlines() if line.strip() and "%|" not in line]
   assert result.returncode == code, f"exit {result.returncode}:\n{result.stderr[-3000:]}"
   assert len(lines) == 1, f"{len(lines)} stderr lines:\n{result.stderr[-3000:]}"
   return lines[0]
