@@ -19,6 +19,7 @@ import dataclasses
 import os
 
 import tensorflow_datasets as tfds
+import tqdm
 
 from stress_jax.data import records, synthetic
 from stress_jax.preprocess import ingest
@@ -174,19 +175,23 @@ class StressFaces(tfds.core.GeneratorBasedBuilder):
     workers = os.environ.get(WORKERS_ENV)
     pool = synthetic.RecordPool(sim, None if workers is None else int(workers))
     pending = set(range(sim.num_subjects))
+    # One bar for the whole build (stress_jax.data.build turns TFDS's per-split bars off).
+    bar = tqdm.tqdm(total=sim.num_subjects, desc=f"simulating {self.name}/{self.builder_config.name}", unit="subject")
     return {
       synthetic.split_name(subject, sim.num_subjects): self._generate_examples(
-        pool=pool, subject=subject, pending=pending
+        pool=pool, subject=subject, pending=pending, bar=bar
       )
       for subject in range(sim.num_subjects)
     }
 
-  def _synthetic_examples(self, pool: synthetic.RecordPool, subject: int, pending: set[int]):
+  def _synthetic_examples(self, pool: synthetic.RecordPool, subject: int, pending: set[int], bar):
     # One pool serves every split (TFDS consumes the split generators one after
     # another); the last subject to finish shuts it down.
     yield from pool.records(subject)
     pending.discard(subject)
+    bar.update(1)
     if not pending:
+      bar.close()
       pool.close()
 
 
