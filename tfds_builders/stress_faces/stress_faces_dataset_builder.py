@@ -176,7 +176,11 @@ class StressFaces(tfds.core.GeneratorBasedBuilder):
     pool = synthetic.RecordPool(sim, None if workers is None else int(workers))
     pending = set(range(sim.num_subjects))
     # One bar for the whole build (stress_jax.data.build turns TFDS's per-split bars off).
-    bar = tqdm.tqdm(total=sim.num_subjects, desc=f"simulating {self.name}/{self.builder_config.name}", unit="subject")
+    bar = tqdm.tqdm(
+      total=sim.num_subjects,
+      desc=f"simulating {self.name}/{self.builder_config.name}",
+      unit="subject",
+    )
     return {
       synthetic.split_name(subject, sim.num_subjects): self._generate_examples(
         pool=pool, subject=subject, pending=pending, bar=bar
