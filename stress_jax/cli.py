@@ -89,6 +89,12 @@ def quiet_logging(level: str = "error") -> None:
 def run(main, flag_values: flags.FlagValues, name: str | None = None) -> None:
   """absl's app.run over the tool's own flags plus absl's, with the error path above."""
   app.define_help_flags()
+  # --help prints the global registry: show the tool's flags there too.
+  for module, module_flags in flag_values.flags_by_module_dict().items():
+    for flag in module_flags:
+      if flag.name not in flags.FLAGS:
+        flags.FLAGS[flag.name] = flag
+        flags.FLAGS.register_flag_by_module(module, flag)
   for flag_name in list(flags.FLAGS):
     flag = flags.FLAGS[flag_name]  # registering a flag registers its short name too
     if flag.name not in flag_values and flag_name == flag.name:
