@@ -18,12 +18,14 @@ import orbax.checkpoint as ocp
 from etils import epath
 from orbax.checkpoint import checkpoint_managers
 
+from stress_jax import cli
+
 # Where a checkpoint that fails to restore is moved: kept for inspection, out of
 # orbax's way (it would otherwise be picked as the latest again on every resume).
 CORRUPT_DIR = "checkpoints_corrupt"
 
 
-class CheckpointError(Exception):
+class CheckpointError(cli.UserError):
   """A checkpoint cannot be used; the message is one line naming it."""
 
 
