@@ -3,6 +3,11 @@
   python -m stress_jax.predict --model=exported/demo --video=talk.mp4 [--output=DIR]
   python -m stress_jax.predict --model=exported/demo --video=talk.mp4 --stream
   python -m stress_jax.predict --model=exported/demo --video=0 --stream   # camera 0
+  python -m stress_jax.predict --model=exported/demo --video=frames/      # image files, name order
+
+The model must take face crops (a feature-map export, input_mode=features, is refused).
+Windowing and the streaming predictor are in predict_windows.py, the camera/video I/O
+and the files written in predict_io.py.
 
 The video goes through the face pipeline the training data went through
 (stress_jax.preprocess: decoding at the export's fps, dlib landmarks, eye-aligned

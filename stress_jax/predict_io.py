@@ -13,7 +13,7 @@ import time
 import numpy as np
 
 from stress_jax.cli import UserError
-from stress_jax.predict_windows import BestPerClass, StreamPredictor  # noqa: F401
+from stress_jax.predict_windows import StreamPredictor
 
 
 class PredictError(UserError):
