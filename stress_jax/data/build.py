@@ -180,6 +180,12 @@ def build_dataset(
   kwargs = _builder_kwargs(cls, config, labels)
   builder = cls(**kwargs, data_dir=data_dir or None, file_format="array_record")
   if builder.is_prepared() and not overwrite:
+    built = list(builder.info.features["label"].names)
+    if labels and built != list(labels):
+      raise BuildError(
+        f"{builder.data_dir} was built with labels {','.join(built)}, not "
+        f"{','.join(labels)}; add --overwrite to rebuild it"
+      )
     return builder
   remove_stale_incomplete(builder)
   download_config = tfds.download.DownloadConfig(
