@@ -61,7 +61,7 @@ _LABELS = flags.DEFINE_list(
 )
 
 
-class BuildError(cli.UserError):
+class BuildError(cli.UserError, ValueError):
   """The dataset cannot be built as asked; the message is one line naming why."""
 
 
@@ -146,17 +146,15 @@ def remove_stale_incomplete(builder) -> list[str]:
   return removed
 
 
-def _builder_kwargs(cls, config, labels):
-  """A named config, or with --labels a copy of it that declares those class names."""
+def _builder_kwargs(cls, config, labels) -> dict:
+  """A named config, and with --labels the class names a video build declares."""
   if not labels:
     return {"config": config}
   named = {c.name: c for c in cls.BUILDER_CONFIGS}
   chosen = named.get(config or cls.DEFAULT_CONFIG_NAME)
-  if chosen is None or not hasattr(chosen, "labels") or getattr(chosen, "kind", "") != "video":
+  if chosen is None or getattr(chosen, "kind", "") != "video":
     raise BuildError(f"--labels applies to video configs only, not {config!r}")
-  import dataclasses
-
-  return {"config": dataclasses.replace(chosen, labels=tuple(labels))}
+  return {"config": config, "labels": tuple(labels)}
 
 
 def build_dataset(

@@ -127,15 +127,29 @@ class StressFaces(tfds.core.GeneratorBasedBuilder):
   DEFAULT_CONFIG_NAME = "synthetic"
   MANUAL_DOWNLOAD_INSTRUCTIONS = ingest.MANUAL_DOWNLOAD_INSTRUCTIONS
 
+  def __init__(self, *, labels=None, **kwargs):
+    # `labels` declares a video build's class names in place of the config's (the
+    # build CLI's --labels); a custom config cannot reuse the name `video`.
+    self._labels = tuple(labels) if labels else None
+    super().__init__(**kwargs)
+
+  def _label_names(self) -> tuple[str, ...]:
+    config = self.builder_config
+    if self._labels is not None:
+      if config.kind != "video":
+        raise ValueError(f"labels are declared for video configs only, not {config.name!r}")
+      return self._labels
+    return config.label_names
+
   def _info(self) -> tfds.core.DatasetInfo:
     config = self.builder_config
     metadata = {"kind": config.kind}
     if config.kind == "synthetic":
       metadata["simulator"] = dataclasses.asdict(config.simulator)
-      features = records.clip_features(config.num_frames, config.label_names, synthetic=True)
+      features = records.clip_features(config.num_frames, self._label_names(), synthetic=True)
     elif config.kind == "video":
       metadata["preprocess"] = config.preprocess.to_dict()
-      features = ingest.clip_features(config.num_frames, config.label_names)
+      features = ingest.clip_features(config.num_frames, self._label_names())
     else:
       raise NotImplementedError(f"config kind {config.kind!r}")
     return self.dataset_info_from_configs(
@@ -156,7 +170,7 @@ class StressFaces(tfds.core.GeneratorBasedBuilder):
         dl_manager.manual_dir,
         self.data_dir,
         config=config.preprocess,
-        label_names=config.label_names,
+        label_names=self._label_names(),
         features=self.info.features,
       )
     raise NotImplementedError(f"config kind {config.kind!r}")
