@@ -70,6 +70,10 @@ class DatasetError(cli.UserError, FileNotFoundError):
   """The dataset is unknown, not built, or cannot be built; one line names the problem."""
 
 
+class DatasetMismatch(cli.UserError, ValueError):
+  """The config does not fit the dataset (e.g. another clip length)."""
+
+
 def _builder(name: str, data_dir):
   from stress_jax.data import build
 
@@ -110,7 +114,7 @@ def open_dataset(data_config) -> DatasetHandle:
   input_key = "frames" if "frames" in features else "features"
   num_frames = int(features["frame_mask"].shape[0])
   if data_config.num_frames and data_config.num_frames != num_frames:
-    raise ValueError(
+    raise DatasetMismatch(
       f"config data.num_frames={data_config.num_frames} but {data_config.name} holds "
       f"{num_frames}-frame clips"
     )

@@ -35,8 +35,11 @@ def _manual(tmp_path, rows):
   return manual
 
 
-def test_unknown_and_unbuilt_datasets(tmp_path):
+def test_unknown_and_unbuilt_datasets(tmp_path, fake_data_dir):
   run = tmp_path / "run"
+  data = f"--config.data.data_dir={fake_data_dir}"
+  line = one_line_error(_train(run, data, "--config.protocol.fold=7"))
+  assert line == "train.py: error: protocol.fold=7 is out of range: this protocol has 3 folds"
   line = one_line_error(_train(run, "--config.data.name=nosuch_set"))
   assert "unknown dataset 'nosuch_set'; this project builds stress_faces" in line
   unbuilt = [f"--config.data.data_dir={tmp_path / 'empty'}"]
