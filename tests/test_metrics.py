@@ -102,3 +102,14 @@ def test_fold_mean_says_what_it_left_out():
     "dropped": 2,
   }
   assert crossval._cell(stats).endswith("(n=2, 2 undefined)")
+
+
+def test_report_names_absent_classes_and_undefined_figures():
+  from stress_jax import report
+
+  test = metrics.classification_metrics([0, 0, 1], np.eye(3)[[0, 1, 1]], ("a", "b", "c"))
+  text = report.format_summary(
+    {"dataset": "d", "fold": 0, "test_subjects": ["s1"], "selected_step": 1, "test": test}, "/w"
+  )
+  assert "c: recall n/a  precision n/a" in text
+  assert "no test clip of: c" in text
