@@ -11,7 +11,7 @@ Several hosts (one process per host, same command on each):
 
 import sys
 
-from absl import app, flags, logging
+from absl import app, flags
 from ml_collections import config_flags
 
 _CONFIG = config_flags.DEFINE_config_file(
@@ -22,6 +22,12 @@ _COORDINATOR = flags.DEFINE_string(
   "coordinator_address", None, "host:port of process 0, for multi-host training."
 )
 _NUM_PROCESSES = flags.DEFINE_integer("num_processes", None, "Processes in a multi-host run.")
+_ALLOW_CHANGE = flags.DEFINE_list(
+  "allow_config_change",
+  [],
+  "Config fields (or sections) that may differ from the run already in --workdir, "
+  "e.g. train.num_epochs to train longer; any other change is refused.",
+)
 _PROCESS_ID = flags.DEFINE_integer("process_id", None, "This process's index, 0-based.")
 _CPU_COLLECTIVES = flags.DEFINE_string(
   "cpu_collectives", "gloo", "CPU collectives implementation for multi-process CPU runs."
@@ -29,11 +35,11 @@ _CPU_COLLECTIVES = flags.DEFINE_string(
 
 
 def main(argv):
-  if len(argv) > 1:
-    raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-  if not flags.FLAGS["verbosity"].present:
-    # orbax and TFDS log every file operation at INFO; keep the console readable.
-    logging.set_verbosity(logging.WARNING)
+  from stress_jax import cli
+
+  cli.unexpected_arguments(argv)
+  # orbax and TFDS log every file operation at INFO; keep the console readable.
+  cli.quiet_logging("warning")
   import jax
 
   if _COORDINATOR.value or _NUM_PROCESSES.value:
@@ -46,7 +52,7 @@ def main(argv):
     )
   from stress_jax import train
 
-  summary = train.train_and_evaluate(_CONFIG.value, _WORKDIR.value)
+  summary = train.train_and_evaluate(_CONFIG.value, _WORKDIR.value, _ALLOW_CHANGE.value)
   if summary.get("preempted"):
     sys.exit(train.PREEMPTED_EXIT_CODE)
   if jax.process_index() == 0:
@@ -56,4 +62,6 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  from stress_jax import cli
+
+  app.run(cli.guarded(main, "train.py"))

@@ -9,11 +9,65 @@ from __future__ import annotations
 
 import logging
 import pathlib
+import re
+import sys
 
 import jax
 import numpy as np
 import orbax.checkpoint as ocp
+from etils import epath
 from orbax.checkpoint import checkpoint_managers
+
+from stress_jax import cli
+
+# Where a checkpoint that fails to restore is moved: kept for inspection, out of
+# orbax's way (it would otherwise be picked as the latest again on every resume).
+CORRUPT_DIR = "checkpoints_corrupt"
+
+
+class CheckpointError(cli.UserError):
+  """A checkpoint cannot be used; the message is one line naming it."""
+
+
+class NoCheckpointError(FileNotFoundError):
+  """The workdir holds no checkpoint (or not the step asked for)."""
+
+
+def describe_failure(step_dir, error: BaseException) -> str:
+  """The file at fault in a failed restore of `step_dir`, and why, in a few words."""
+  step_dir = epath.Path(step_dir)
+  for name in ("state", "data"):
+    if not (step_dir / name).exists():
+      return f"{step_dir / name}/ is missing"
+  if not (step_dir / "state" / "_METADATA").exists():
+    return f"{step_dir / 'state' / '_METADATA'} is missing"
+  text = " ".join(str(e) for e in _chain(error))
+  array = re.search(r'Error reading "([^"]+)" in OCDBT database at local file "([^"]+)"', text)
+  if array:
+    return f"array {array.group(1)} in {array.group(2)} is unreadable (truncated or corrupt)"
+  path = re.search(re.escape(str(step_dir)) + r"[^\s'\",]*", text)
+  first = str(error).strip().splitlines()[0][:160] if str(error).strip() else repr(error)
+  return f"{path.group(0) if path else step_dir}: {first}"
+
+
+def _chain(error: BaseException):
+  seen = set()
+  while error is not None and id(error) not in seen:
+    seen.add(id(error))
+    yield error
+    error = error.__cause__ or error.__context__
+
+
+def intact_steps(directory, steps) -> list[int]:
+  """The steps among `steps` whose files are all there (a cheap check, no array reads)."""
+  directory = epath.Path(directory)
+  return [
+    s
+    for s in steps
+    if (directory / str(s) / "state" / "_METADATA").exists()
+    and (directory / str(s) / "data").exists()
+  ]
+
 
 # Model selection is on validation macro-F1: it does not reward predicting the
 # majority class, and accuracy breaks its ties.
@@ -90,10 +144,55 @@ class CheckpointManager:
     return restored["state"], restored["data"]
 
   def restore_latest(self, target_state):
-    step = self.latest_step()
-    if step is None:
-      return None
-    return self.restore(step, target_state)
+    """The newest checkpoint that restores; broken ones are reported and moved aside.
+
+    Returns (state, data_state) or None when no checkpoint restores.
+    """
+    for step in sorted(self.all_steps(), reverse=True):
+      self._check_fits(step, target_state)
+      try:
+        return self.restore(step, target_state)
+      except Exception as error:  # orbax/tensorstore raise many types for a broken file
+        where = describe_failure(self.directory / str(step), error)
+        moved = self.move_aside(step)
+        print(
+          f"checkpoint step {step} does not restore ({where}); moved to {moved}, "
+          "trying the next older one",
+          file=sys.stderr,
+          flush=True,
+        )
+    return None
+
+  def _check_fits(self, step: int, target_state) -> None:
+    """A checkpoint of another model is the user's mismatch, not a corrupt file."""
+    try:
+      state_dir = epath.Path(self.directory) / str(step) / "state"
+      metadata = ocp.StandardCheckpointHandler().metadata(state_dir)
+    except Exception:  # unreadable metadata: let restore fail and move it aside
+      return
+    if metadata is None or "params" not in metadata:
+      return
+    want = _shapes(jax.tree.map(np.shape, dict(target_state.params)))
+    have = _shapes(jax.tree.map(lambda m: tuple(m.shape), dict(metadata["params"])))
+    for name in sorted(set(want) | set(have)):
+      if want.get(name) != have.get(name):
+        raise CheckpointError(
+          f"checkpoint step {step} in {self.directory} does not fit the config's model: "
+          f"params{name} is {have.get(name, 'absent')} there but {want.get(name, 'absent')} "
+          "in the model"
+        )
+
+  def move_aside(self, step: int) -> epath.Path:
+    self.wait()
+    source = epath.Path(self.directory) / str(step)
+    target = epath.Path(self.directory).parent / CORRUPT_DIR / str(step)
+    if jax.process_index() == 0:
+      target.parent.mkdir(parents=True, exist_ok=True)
+      if target.exists():
+        target.rmtree()
+      source.rename(target)
+    self._manager.reload()
+    return target
 
   def wait(self) -> None:
     self._manager.wait_until_finished()
@@ -102,14 +201,37 @@ class CheckpointManager:
     self._manager.close()
 
 
+def _shapes(tree) -> dict[str, tuple]:
+  leaves = jax.tree_util.tree_flatten_with_path(tree, is_leaf=lambda x: isinstance(x, tuple))[0]
+  return {jax.tree_util.keystr(path): value for path, value in leaves}
+
+
 def load_state_arrays(workdir, step: int | None = None) -> tuple[int, dict]:
   """A checkpoint's train state as plain numpy arrays, without building the model.
 
   Returns (step, {"params": ..., "batch_stats": ..., "step": ..., "opt_state": ...}).
+  A checkpoint that does not read raises CheckpointError naming it and the intact
+  ones (nothing is moved: readers do not change the workdir).
   """
+  try:
+    return _load_state_arrays(workdir, step)
+  except (NoCheckpointError, CheckpointError):
+    raise
+  except Exception as error:  # orbax/tensorstore raise many types for a broken file
+    directory = pathlib.Path(workdir).absolute() / "checkpoints"
+    steps = sorted(int(p.name) for p in directory.iterdir() if p.name.isdigit())
+    bad = step if step is not None else (steps[-1] if steps else None)
+    intact = [s for s in intact_steps(directory, steps) if s != bad]
+    raise CheckpointError(
+      f"checkpoint step {bad} does not restore ({describe_failure(directory / str(bad), error)}); "
+      f"intact checkpoints: {', '.join(map(str, intact)) or 'none'}"
+    ) from error
+
+
+def _load_state_arrays(workdir, step: int | None = None) -> tuple[int, dict]:
   directory = pathlib.Path(workdir).absolute() / "checkpoints"
   if not directory.is_dir():
-    raise FileNotFoundError(f"no checkpoints in {workdir} (expected {directory})")
+    raise NoCheckpointError(f"no checkpoints in {workdir} (expected {directory})")
   manager = ocp.CheckpointManager(
     directory,
     item_handlers={
@@ -121,7 +243,7 @@ def load_state_arrays(workdir, step: int | None = None) -> tuple[int, dict]:
   try:
     step = manager.latest_step() if step is None else step
     if step is None:
-      raise FileNotFoundError(f"no checkpoints in {directory}")
+      raise NoCheckpointError(f"no checkpoints in {directory}")
     # Restore onto this process's first device whatever devices saved it, so a
     # checkpoint from a TPU pod or 4 fake devices reads back on a laptop.
     metadata = manager.item_metadata(step)["state"]

@@ -24,8 +24,43 @@ Ablation variants (the paper's model switches, one at a time):
 
 from __future__ import annotations
 
+import functools
 import json
 import pathlib
+
+from absl import flags
+from ml_collections import config_flags
+
+from stress_jax import cli
+
+FLAGS = flags.FlagValues()
+_CONFIG = config_flags.DEFINE_config_file(
+  "config",
+  "stress_jax/configs/demo.py",
+  "Config file (a get_config() module).",
+  lock_config=True,
+  flag_values=FLAGS,
+)
+_WORKDIR = flags.DEFINE_string(
+  "workdir", None, "Root of the fold workdirs and the tables.", flag_values=FLAGS
+)
+_FOLD = flags.DEFINE_integer(
+  "fold", -1, "Run only this fold (0-based); -1 = every fold.", flag_values=FLAGS
+)
+_ABLATIONS = flags.DEFINE_boolean(
+  "ablations", False, "Also the four model switches.", flag_values=FLAGS
+)
+_COLLECT = flags.DEFINE_boolean(
+  "collect", False, "Only gather finished folds into the tables.", flag_values=FLAGS
+)
+_ALLOW_CHANGE = flags.DEFINE_list(
+  "allow_config_change",
+  [],
+  "Config fields (or sections) that may differ from folds already run, e.g. "
+  "train.num_epochs: finished folds then train on instead of being skipped.",
+  flag_values=FLAGS,
+)
+flags.mark_flag_as_required("workdir", flag_values=FLAGS)
 
 VARIANTS = {
   "full": {},
@@ -44,18 +79,44 @@ METRICS = (
 FAITHFULNESS = ("temporal", "spatial", "landmark_temporal")
 
 
-class CrossValError(Exception):
+class CrossValError(cli.UserError):
   """A problem with the request; the message is one line naming it."""
 
 
-def count_folds(config) -> int:
+def count_folds(config, handle=None) -> int:
   from stress_jax import input_pipeline, protocols
 
-  handle = input_pipeline.open_dataset(config.data)
+  handle = handle or input_pipeline.open_dataset(config.data)
   try:
     return protocols.num_folds(config.protocol, handle.subjects)
   except ValueError as error:
     raise CrossValError(str(error)) from None
+
+
+def is_finished(directory, config, handle, allow=()) -> bool:
+  """A fold with a summary of this very config and dataset is finished.
+
+  One that finished with another fingerprint is refused (naming the fields), unless
+  `allow` covers every difference: then it trains on (e.g. more epochs).
+  """
+  from stress_jax import provenance
+
+  directory = pathlib.Path(directory)
+  if not (directory / "summary.json").is_file():
+    return False
+  recorded = provenance.read(directory)
+  if recorded is None:  # a fold written before provenance.json existed
+    return True
+  current = provenance.fingerprint(config, handle)
+  if not provenance.changes(recorded, current):
+    return True
+  changed = provenance.changes(recorded, current, allow)
+  if changed:
+    raise CrossValError(
+      f"{directory} finished with another config or dataset ({', '.join(changed)} changed); "
+      f"use a new --workdir, or --allow_config_change={','.join(changed)} to train it on"
+    )
+  return False
 
 
 def fold_directory(workdir, variant: str, fold: int, ablations: bool) -> pathlib.Path:
@@ -73,20 +134,25 @@ def fold_config(config, fold: int, variant: str):
   return config
 
 
-def _train(config, workdir):
+def _train(config, workdir, allow=()):
   from stress_jax import train
 
-  return train.train_and_evaluate(config, workdir)
+  return train.train_and_evaluate(config, workdir, allow)
 
 
-def run(config, workdir, fold: int | None = None, ablations: bool = False, train_fn=None) -> dict:
+def run(
+  config, workdir, fold: int | None = None, ablations: bool = False, train_fn=None, allow=()
+) -> dict:
   """Trains the requested folds (skipping finished ones), then writes the tables.
 
   Returns {"trained": [(variant, fold)], "skipped": [...], "preempted": bool, "table": ...}.
   `train_fn(config, workdir) -> summary` is train.train_and_evaluate unless a test swaps it.
   """
-  train_fn = train_fn or _train
-  num_folds = count_folds(config)
+  from stress_jax import input_pipeline
+
+  train_fn = train_fn or functools.partial(_train, allow=tuple(allow))
+  handle = input_pipeline.open_dataset(config.data)
+  num_folds = count_folds(config, handle)
   if fold is not None and not 0 <= fold < num_folds:
     raise CrossValError(f"--fold={fold} is out of range: this protocol has {num_folds} folds")
   folds = range(num_folds) if fold is None else [fold]
@@ -95,7 +161,7 @@ def run(config, workdir, fold: int | None = None, ablations: bool = False, train
   for variant in variants:
     for k in folds:
       directory = fold_directory(workdir, variant, k, ablations)
-      if (directory / "summary.json").is_file():
+      if is_finished(directory, fold_config(config, k, variant), handle, allow):
         skipped.append((variant, k))
         continue
       print(f"== {variant} fold {k}/{num_folds}: {directory}", flush=True)
@@ -119,6 +185,7 @@ def _fold_row(summary: dict) -> dict:
     "test_subjects": list(summary["test_subjects"]),
     "selected_step": int(summary["selected_step"]),
     "num_clips": int(test["num_clips"]),
+    "absent_classes": list(test.get("absent_classes") or []),
   }
   for key, _ in METRICS:
     value = test.get(key)
@@ -144,7 +211,7 @@ def collect(workdir, num_folds: int, ablations: bool) -> dict:
         rows.append(_fold_row(json.loads(path.read_text())))
     keys = [key for key, _ in METRICS] + [f"faithfulness_{k}" for k in FAITHFULNESS]
     aggregate = {
-      key: metrics.mean_std([r[key] for r in rows if r.get(key) is not None])
+      key: metrics.mean_std([r.get(key) for r in rows])
       for key in keys
       if any(r.get(key) is not None for r in rows)
     }
@@ -155,7 +222,10 @@ def collect(workdir, num_folds: int, ablations: bool) -> dict:
 def _cell(stats: dict | None) -> str:
   if not stats or not stats["n"]:
     return "-"
-  return f"{stats['mean']:.3f} ± {stats['std']:.3f}"
+  cell = f"{stats['mean']:.3f} ± {stats['std']:.3f}"
+  # Say when a mean leaves folds out (e.g. ROC-AUC undefined where a class is absent).
+  dropped = stats.get("dropped", 0)
+  return f"{cell} (n={stats['n']}, {dropped} undefined)" if dropped else cell
 
 
 def _value(value) -> str:
@@ -225,25 +295,16 @@ def write_tables(workdir, table: dict, config=None) -> None:
 
 
 def main(argv):
-  from absl import flags, logging
-
-  if len(argv) > 1:
-    raise SystemExit(f"crossval: unexpected arguments {' '.join(argv[1:])}")
-  if not flags.FLAGS["verbosity"].present:
-    logging.set_verbosity(logging.WARNING)
+  cli.unexpected_arguments(argv)
+  cli.quiet_logging("warning")
   config = _CONFIG.value
   fold = None if _FOLD.value < 0 else _FOLD.value
-  try:
-    if _COLLECT.value:
-      table = collect(_WORKDIR.value, count_folds(config), _ABLATIONS.value)
-      write_tables(_WORKDIR.value, table, config)
-      result = {"preempted": False}
-    else:
-      result = run(config, _WORKDIR.value, fold, _ABLATIONS.value)
-  except CrossValError as error:
-    raise SystemExit(f"crossval: {error}") from None
-  except FileNotFoundError as error:
-    raise SystemExit(f"crossval: {str(error).splitlines()[0]}") from None
+  if _COLLECT.value:
+    table = collect(_WORKDIR.value, count_folds(config), _ABLATIONS.value)
+    write_tables(_WORKDIR.value, table, config)
+    result = {"preempted": False}
+  else:
+    result = run(config, _WORKDIR.value, fold, _ABLATIONS.value, allow=_ALLOW_CHANGE.value)
   print((pathlib.Path(_WORKDIR.value) / "crossval.md").read_text(), flush=True)
   if result["preempted"]:
     from stress_jax import train
@@ -252,18 +313,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  from absl import app, flags
-  from ml_collections import config_flags
-
-  _CONFIG = config_flags.DEFINE_config_file(
-    "config",
-    "stress_jax/configs/demo.py",
-    "Config file (a get_config() module).",
-    lock_config=True,
-  )
-  _WORKDIR = flags.DEFINE_string("workdir", None, "Root of the fold workdirs and the tables.")
-  _FOLD = flags.DEFINE_integer("fold", -1, "Run only this fold (0-based); -1 = every fold.")
-  _ABLATIONS = flags.DEFINE_boolean("ablations", False, "Also the four model switches.")
-  _COLLECT = flags.DEFINE_boolean("collect", False, "Only gather finished folds into the tables.")
-  flags.mark_flag_as_required("workdir")
-  app.run(main)
+  cli.run(main, FLAGS, "crossval")

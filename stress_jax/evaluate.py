@@ -31,11 +31,32 @@ import pathlib
 import re
 
 import numpy as np
+from absl import flags
+
+from stress_jax import cli
 
 SPLITS = ("test", "val", "train", "all")
 
+FLAGS = flags.FlagValues()
+_WORKDIR = flags.DEFINE_string(
+  "workdir", None, "A training workdir (holds config.json).", flag_values=FLAGS
+)
+_SPLIT = flags.DEFINE_enum(
+  "split", "test", list(SPLITS), "Which subjects to evaluate.", flag_values=FLAGS
+)
+_CHECKPOINT = flags.DEFINE_string(
+  "checkpoint", "best", "best, latest or a step number.", flag_values=FLAGS
+)
+_NUM_PICTURES = flags.DEFINE_integer(
+  "num_pictures", 2, "Attention pictures per class.", flag_values=FLAGS
+)
+_DATA_DIR = flags.DEFINE_string(
+  "data_dir", None, "Overrides the config's data.data_dir.", flag_values=FLAGS
+)
+flags.mark_flag_as_required("workdir", flag_values=FLAGS)
 
-class EvaluationError(Exception):
+
+class EvaluationError(cli.UserError):
   """A problem with what the user asked for; its message is one line naming it."""
 
 
@@ -132,8 +153,8 @@ def load_variables(workdir, step: int, model, num_frames: int) -> dict:
 
   try:
     _, state = checkpointing.load_state_arrays(workdir, step)
-  except FileNotFoundError as error:
-    raise EvaluationError(str(error).splitlines()[0]) from None
+  except (FileNotFoundError, checkpointing.CheckpointError) as error:
+    raise EvaluationError(cli.one_line(error)) from error
   variables = {"params": state["params"], "batch_stats": state.get("batch_stats") or {}}
   check_compatible(
     expected_variables(model, num_frames),
@@ -176,20 +197,26 @@ def _trainer(config, workdir):
 
 
 def _state(trainer, variables, step):
+  """A TrainState for inference: no optimizer state (evaluation reads params only)."""
+  import functools
+
   import jax
   import jax.numpy as jnp
 
-  from stress_jax.steps import TrainState
+  from stress_jax.steps import TrainState, eval_step
 
-  params = jax.device_put(variables["params"], trainer.replicated)
-  batch_stats = jax.device_put(variables["batch_stats"], trainer.replicated)
-  # Only params and batch_stats are read in evaluation; the optimizer state is there to
-  # give the compiled step the TrainState it was built for.
+  replicated = trainer.replicated
+  # The trainer's compiled eval step expects the training state's shardings,
+  # optimizer state included; an inference-only step takes the state replicated whole.
+  trainer.p_eval_step = jax.jit(
+    functools.partial(eval_step, model=trainer.model, dtype=trainer.dtype),
+    in_shardings=(replicated, trainer.data_sharding),
+  )
   return TrainState(
-    step=jax.device_put(jnp.asarray(step, jnp.int32), trainer.replicated),
-    params=params,
-    batch_stats=batch_stats,
-    opt_state=jax.device_put(trainer.tx.init(params), trainer.replicated),
+    step=jax.device_put(jnp.asarray(step, jnp.int32), replicated),
+    params=jax.device_put(variables["params"], replicated),
+    batch_stats=jax.device_put(variables["batch_stats"], replicated),
+    opt_state=(),
   )
 
 
@@ -345,31 +372,16 @@ def evaluate(
 
 
 def main(argv):
-  from absl import flags, logging
-
-  if len(argv) > 1:
-    raise SystemExit(f"evaluate: unexpected arguments {' '.join(argv[1:])}")
-  if not flags.FLAGS["verbosity"].present:
-    # orbax logs every read-only open at WARNING; nothing there is for the user.
-    logging.set_verbosity(logging.ERROR)
+  cli.unexpected_arguments(argv)
+  # orbax logs every read-only open at WARNING; nothing there is for the user.
+  cli.quiet_logging("error")
   from stress_jax import report
 
-  try:
-    result = evaluate(
-      _WORKDIR.value, _SPLIT.value, _CHECKPOINT.value, _NUM_PICTURES.value, _DATA_DIR.value
-    )
-  except EvaluationError as error:
-    raise SystemExit(f"evaluate: {error}") from None
+  result = evaluate(
+    _WORKDIR.value, _SPLIT.value, _CHECKPOINT.value, _NUM_PICTURES.value, _DATA_DIR.value
+  )
   print(report.format_evaluation(result), flush=True)
 
 
 if __name__ == "__main__":
-  from absl import app, flags
-
-  _WORKDIR = flags.DEFINE_string("workdir", None, "A training workdir (holds config.json).")
-  _SPLIT = flags.DEFINE_enum("split", "test", list(SPLITS), "Which subjects to evaluate.")
-  _CHECKPOINT = flags.DEFINE_string("checkpoint", "best", "best, latest or a step number.")
-  _NUM_PICTURES = flags.DEFINE_integer("num_pictures", 2, "Attention pictures per class.")
-  _DATA_DIR = flags.DEFINE_string("data_dir", None, "Overrides the config's data.data_dir.")
-  flags.mark_flag_as_required("workdir")
-  app.run(main)
+  cli.run(main, FLAGS, "evaluate")

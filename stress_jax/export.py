@@ -53,6 +53,9 @@ import json
 import pathlib
 
 import numpy as np
+from absl import flags
+
+from stress_jax import cli, export_settings
 
 MODEL_FILE = "model.stablehlo"
 ENCODE_FILE = "encode_frames.stablehlo"
@@ -60,6 +63,22 @@ CLASSIFY_FILE = "classify_clip.stablehlo"
 DEFAULT_PLATFORMS = ("cpu", "cuda", "tpu")
 # Exported and checkpoint outputs must agree this closely (max abs difference).
 PARITY_TOLERANCE = 1e-5
+
+FLAGS = flags.FlagValues()
+_WORKDIR = flags.DEFINE_string(
+  "workdir", None, "A training workdir (holds config.json).", flag_values=FLAGS
+)
+_OUTPUT = flags.DEFINE_string("output", None, "The export folder to write.", flag_values=FLAGS)
+_CHECKPOINT = flags.DEFINE_string(
+  "checkpoint", "best", "best, latest or a step number.", flag_values=FLAGS
+)
+_PLATFORMS = flags.DEFINE_string(
+  "platforms",
+  ",".join(DEFAULT_PLATFORMS),
+  "Comma-separated platforms to lower for.",
+  flag_values=FLAGS,
+)
+flags.mark_flags_as_required(["workdir", "output"], flag_values=FLAGS)
 
 
 class ExportedModel:
@@ -177,16 +196,6 @@ def _export(fn, args, platforms) -> bytes:
   return jax.export.export(jax.jit(fn), platforms=platforms)(*args).serialize()
 
 
-def _preprocess_settings(config, num_frames: int) -> dict:
-  from stress_jax.preprocess import PreprocessConfig
-
-  if "preprocess" in config:
-    settings = PreprocessConfig.from_mapping(config.preprocess.to_dict())
-  else:
-    settings = PreprocessConfig()
-  return settings.replace(num_frames=num_frames, stride=max(1, num_frames // 2)).to_dict()
-
-
 def export_model(
   workdir, output, checkpoint: str = "best", platforms=DEFAULT_PLATFORMS, verify: bool = True
 ) -> dict:
@@ -198,6 +207,7 @@ def export_model(
   from stress_jax.models import build_model
 
   config = evaluate.read_config(workdir)
+  output = export_settings.check_output(output)
   step, tag = evaluate.resolve_checkpoint(workdir, config, checkpoint)
   names = evaluate.label_names(workdir, config)
   if len(names) != int(config.model.num_classes):
@@ -208,6 +218,7 @@ def export_model(
   num_frames = int(config.data.num_frames)
   if num_frames <= 0:
     raise evaluate.EvaluationError(f"{workdir}/config.json does not set data.num_frames")
+  preprocess, preprocess_source = export_settings.preprocess_settings(workdir, config, num_frames)
   model = build_model(config.model)
   variables = evaluate.load_variables(workdir, step, model, num_frames)
   if not variables["batch_stats"]:
@@ -266,7 +277,8 @@ def export_model(
       "landmarks": "float32 (B,T,68,2): landmarks in crop coordinates / 112",
       "frame_mask": "bool (B,T): False where a frame has no face",
     },
-    "preprocess": _preprocess_settings(config, num_frames),
+    "preprocess": preprocess,
+    "preprocess_source": preprocess_source,
     "training_config": config.to_dict(),
   }
   (output / "config.json").write_text(json.dumps(exported_config, indent=2))
@@ -332,38 +344,21 @@ def _maybe_saved_model(output, whole, whole_args) -> None:
 
 
 def main(argv):
-  from absl import flags, logging
-
-  from stress_jax import evaluate
-
-  if len(argv) > 1:
-    raise SystemExit(f"export: unexpected arguments {' '.join(argv[1:])}")
-  if not flags.FLAGS["verbosity"].present:
-    logging.set_verbosity(logging.ERROR)
+  cli.unexpected_arguments(argv)
+  cli.quiet_logging("error")
   platforms = [p.strip() for p in _PLATFORMS.value.split(",") if p.strip()]
   unknown = sorted(set(platforms) - {"cpu", "cuda", "rocm", "tpu"})
   if not platforms or unknown:
-    raise SystemExit(f"export: --platforms takes cpu, cuda, rocm, tpu; got {_PLATFORMS.value!r}")
-  try:
-    exported = export_model(_WORKDIR.value, _OUTPUT.value, _CHECKPOINT.value, platforms)
-  except evaluate.EvaluationError as error:
-    raise SystemExit(f"export: {error}") from None
+    raise cli.UserError(f"--platforms takes cpu, cuda, rocm, tpu; got {_PLATFORMS.value!r}")
+  exported = export_model(_WORKDIR.value, _OUTPUT.value, _CHECKPOINT.value, platforms)
   print(
     f"exported step {exported['checkpoint_step']} ({exported['checkpoint']}) of "
     f"{_WORKDIR.value} to {_OUTPUT.value}: {', '.join(exported['files'].values())} "
-    f"for {', '.join(exported['platforms'])}; classes {', '.join(exported['label_names'])}",
+    f"for {', '.join(exported['platforms'])}; classes {', '.join(exported['label_names'])}; "
+    f"face pipeline from {exported['preprocess_source']}",
     flush=True,
   )
 
 
 if __name__ == "__main__":
-  from absl import app, flags
-
-  _WORKDIR = flags.DEFINE_string("workdir", None, "A training workdir (holds config.json).")
-  _OUTPUT = flags.DEFINE_string("output", None, "The export folder to write.")
-  _CHECKPOINT = flags.DEFINE_string("checkpoint", "best", "best, latest or a step number.")
-  _PLATFORMS = flags.DEFINE_string(
-    "platforms", ",".join(DEFAULT_PLATFORMS), "Comma-separated platforms to lower for."
-  )
-  flags.mark_flags_as_required(["workdir", "output"])
-  app.run(main)
+  cli.run(main, FLAGS, "export")

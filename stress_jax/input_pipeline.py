@@ -25,6 +25,7 @@ import jax.numpy as jnp
 import numpy as np
 import tensorflow_datasets as tfds
 
+from stress_jax import cli
 from stress_jax.faces import geometry as face_geometry
 
 # Keys that travel to the device; everything else stays on the host.
@@ -68,11 +69,33 @@ def _task_labels(data_config, builder):
   tasks = getattr(builder, "LABEL_TASKS", None) or {}
   if data_config.task not in tasks:
     known = ", ".join(tasks) if tasks else "none"
-    raise ValueError(
+    raise DatasetMismatch(
       f"data.task={data_config.task!r} is not a task of {data_config.name} (its tasks: {known})"
     )
   names, mapping = tasks[data_config.task]
   return tuple(names), np.asarray(mapping, np.int32)
+
+
+class DatasetError(cli.UserError, FileNotFoundError):
+  """The dataset is unknown, not built, or cannot be built; one line names the problem."""
+
+
+class DatasetMismatch(cli.UserError, ValueError):
+  """The config does not fit the dataset (e.g. another clip length)."""
+
+
+def _builder(name: str, data_dir):
+  from stress_jax.data import build
+
+  try:
+    return tfds.builder(name, data_dir=data_dir)
+  except tfds.core.registered.DatasetNotFoundError:
+    # TFDS's own message lists its whole catalogue; name ours instead.
+    raise DatasetError(
+      f"unknown dataset {name!r}; this project builds {', '.join(build.describe_datasets())}"
+    ) from None
+  except ValueError as error:  # e.g. an unknown builder config
+    raise DatasetError(f"dataset {name!r}: {cli.one_line(error)[:300]}") from None
 
 
 def open_dataset(data_config) -> DatasetHandle:
@@ -80,12 +103,12 @@ def open_dataset(data_config) -> DatasetHandle:
   import tfds_builders  # noqa: F401  (registers the project's builders with TFDS)
 
   data_dir = data_config.data_dir or None
-  builder = tfds.builder(data_config.name, data_dir=data_dir)
+  builder = _builder(data_config.name, data_dir)
   if not builder.is_prepared():
     if not data_config.build_if_missing:
-      raise FileNotFoundError(
+      raise DatasetError(
         f"dataset {data_config.name} is not built in {builder.data_dir}; build it with "
-        f"`python -m stress_jax.data.build {data_config.name.split('/')[0]} ...` first"
+        f"`python -m stress_jax.data.build {data_config.name} --data_dir=...` first"
       )
     from stress_jax.data import build
 
@@ -101,7 +124,7 @@ def open_dataset(data_config) -> DatasetHandle:
   input_key = "frames" if "frames" in features else "features"
   num_frames = int(features["frame_mask"].shape[0])
   if data_config.num_frames and data_config.num_frames != num_frames:
-    raise ValueError(
+    raise DatasetMismatch(
       f"config data.num_frames={data_config.num_frames} but {data_config.name} holds "
       f"{num_frames}-frame clips"
     )

@@ -14,17 +14,27 @@ import jax
 
 
 class MetricWriter:
-  def __init__(self, workdir, enabled: bool | None = None):
+  """`resume_step`: the step training restarts from; rows logged after it are dropped.
+
+  A run killed after its last checkpoint logged steps that the resumed run logs
+  again; metrics.jsonl keeps rows up to `resume_step` only, and TensorBoard is told
+  to purge its events after that step.
+  """
+
+  def __init__(self, workdir, enabled: bool | None = None, resume_step: int | None = None):
     self.enabled = jax.process_index() == 0 if enabled is None else enabled
     self._jsonl = None
     self._tensorboard = None
     if self.enabled:
       workdir = pathlib.Path(workdir)
       workdir.mkdir(parents=True, exist_ok=True)
+      if resume_step is not None:
+        truncate_metrics(workdir, resume_step)
       self._jsonl = open(workdir / "metrics.jsonl", "a", encoding="utf-8")  # noqa: SIM115
       from tensorboardX import SummaryWriter
 
-      self._tensorboard = SummaryWriter(str(workdir / "tensorboard"))
+      purge = None if resume_step is None else int(resume_step) + 1
+      self._tensorboard = SummaryWriter(str(workdir / "tensorboard"), purge_step=purge)
 
   def write(self, step: int, scalars: dict, prefix: str = "") -> None:
     if not self.enabled:
@@ -48,6 +58,20 @@ class MetricWriter:
       self._tensorboard.close()
       self._jsonl.close()
       self.enabled = False
+
+
+def truncate_metrics(workdir, last_step: int) -> int:
+  """Drops metrics.jsonl rows of steps after `last_step`; returns how many were dropped."""
+  path = pathlib.Path(workdir) / "metrics.jsonl"
+  if not path.exists():
+    return 0
+  lines = [line for line in path.read_text().splitlines() if line.strip()]
+  kept = [line for line in lines if json.loads(line).get("step", 0) <= last_step]
+  if len(kept) != len(lines):
+    temporary = path.with_suffix(".jsonl.tmp")
+    temporary.write_text("".join(f"{line}\n" for line in kept))
+    temporary.replace(path)
+  return len(lines) - len(kept)
 
 
 def read_metrics(workdir) -> list[dict]:

@@ -1,4 +1,12 @@
-"""Classification metrics in numpy (host side), no scikit-learn needed."""
+"""Classification metrics in numpy (host side), with scikit-learn's definitions.
+
+tests/test_metrics.py checks every figure against sklearn.metrics. Undefined
+per-class entries are NaN rather than 0: the precision of a class never predicted,
+the recall and ROC-AUC of a class absent from the labels. Macro-F1 averages over
+every class (sklearn's f1_score(labels=all, average="macro", zero_division=0)), so a
+model that never predicts a class is not rewarded for it; balanced accuracy is the
+mean recall over the classes present, as in sklearn.
+"""
 
 from __future__ import annotations
 
@@ -12,10 +20,11 @@ def confusion_matrix(labels: np.ndarray, predictions: np.ndarray, num_classes: i
   return matrix
 
 
-def _safe_divide(numerator, denominator):
+def _divide_or_nan(numerator, denominator) -> np.ndarray:
   numerator = np.asarray(numerator, np.float64)
   denominator = np.asarray(denominator, np.float64)
-  return np.divide(numerator, denominator, out=np.zeros_like(numerator), where=denominator > 0)
+  out = np.full_like(numerator, np.nan)
+  return np.divide(numerator, denominator, out=out, where=denominator > 0)
 
 
 def binary_roc_auc(positive: np.ndarray, scores: np.ndarray) -> float:
@@ -37,10 +46,20 @@ def binary_roc_auc(positive: np.ndarray, scores: np.ndarray) -> float:
   return float((ranks[positive].sum() - num_pos * (num_pos + 1) / 2.0) / (num_pos * num_neg))
 
 
+def _per_class(label_names, values) -> dict:
+  return {name: float(v) for name, v in zip(label_names, values, strict=True)}
+
+
 def classification_metrics(labels, probabilities, label_names) -> dict:
-  """Accuracy, balanced accuracy, macro-F1, per-class precision/recall, confusion, ROC-AUC."""
+  """Accuracy, balanced accuracy, macro-F1, per-class precision/recall/F1, confusion, ROC-AUC.
+
+  `absent_classes` names the classes with no example in `labels`: their recall, F1
+  (unless predicted) and ROC-AUC are NaN, and `roc_auc_macro` averages the classes
+  listed in `roc_auc_classes` only.
+  """
   labels = np.asarray(labels, np.int64)
   probabilities = np.asarray(probabilities, np.float64)
+  label_names = list(label_names)
   num_classes = len(label_names)
   if len(labels) == 0:
     raise ValueError("no examples to evaluate")
@@ -49,21 +68,24 @@ def classification_metrics(labels, probabilities, label_names) -> dict:
   true_per_class = matrix.sum(1)
   predicted_per_class = matrix.sum(0)
   correct = np.diag(matrix)
-  recall = _safe_divide(correct, true_per_class)
-  precision = _safe_divide(correct, predicted_per_class)
-  f1 = _safe_divide(2 * precision * recall, precision + recall)
+  recall = _divide_or_nan(correct, true_per_class)
+  precision = _divide_or_nan(correct, predicted_per_class)
+  # F1 = 2TP / (2TP + FP + FN): defined whenever the class is true or predicted at all.
+  f1 = _divide_or_nan(2 * correct, true_per_class + predicted_per_class)
   present = true_per_class > 0
-  auc = [binary_roc_auc(labels == k, probabilities[:, k]) for k in range(num_classes)]
-  finite_auc = [a for a in auc if np.isfinite(a)]
+  auc = np.asarray([binary_roc_auc(labels == k, probabilities[:, k]) for k in range(num_classes)])
+  scored = np.isfinite(auc)
   return {
     "accuracy": float(correct.sum() / len(labels)),
     "balanced_accuracy": float(recall[present].mean()),
-    "macro_f1": float(f1[present].mean()),
-    "precision": {name: float(p) for name, p in zip(label_names, precision, strict=True)},
-    "recall": {name: float(r) for name, r in zip(label_names, recall, strict=True)},
-    "f1": {name: float(v) for name, v in zip(label_names, f1, strict=True)},
-    "roc_auc": {name: a for name, a in zip(label_names, auc, strict=True)},
-    "roc_auc_macro": float(np.mean(finite_auc)) if finite_auc else float("nan"),
+    "macro_f1": float(np.nan_to_num(f1, nan=0.0).mean()),
+    "precision": _per_class(label_names, precision),
+    "recall": _per_class(label_names, recall),
+    "f1": _per_class(label_names, f1),
+    "roc_auc": _per_class(label_names, auc),
+    "roc_auc_macro": float(auc[scored].mean()) if scored.any() else float("nan"),
+    "roc_auc_classes": [name for name, ok in zip(label_names, scored, strict=True) if ok],
+    "absent_classes": [name for name, ok in zip(label_names, present, strict=True) if not ok],
     "confusion_matrix": matrix.tolist(),
     "num_clips": int(len(labels)),
   }
@@ -93,12 +115,18 @@ def video_level(labels, probabilities, videos) -> tuple[np.ndarray, np.ndarray, 
 
 
 def mean_std(values) -> dict:
-  """Mean and sample standard deviation (ddof=1; 0 for a single value) of finite values."""
-  values = np.asarray([v for v in values if v is not None and np.isfinite(v)], np.float64)
-  if values.size == 0:
-    return {"mean": float("nan"), "std": float("nan"), "n": 0}
-  std = float(values.std(ddof=1)) if values.size > 1 else 0.0
-  return {"mean": float(values.mean()), "std": std, "n": int(values.size)}
+  """Mean and sample standard deviation (ddof=1; 0 for a single value) of finite values.
+
+  `n` counts the values averaged and `dropped` the ones left out (None or NaN, e.g.
+  the ROC-AUC of a fold whose test subjects lack a class), so a table can say so.
+  """
+  values = list(values)
+  finite = np.asarray([v for v in values if v is not None and np.isfinite(v)], np.float64)
+  dropped = len(values) - int(finite.size)
+  if finite.size == 0:
+    return {"mean": float("nan"), "std": float("nan"), "n": 0, "dropped": dropped}
+  std = float(finite.std(ddof=1)) if finite.size > 1 else 0.0
+  return {"mean": float(finite.mean()), "std": std, "n": int(finite.size), "dropped": dropped}
 
 
 def json_safe(value):

@@ -3,6 +3,11 @@
   python -m stress_jax.predict --model=exported/demo --video=talk.mp4 [--output=DIR]
   python -m stress_jax.predict --model=exported/demo --video=talk.mp4 --stream
   python -m stress_jax.predict --model=exported/demo --video=0 --stream   # camera 0
+  python -m stress_jax.predict --model=exported/demo --video=frames/      # image files, name order
+
+The model must take face crops (a feature-map export, input_mode=features, is refused).
+Windowing and the streaming predictor are in predict_windows.py, the camera/video I/O
+and the files written in predict_io.py.
 
 The video goes through the face pipeline the training data went through
 (stress_jax.preprocess: decoding at the export's fps, dlib landmarks, eye-aligned
@@ -31,246 +36,66 @@ gives the same windows and probabilities as the default mode. A camera (an integ
 
 from __future__ import annotations
 
-import collections
-import dataclasses
 import json
 import pathlib
-import sys
-import time
 
 import numpy as np
+from absl import flags
 
-# Windows per call of the whole model: bounds memory on long videos.
-BATCH_WINDOWS = 8
+from stress_jax import cli
+from stress_jax.predict_io import PredictError, _head, _stream, camera_frames, write_outputs
+from stress_jax.predict_windows import (
+  BATCH_WINDOWS,
+  BestPerClass,
+  StreamPredictor,
+  Window,
+  frame_period,
+  predict_windows,
+  window_starts,
+)
 
+__all__ = [
+  "BATCH_WINDOWS",
+  "BestPerClass",
+  "PredictError",
+  "StreamPredictor",
+  "Window",
+  "camera_frames",
+  "format_summary",
+  "frame_period",
+  "predict_windows",
+  "run",
+  "window_starts",
+  "write_outputs",
+]
 
-class PredictError(Exception):
-  """A problem with the inputs; the message is one line naming it."""
-
-
-def window_starts(num_frames: int, window: int, stride: int) -> np.ndarray:
-  """First frame of each scored window; one (padded) window for a short video."""
-  if num_frames == 0:
-    return np.zeros((0,), np.int64)
-  if num_frames < window:
-    return np.zeros((1,), np.int64)
-  return np.arange(0, num_frames - window + 1, stride, dtype=np.int64)
-
-
-def _gather(values: np.ndarray, index: np.ndarray, fill) -> np.ndarray:
-  """values[index] with positions past the end (padding of a short video) set to fill."""
-  inside = index < values.shape[0]
-  out = values[np.minimum(index, values.shape[0] - 1)]
-  out[~inside] = fill
-  return out
-
-
-@dataclasses.dataclass
-class Window:
-  """One scored window and what its pictures need."""
-
-  row: dict  # the JSON line
-  frame_index: np.ndarray  # (T,) indices into the processed frames (clipped)
-  frame_mask: np.ndarray  # (T,)
-  times: np.ndarray  # (T,) seconds
-  crops: np.ndarray | None = None  # (T,112,112,3) uint8 (streaming keeps its own)
-  attention: dict = dataclasses.field(default_factory=dict)  # per-window aux arrays
-
-
-def _row(index, start_s, end_s, start_frame, mask, probabilities, label_names) -> dict:
-  faces = int(np.sum(mask))
-  row = {
-    "window": int(index),
-    "start_s": round(float(start_s), 4),
-    "end_s": round(float(end_s), 4),
-    "start_frame": int(start_frame),
-    "face_frames": faces,
-    "probabilities": None,
-    "prediction": None,
-  }
-  if faces:
-    row["probabilities"] = {n: float(p) for n, p in zip(label_names, probabilities, strict=True)}
-    row["prediction"] = label_names[int(np.argmax(probabilities))]
-  return row
-
-
-def frame_period(faces, preprocess) -> float:
-  rate = preprocess.fps or faces.native_fps or preprocess.image_fps
-  return 1.0 / float(rate)
-
-
-def predict_windows(model, faces, stride: int, period: float) -> list[Window]:
-  """Every window of a processed video (`preprocess.VideoFaces`) through the whole model."""
-  from stress_jax.preprocess.clips import fill_missing_landmarks
-
-  window = model.num_frames
-  starts = window_starts(faces.num_frames, window, stride)
-  if not len(starts):
-    return []
-  landmarks = fill_missing_landmarks(faces.landmarks, faces.has_face)
-  results = []
-  for chunk in range(0, len(starts), BATCH_WINDOWS):
-    index = starts[chunk : chunk + BATCH_WINDOWS, None] + np.arange(window)[None, :]
-    mask = _gather(np.asarray(faces.has_face, bool), index, False)
-    crops = _gather(faces.crops, index, 0)
-    inputs = crops.astype(np.float32) / 255.0
-    out = model(inputs, _gather(landmarks, index, 0.0), mask)
-    for k in range(index.shape[0]):
-      clipped = np.minimum(index[k], faces.num_frames - 1)
-      times = faces.timestamps[clipped]
-      last = clipped[mask[k]].max() if mask[k].any() else clipped[-1]
-      row = _row(
-        chunk + k,
-        times[0],
-        faces.timestamps[last] + period,
-        faces.source_index[clipped[0]],
-        mask[k],
-        out["probabilities"][k],
-        model.label_names,
-      )
-      attention = {key: out[key][k] for key in out if key != "probabilities"}
-      results.append(Window(row, clipped, mask[k], times, attention=attention))
-  return results
-
-
-class StreamPredictor:
-  """Rolling window over per-frame vectors: push `FaceFrame`s, get a `Window` every stride."""
-
-  def __init__(self, model, stride: int, period: float):
-    self.model = model
-    self.stride = stride
-    self.period = period
-    self.window = model.num_frames
-    self.buffer = collections.deque(maxlen=self.window)
-    self.seen = 0
-    self.emitted = 0
-    self.model_seconds = 0.0
-    self.last_landmarks = np.zeros((68, 2), np.float32)
-    self.empty_vector = np.zeros((model.frame_vector_size,), np.float32)
-    self.empty_map = None
-
-  def warm_up(self) -> None:
-    """Compiles both halves for their streaming shapes, so timings count steady work."""
-    frame_shape = tuple(self.model.config["frame_shape"])
-    if self.model.image_stream:
-      out = self.model.encode_frames(np.zeros((1, *frame_shape), np.float32), np.ones(1, bool))
-      self.empty_map = np.zeros_like(out["spatial_attention"][0])
-    t = self.window
-    self.model.classify_clip(
-      np.zeros((1, t, self.model.frame_vector_size), np.float32),
-      np.zeros((1, t, 68, 2), np.float32),
-      np.ones((1, t), bool),
-    )
-
-  def push(self, face) -> Window | None:
-    started = time.perf_counter()
-    spatial = None
-    if face.has_face and self.model.image_stream:
-      out = self.model.encode_frames(
-        face.crop[None].astype(np.float32) / 255.0, np.ones((1,), bool)
-      )
-      vector, spatial = out["frame_vectors"][0], out["spatial_attention"][0]
-    else:
-      vector = self.empty_vector
-      if self.model.image_stream:
-        spatial = self.empty_map
-    if face.has_face:
-      self.last_landmarks = np.asarray(face.landmarks, np.float32)
-    # A faceless frame is masked, so its landmarks never reach the output; the last
-    # face's keep the input plausible.
-    self.buffer.append((vector, spatial, self.last_landmarks, bool(face.has_face), face))
-    self.seen += 1
-    result = None
-    if self.seen >= self.window and (self.seen - self.window) % self.stride == 0:
-      result = self._score()
-    self.model_seconds += time.perf_counter() - started
-    return result
-
-  def finish(self) -> Window | None:
-    """A stream shorter than one window still gets one, padded with masked frames."""
-    if self.emitted or not self.buffer:
-      return None
-    return self._score()
-
-  def _score(self) -> Window:
-    entries = list(self.buffer)
-    pad = self.window - len(entries)
-    vectors = np.stack([e[0] for e in entries] + [self.empty_vector] * pad)
-    landmarks = np.stack([e[2] for e in entries] + [np.zeros((68, 2), np.float32)] * pad)
-    mask = np.array([e[3] for e in entries] + [False] * pad)
-    out = self.model.classify_clip(vectors[None], landmarks[None], mask[None])
-    faces = [e[4] for e in entries] + [entries[-1][4]] * pad
-    times = np.array([f.time for f in faces])
-    last = max((f.time for f, m in zip(faces, mask, strict=True) if m), default=faces[-1].time)
-    row = _row(
-      self.emitted,
-      times[0],
-      last + self.period,
-      faces[0].source_index,
-      mask,
-      out["probabilities"][0],
-      self.model.label_names,
-    )
-    attention = {k: v[0] for k, v in out.items() if k != "probabilities"}
-    if self.model.image_stream:
-      attention["spatial_attention"] = np.stack([e[1] for e in entries] + [self.empty_map] * pad)
-    frame_index = np.arange(self.seen - len(entries), self.seen - len(entries) + self.window)
-    crops = np.stack([f.crop for f in faces])
-    self.emitted += 1
-    return Window(row, frame_index, mask, times, crops=crops, attention=attention)
-
-
-class BestPerClass:
-  """Keeps, for each class, the window where it is most probable (for the pictures)."""
-
-  def __init__(self, label_names, limit: int):
-    self.label_names = tuple(label_names)
-    self.limit = limit
-    self.best: dict[str, Window] = {}
-
-  def offer(self, window: Window) -> None:
-    probabilities = window.row["probabilities"]
-    if probabilities is None:
-      return
-    for name in self.label_names[: self.limit]:
-      held = self.best.get(name)
-      if held is None or probabilities[name] > held.row["probabilities"][name]:
-        self.best[name] = window
-
-
-def write_outputs(output, stem, windows, label_names, crops_of, picks, title) -> dict:
-  """The JSONL, the timeline and the attention pictures; returns their paths."""
-  from stress_jax import plots
-
-  output = pathlib.Path(output)
-  output.mkdir(parents=True, exist_ok=True)
-  jsonl = output / f"{stem}.jsonl"
-  jsonl.write_text("".join(json.dumps(w.row) + "\n" for w in windows))
-  paths = {"jsonl": jsonl, "pictures": []}
-  if windows:
-    paths["timeline"] = plots.timeline_figure(
-      output / f"{stem}_timeline.png", [w.row for w in windows], label_names, title
-    )
-  for name, window in picks.items():
-    row = window.row
-    crops = window.crops if window.crops is not None else crops_of(window.frame_index)
-    path = output / f"{stem}_attention" / f"window{row['window']:04d}_{name}.png"
-    paths["pictures"].append(
-      plots.attention_figure(
-        path,
-        frames=crops,
-        spatial=window.attention.get("spatial_attention"),
-        temporal=window.attention.get("temporal_attention"),
-        landmark_temporal=window.attention.get("landmark_temporal_attention"),
-        frame_mask=window.frame_mask,
-        frame_times=window.times,
-        title=(
-          f"{title} {row['start_s']:.2f}-{row['end_s']:.2f} s: most {name} window "
-          f"(p={row['probabilities'][name]:.2f}, predicted {row['prediction']})"
-        ),
-      )
-    )
-  return paths
+FLAGS = flags.FlagValues()
+_MODEL = flags.DEFINE_string(
+  "model", None, "An export folder (python -m stress_jax.export).", flag_values=FLAGS
+)
+_VIDEO = flags.DEFINE_string(
+  "video",
+  None,
+  "A video file, a folder of frames (image files in name order), or a camera index with --stream.",
+  flag_values=FLAGS,
+)
+_OUTPUT = flags.DEFINE_string("output", "predictions", "Where the results go.", flag_values=FLAGS)
+_STRIDE = flags.DEFINE_integer(
+  "stride", 0, "Frames between window starts; 0 = T/2.", flag_values=FLAGS
+)
+_STREAM = flags.DEFINE_boolean(
+  "stream", False, "Frame-by-frame with cached frame vectors.", flag_values=FLAGS
+)
+_NUM_PICTURES = flags.DEFINE_integer(
+  "num_pictures", 3, "Attention pictures (one per class).", flag_values=FLAGS
+)
+_FPS = flags.DEFINE_float(
+  "fps", None, "Decode rate; default: the export's preprocess.fps.", flag_values=FLAGS
+)
+_MAX_FRAMES = flags.DEFINE_integer(
+  "max_frames", 0, "Stop after this many frames; 0 = all.", flag_values=FLAGS
+)
+flags.mark_flags_as_required(["model", "video"], flag_values=FLAGS)
 
 
 def _preprocess(model, fps: float | None):
@@ -288,41 +113,28 @@ def _load_model(path):
   path = pathlib.Path(path)
   if not (path / "config.json").is_file() or not (path / export.MODEL_FILE).is_file():
     raise PredictError(f"{path} is not an export folder (run python -m stress_jax.export first)")
+  input_mode = json.loads((path / "config.json").read_text()).get("input_mode", "pixels")
+  if input_mode != "pixels":
+    raise PredictError(
+      f"{path} is a feature-map model (input_mode={input_mode}: it reads 7x7x256 ResNet "
+      "maps, not faces); predict needs a model trained on face crops"
+    )
   return export.load_exported(path)
 
 
-def camera_frames(index: int, max_frames: int):
-  """decode.Frame objects from a camera through FFmpeg's capture device of this platform."""
-  import av
+def _check_source(video) -> None:
+  """A video file, or a folder holding image frames."""
+  from stress_jax.preprocess.decode import IMAGE_EXTENSIONS, list_images
 
-  from stress_jax.preprocess.decode import Frame
-
-  if sys.platform.startswith("linux"):
-    source, fmt = f"/dev/video{index}", "v4l2"
-  elif sys.platform == "darwin":
-    source, fmt = str(index), "avfoundation"
-  else:
-    source, fmt = f"video={index}", "dshow"
-  try:
-    container = av.open(source, format=fmt)
-  except Exception as error:  # noqa: BLE001  (FFmpeg raises many kinds; all mean "no camera")
-    raise PredictError(f"cannot open camera {index} ({source}): {error}") from None
-  stream = container.streams.video[0]
-  rate = float(stream.average_rate or 30)
-
-  def frames():
-    started = None
-    try:
-      for i, frame in enumerate(container.decode(stream)):
-        if max_frames and i >= max_frames:
-          break
-        now = time.perf_counter()
-        started = now if started is None else started
-        yield Frame(rgb=frame.to_ndarray(format="rgb24"), time=now - started, source_index=i)
-    finally:
-      container.close()
-
-  return frames(), rate
+  path = pathlib.Path(video)
+  if path.is_dir():
+    if not list_images(path):
+      raise PredictError(
+        f"folder {video} holds no frames: expected image files "
+        f"({', '.join(sorted(IMAGE_EXTENSIONS))}) named in frame order"
+      )
+  elif not path.is_file():
+    raise PredictError(f"video {video} does not exist")
 
 
 def run(
@@ -342,8 +154,10 @@ def run(
   camera = isinstance(video, int) or (isinstance(video, str) and video.strip().isdigit())
   if camera and not stream:
     raise PredictError("a camera (integer --video) needs --stream")
-  if not camera and not pathlib.Path(video).is_file():
-    raise PredictError(f"video {video} does not exist")
+  if not camera:
+    _check_source(video)
+  if pathlib.Path(output).exists() and not pathlib.Path(output).is_dir():
+    raise PredictError(f"--output={output} is a file; give a folder (it is created if missing)")
   if stride < 0 or num_pictures < 0 or max_frames < 0:
     raise PredictError("--stride, --num_pictures and --max_frames must be >= 0")
   preprocess = _preprocess(model, fps)
@@ -386,70 +200,6 @@ def run(
   return summary
 
 
-def _head(faces, count: int):
-  """The first `count` frames of a VideoFaces."""
-  arrays = {
-    f.name: getattr(faces, f.name)[:count]
-    for f in dataclasses.fields(faces)
-    if isinstance(getattr(faces, f.name), np.ndarray)
-  }
-  return dataclasses.replace(faces, **arrays)
-
-
-def _stream(model, pipeline, video, camera, stride, preprocess, picks, max_frames):
-  if camera:
-    frames, rate = camera_frames(int(video), max_frames)
-    faces = pipeline.iter_frames(frames, rate)
-    period = 1.0 / rate
-  else:
-    from stress_jax.preprocess.decode import DecodeStats
-
-    stats = DecodeStats()
-    faces = pipeline.iter_video(video, stats=stats)
-    period = 1.0 / preprocess.fps if preprocess.fps else None
-  predictor = StreamPredictor(model, stride, period)
-  predictor.warm_up()
-  windows = []
-  started = time.perf_counter()
-  count = 0
-  try:
-    for face in faces:
-      count += 1
-      if predictor.period is None:
-        # Native-rate decoding: the rate is known once the first frame is out.
-        predictor.period = 1.0 / (stats.native_fps or preprocess.image_fps)
-      window = predictor.push(face)
-      if window is not None:
-        windows.append(window)
-        picks.offer(window)
-        row = window.row
-        text = (
-          "no face"
-          if row["prediction"] is None
-          else (f"{row['prediction']} ({row['probabilities'][row['prediction']]:.2f})")
-        )
-        print(f"  {row['start_s']:7.2f}-{row['end_s']:7.2f} s  {text}", flush=True)
-      if max_frames and count >= max_frames:
-        break
-  except KeyboardInterrupt:
-    pass
-  tail = predictor.finish()
-  if tail is not None:
-    windows.append(tail)
-    picks.offer(tail)
-  elapsed = time.perf_counter() - started
-  timing = {
-    "frames": count,
-    "frames_per_s": count / elapsed if elapsed > 0 else float("nan"),
-    "model_frames_per_s": count / predictor.model_seconds if predictor.model_seconds else None,
-  }
-
-  def crops_of(index):
-    raise AssertionError("streamed windows carry their crops")
-
-  return windows, crops_of, timing
-
-
 def format_summary(summary: dict) -> str:
   lines = [
     f"{summary['stem']}: {summary['frames']} frames, {summary['windows']} windows of "
@@ -470,38 +220,20 @@ def format_summary(summary: dict) -> str:
 
 
 def main(argv):
-  from absl import flags, logging
-
-  if len(argv) > 1:
-    raise SystemExit(f"predict: unexpected arguments {' '.join(argv[1:])}")
-  if not flags.FLAGS["verbosity"].present:
-    logging.set_verbosity(logging.ERROR)
-  try:
-    summary = run(
-      _MODEL.value,
-      _VIDEO.value,
-      _OUTPUT.value,
-      _STRIDE.value,
-      _STREAM.value,
-      _NUM_PICTURES.value,
-      _FPS.value,
-      _MAX_FRAMES.value,
-    )
-  except PredictError as error:
-    raise SystemExit(f"predict: {error}") from None
+  cli.unexpected_arguments(argv)
+  cli.quiet_logging("error")
+  summary = run(
+    _MODEL.value,
+    _VIDEO.value,
+    _OUTPUT.value,
+    _STRIDE.value,
+    _STREAM.value,
+    _NUM_PICTURES.value,
+    _FPS.value,
+    _MAX_FRAMES.value,
+  )
   print(format_summary(summary), flush=True)
 
 
 if __name__ == "__main__":
-  from absl import app, flags
-
-  _MODEL = flags.DEFINE_string("model", None, "An export folder (python -m stress_jax.export).")
-  _VIDEO = flags.DEFINE_string("video", None, "A video file, or a camera index with --stream.")
-  _OUTPUT = flags.DEFINE_string("output", "predictions", "Where the results go.")
-  _STRIDE = flags.DEFINE_integer("stride", 0, "Frames between window starts; 0 = T/2.")
-  _STREAM = flags.DEFINE_boolean("stream", False, "Frame-by-frame with cached frame vectors.")
-  _NUM_PICTURES = flags.DEFINE_integer("num_pictures", 3, "Attention pictures (one per class).")
-  _FPS = flags.DEFINE_float("fps", None, "Decode rate; default: the export's preprocess.fps.")
-  _MAX_FRAMES = flags.DEFINE_integer("max_frames", 0, "Stop after this many frames; 0 = all.")
-  flags.mark_flags_as_required(["model", "video"])
-  app.run(main)
+  cli.run(main, FLAGS, "predict")

@@ -12,6 +12,12 @@ import dataclasses
 
 import numpy as np
 
+from stress_jax import cli
+
+
+class ProtocolError(cli.UserError, ValueError):
+  """The protocol config does not fit the dataset's subjects; one line says how."""
+
 
 @dataclasses.dataclass(frozen=True)
 class SubjectSplit:
@@ -30,7 +36,7 @@ def num_folds(protocol_config, subjects) -> int:
     return len(subjects)
   if protocol_config.kind == "kfold":
     return int(protocol_config.num_folds)
-  raise ValueError(f"unknown protocol kind {protocol_config.kind!r}; use 'kfold' or 'loso'")
+  raise ProtocolError(f"unknown protocol kind {protocol_config.kind!r}; use 'kfold' or 'loso'")
 
 
 def subject_folds(subjects, kind: str, num_folds_: int, seed: int) -> list[list[str]]:
@@ -39,7 +45,7 @@ def subject_folds(subjects, kind: str, num_folds_: int, seed: int) -> list[list[
   if kind == "loso":
     return [[s] for s in subjects]
   if not 2 <= num_folds_ <= len(subjects):
-    raise ValueError(
+    raise ProtocolError(
       f"protocol.num_folds={num_folds_} needs between 2 and {len(subjects)} folds "
       f"for {len(subjects)} subjects"
     )
@@ -56,14 +62,16 @@ def split_subjects(protocol_config, subjects) -> SubjectSplit:
   )
   fold = int(protocol_config.fold)
   if not 0 <= fold < len(folds):
-    raise ValueError(f"protocol.fold={fold} is out of range: this protocol has {len(folds)} folds")
+    raise ProtocolError(
+      f"protocol.fold={fold} is out of range: this protocol has {len(folds)} folds"
+    )
   test = folds[fold]
   # Validation subjects come from the following folds in turn: deterministic and
   # different for every test fold.
   rest = [s for k in range(1, len(folds)) for s in folds[(fold + k) % len(folds)]]
   num_val = int(protocol_config.num_val_subjects)
   if num_val >= len(rest):
-    raise ValueError(
+    raise ProtocolError(
       f"protocol.num_val_subjects={num_val} leaves no training subject ({len(rest)} non-test)"
     )
   val = rest[:num_val]

@@ -3,6 +3,11 @@
 from __future__ import annotations
 
 
+def _figure(value) -> str:
+  """A metric to 3 decimals; n/a where it is undefined (e.g. a class never predicted)."""
+  return "n/a" if value is None or value != value else f"{value:.3f}"
+
+
 def format_summary(summary: dict, workdir) -> str:
   test = summary["test"]
   lines = [
@@ -13,7 +18,11 @@ def format_summary(summary: dict, workdir) -> str:
     f"macro-F1 {test['macro_f1']:.3f}   clips {test['num_clips']}",
   ]
   for name, recall in test["recall"].items():
-    lines.append(f"   {name:>16}: recall {recall:.3f}  precision {test['precision'][name]:.3f}")
+    lines.append(
+      f"   {name:>16}: recall {_figure(recall)}  precision {_figure(test['precision'][name])}"
+    )
+  if test.get("absent_classes"):
+    lines.append(f"   no test clip of: {', '.join(test['absent_classes'])} (their recall is n/a)")
   faithfulness = summary.get("attention_faithfulness")
   if faithfulness:
     lines.append(
@@ -49,7 +58,8 @@ def format_evaluation(result: dict) -> str:
     lines.append(_metric_line("videos", result["video"], "num_videos"))
   for name, recall in result["clip"]["recall"].items():
     lines.append(
-      f"   {name:>16}: recall {recall:.3f}  precision {result['clip']['precision'][name]:.3f}"
+      f"   {name:>16}: recall {_figure(recall)}  "
+      f"precision {_figure(result['clip']['precision'][name])}"
     )
   faithfulness = result.get("attention_faithfulness")
   if faithfulness:

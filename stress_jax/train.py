@@ -16,7 +16,7 @@ import jax
 import numpy as np
 from absl import logging
 
-from stress_jax import checkpointing, input_pipeline, metrics
+from stress_jax import checkpointing, input_pipeline, metrics, provenance
 from stress_jax.metric_writer import MetricWriter
 from stress_jax.trainer import Trainer
 
@@ -69,12 +69,19 @@ def write_config(config, workdir: pathlib.Path) -> None:
     (workdir / "config.json").write_text(config.to_json_best_effort(indent=2, sort_keys=True))
 
 
-def train_and_evaluate(config, workdir) -> dict:
-  """Trains (resuming from `workdir` if it holds checkpoints) and evaluates on test subjects."""
+def train_and_evaluate(config, workdir, allow_config_change=()) -> dict:
+  """Trains (resuming from `workdir` if it holds checkpoints) and evaluates on test subjects.
+
+  A workdir that holds a run of another config or dataset is refused before anything
+  is written (stress_jax/provenance.py), unless `allow_config_change` names the fields.
+  """
   workdir = pathlib.Path(workdir)
   trainer = Trainer(config, workdir)
+  fingerprint = provenance.fingerprint(config, trainer.handle)
+  provenance.check(workdir, fingerprint, provenance.parse_allow(allow_config_change))
   write_config(config, workdir)
-  writer = MetricWriter(workdir)
+  if jax.process_index() == 0:
+    provenance.record(workdir, fingerprint)
   manager = checkpointing.CheckpointManager(workdir, config.train)
 
   state = trainer.initial_state()
@@ -85,6 +92,8 @@ def train_and_evaluate(config, workdir) -> dict:
     train_iter.set_state(data_state)
     logging.info("resumed from step %d", int(state.step))
   start_step = int(state.step)
+  # Rows logged after the restored checkpoint belong to steps that run again.
+  writer = MetricWriter(workdir, resume_step=start_step)
   total_steps = trainer.total_steps
   if jax.process_index() == 0:
     print(

@@ -84,3 +84,24 @@ def cli_error_lines(module: str, *args: str) -> list[str]:
   )
   assert result.returncode != 0, result.stdout[-2000:]
   return result.stderr.strip().splitlines()
+
+
+def one_line_error(args, *, code: int = 2, timeout: int = 240) -> str:
+  """Runs `python args...`, which must fail with exit status `code` and ONE stderr line.
+
+  Tracebacks and library log lines would make it several; the line is returned.
+  Progress-bar lines are left out of the count.
+  """
+  result = subprocess.run(
+    [sys.executable, *map(str, args)],
+    env=subprocess_env(),
+    cwd=REPO,
+    capture_output=True,
+    text=True,
+    timeout=timeout,
+  )
+  # A progress bar (tqdm's "NN%|" lines) is output the user asked for, not an error.
+  lines = [line for line in result.stderr.splitlines() if line.strip() and "%|" not in line]
+  assert result.returncode == code, f"exit {result.returncode}:\n{result.stderr[-3000:]}"
+  assert len(lines) == 1, f"{len(lines)} stderr lines:\n{result.stderr[-3000:]}"
+  return lines[0]

@@ -74,7 +74,12 @@ def test_all_folds_then_resume_and_table(config, tmp_path):
   assert full["mean_std"]["accuracy"]["std"] == pytest.approx(np.std(accuracies, ddof=1))
   assert full["mean_std"]["accuracy"]["std"] == pytest.approx(0.2)
   # NaN ROC-AUC of fold 2 is left out of the mean, not propagated.
-  assert full["mean_std"]["roc_auc_macro"] == {"mean": pytest.approx(0.8), "std": 0.0, "n": 2}
+  assert full["mean_std"]["roc_auc_macro"] == {
+    "mean": pytest.approx(0.8),
+    "std": 0.0,
+    "n": 2,
+    "dropped": 1,
+  }
   assert full["mean_std"]["faithfulness_temporal"]["mean"] == pytest.approx(2.0)
   md = (tmp_path / "crossval.md").read_text()
   assert "| 1 | s1 | 11 | 9 | 0.700 | 0.600 | 0.500 | 0.800 | 2.000 |" in md
@@ -93,7 +98,12 @@ def test_single_fold_and_partial_table(config, tmp_path):
   assert [(v, f) for v, f, _, _ in fake.calls] == [("full", 1)]
   table = json.loads((tmp_path / "crossval.json").read_text())
   assert table["variants"]["full"]["finished"] == 1
-  assert table["variants"]["full"]["mean_std"]["accuracy"] == {"mean": 0.7, "std": 0.0, "n": 1}
+  assert table["variants"]["full"]["mean_std"]["accuracy"] == {
+    "mean": 0.7,
+    "std": 0.0,
+    "n": 1,
+    "dropped": 0,
+  }
   assert "(1/3 folds)" in (tmp_path / "crossval.md").read_text()
   with pytest.raises(crossval.CrossValError, match="out of range"):
     crossval.run(config, tmp_path, fold=3, train_fn=fake)
@@ -125,4 +135,4 @@ def test_cli_rejects_a_fold_out_of_range(fake_data_dir, tmp_path):
     "--fold=7",
     f"--config.data.data_dir={fake_data_dir}",
   )
-  assert lines[-1:] == ["crossval: --fold=7 is out of range: this protocol has 3 folds"]
+  assert lines[-1:] == ["crossval: error: --fold=7 is out of range: this protocol has 3 folds"]

@@ -186,7 +186,7 @@ def test_missing_or_empty_workdir_is_one_line(tmp_path):
   with pytest.raises(evaluate.EvaluationError, match="config.json is missing"):
     evaluate.evaluate(tmp_path / "empty")
   lines = cli_error_lines("stress_jax.evaluate", f"--workdir={tmp_path / 'nowhere'}")
-  assert lines == [f"evaluate: workdir {tmp_path / 'nowhere'} does not exist"]
+  assert lines == [f"evaluate: error: workdir {tmp_path / 'nowhere'} does not exist"]
 
 
 def test_incompatible_checkpoint_names_the_parameter(trained_workdir, tmp_path):  # noqa: F811

@@ -131,4 +131,4 @@ def test_export_errors_are_one_line(tmp_path):
   lines = cli_error_lines(
     "stress_jax.export", f"--workdir={tmp_path / 'nowhere'}", f"--output={tmp_path / 'out'}"
   )
-  assert lines == [f"export: workdir {tmp_path / 'nowhere'} does not exist"]
+  assert lines == [f"export: error: workdir {tmp_path / 'nowhere'} does not exist"]

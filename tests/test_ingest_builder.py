@@ -11,10 +11,10 @@ import pytest
 import tensorflow_datasets as tfds
 from PIL import Image
 
-from stress_jax.data import build
 from stress_jax.faces import records
 from stress_jax.preprocess import examples, ingest
 from stress_jax.preprocess.manifest import ManifestError
+from tests.conftest import one_line_error
 from tests.test_ingest import CONFIG, write_manifest
 from tests.test_preprocess import face_frames, write_garbage, write_video
 from tfds_builders.stress_faces import StressFaces, StressFacesConfig
@@ -22,6 +22,7 @@ from tfds_builders.stress_faces import StressFaces, StressFacesConfig
 
 def small_video_config(**changes) -> StressFacesConfig:
   """The `video` config with test-sized clips and an in-process pipeline."""
+  changes = {"labels": ("calm", "stress"), **changes}
   return StressFacesConfig(
     name="video_test", kind="video", preprocess=CONFIG.replace(workers=0), **changes
   )
@@ -144,14 +145,23 @@ def test_failed_build_leaves_nothing_that_looks_complete(tmp_path, monkeypatch):
   assert not list(data_dir.rglob("*incomplete*"))
 
 
-def test_build_cli_reports_a_bad_manifest(tmp_path, capsys):
+def test_build_cli_reports_a_bad_manifest(tmp_path):
   manual = manual_dir(tmp_path)
-  write_manifest(manual, ["../p1.mp4,a,calm,,,"])
-  code = build.main(
-    ["stress_faces/video", f"--manual_dir={manual}", f"--data_dir={tmp_path / 'tfds'}"]
+  write_manifest(manual, ["../p1.mp4,a,calm,,,", "p1.mp4,a,stres,,,"])
+  line = one_line_error(
+    [
+      "-m",
+      "stress_jax.data.build",
+      "stress_faces/video",
+      "--labels=calm,stress",
+      f"--manual_dir={manual}",
+      f"--data_dir={tmp_path / 'tfds'}",
+    ]
   )
-  assert code == 2
-  assert "line 2: path '../p1.mp4' leaves the manual dir" in capsys.readouterr().err
+  assert "line 2: path '../p1.mp4' leaves the manual dir" in line
+  # A misspelt label stops the build, naming its line, instead of becoming a class.
+  assert "line 3: unknown label 'stres' (known: calm, stress)" in line
+  assert not list((tmp_path / "tfds").rglob("*.array_record*"))
 
 
 def test_jpeg_frames_decode_to_the_stored_crops(tmp_path):
@@ -162,3 +172,12 @@ def test_jpeg_frames_decode_to_the_stored_crops(tmp_path):
     offsets, blob = data["jpeg_offsets"], data["jpeg_data"].tobytes()
     crop = np.asarray(Image.open(io.BytesIO(blob[offsets[0] : offsets[1]])))
   assert summary["clips_written"] == 1 and crop.shape == (112, 112, 3)
+
+
+def test_video_configs_declare_their_labels(tmp_path):
+  default = StressFaces(config="video", data_dir=str(tmp_path))
+  assert default.info.features["label"].names == ["no_stress", "stress"]
+  declared = StressFaces(config="video", labels=("calm", "mild", "stress"), data_dir=str(tmp_path))
+  assert declared.info.features["label"].names == ["calm", "mild", "stress"]
+  with pytest.raises(ValueError, match="video configs only"):
+    _ = StressFaces(config="synthetic_tiny", labels=("a", "b"), data_dir=str(tmp_path)).info

@@ -129,4 +129,4 @@ def test_bad_inputs_are_one_line(exported_dir, tmp_path):  # noqa: F811
   assert "\n" not in str(error.value)
 
   lines = cli_error_lines("stress_jax.predict", f"--model={exported_dir}", "--video=0")
-  assert lines == ["predict: a camera (integer --video) needs --stream"]
+  assert lines == ["predict: error: a camera (integer --video) needs --stream"]

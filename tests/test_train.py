@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from stress_jax import checkpointing
+from stress_jax.metric_writer import read_metrics
 from tests.conftest import REPO, free_port, run_training, subprocess_env, train_command
 
 # SGD keeps the comparison honest: Adam divides tiny gradients by their own size,
@@ -127,6 +128,9 @@ def test_sigterm_then_same_command_resumes_exactly(fake_data_dir, tmp_path):
   assert int(resumed["step"]) == 60
   assert_trees_close(straight["params"], resumed["params"], rtol=0, atol=1e-6)
   assert_trees_close(straight["opt_state"], resumed["opt_state"], rtol=0, atol=1e-6)
+  # Each step is logged once, as in the uninterrupted run.
+  steps = [r["step"] for r in read_metrics(workdir) if "train/loss" in r]
+  assert steps == [r["step"] for r in read_metrics(tmp_path / "straight") if "train/loss" in r]
   summary_straight = json.loads((tmp_path / "straight" / "summary.json").read_text())
   summary_resumed = json.loads((workdir / "summary.json").read_text())
   assert summary_straight["test"]["confusion_matrix"] == summary_resumed["test"]["confusion_matrix"]

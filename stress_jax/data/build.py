@@ -1,25 +1,69 @@
 """Builds this project's TFDS datasets as array_record shards, without TensorFlow.
 
 The `tfds build` CLI imports TensorFlow; this does the same job for the builders
-in `tfds_builders/`:
+in `tfds_builders/`, with the `tfds build` flags that apply here (--config,
+--data_dir, --manual_dir, --overwrite, --beam_pipeline_options, --file_format):
 
   python -m stress_jax.data.build stress_faces --config=synthetic
   python -m stress_jax.data.build stress_faces/synthetic_tiny --data_dir=/tmp/tfds
+  python -m stress_jax.data.build stress_faces/video --manual_dir=DIR --labels=calm,stress
   python -m stress_jax.data.build yonsei_stress --manual_dir=/path/to/YonseiStressImageDatabase \
       --beam_pipeline_options=runner=DirectRunner,direct_num_workers=4
 
 From Python (what train.py calls when a dataset is missing): `build_dataset(...)`.
+A build first removes the `incomplete.*` folders an interrupted build of the same
+dataset left behind, and shows one progress bar (TFDS's per-split bars are off).
 """
 
 from __future__ import annotations
 
-import argparse
 import importlib
+import shutil
 import sys
 import time
 from collections.abc import Mapping, Sequence
 
 import tensorflow_datasets as tfds
+from absl import flags
+
+from stress_jax import cli
+
+FLAGS = flags.FlagValues()
+_CONFIG = flags.DEFINE_string("config", None, "Builder config name.", flag_values=FLAGS)
+_DATA_DIR = flags.DEFINE_string(
+  "data_dir", None, "Default: $TFDS_DATA_DIR or ~/tensorflow_datasets.", flag_values=FLAGS
+)
+_MANUAL_DIR = flags.DEFINE_string(
+  "manual_dir", None, "Where manually downloaded data lie.", flag_values=FLAGS
+)
+_OVERWRITE = flags.DEFINE_boolean(
+  "overwrite", False, "Rebuild even if prepared.", flag_values=FLAGS
+)
+_BEAM = flags.DEFINE_string(
+  "beam_pipeline_options",
+  None,
+  "Comma-separated Beam flags, e.g. runner=DirectRunner.",
+  flag_values=FLAGS,
+)
+_FILE_FORMAT = flags.DEFINE_enum(
+  "file_format",
+  "array_record",
+  ["array_record"],
+  "Shard format; grain reads array_record only (tfrecord would need TensorFlow).",
+  flag_values=FLAGS,
+)
+_LABELS = flags.DEFINE_list(
+  "labels",
+  None,
+  "video configs: the class names, in label order; a manifest label outside them stops "
+  "the build. Default: the config's declared set.",
+  flag_values=FLAGS,
+)
+
+
+class BuildError(cli.UserError, ValueError):
+  """The dataset cannot be built as asked; the message is one line naming why."""
+
 
 # Dataset name -> builder class in tfds_builders/<name>/. Imported only when asked
 # for, so one missing or broken builder does not stop the others from building.
@@ -31,22 +75,34 @@ DATASETS = {
 }
 
 
+def describe_datasets() -> list[str]:
+  """'name (configs a, b)' for each dataset this project builds."""
+  described = []
+  for dataset in sorted(DATASETS):
+    try:
+      configs = [c.name for c in builder_class(dataset).BUILDER_CONFIGS]
+    except ValueError:
+      configs = []
+    described.append(f"{dataset} (configs {', '.join(configs)})" if configs else dataset)
+  return described
+
+
 def builder_class(dataset: str) -> type[tfds.core.DatasetBuilder]:
   if dataset not in DATASETS:
-    raise ValueError(f"unknown dataset {dataset!r}; known: {', '.join(sorted(DATASETS))}")
+    raise BuildError(f"unknown dataset {dataset!r}; known: {', '.join(sorted(DATASETS))}")
   class_name = DATASETS[dataset]
   module_name = f"tfds_builders.{dataset}"
   try:
     module = importlib.import_module(module_name)
   except ModuleNotFoundError as e:
     if e.name is not None and module_name.startswith(e.name):
-      raise ValueError(
+      raise BuildError(
         f"dataset {dataset!r} has no builder here: expected a package tfds_builders/{dataset}/ "
         f"defining {class_name}"
       ) from e
     raise
   if not hasattr(module, class_name):
-    raise ValueError(f"{module_name} does not define {class_name}")
+    raise BuildError(f"{module_name} does not define {class_name}")
   return getattr(module, class_name)
 
 
@@ -54,9 +110,9 @@ def split_name(name: str, config: str | None = None) -> tuple[str, str | None]:
   """'stress_faces/synthetic' -> ('stress_faces', 'synthetic'); `config` must agree."""
   dataset, _, named = name.partition("/")
   if ":" in dataset or ":" in named:
-    raise ValueError(f"{name!r}: versions are not supported here, build the builder's own")
+    raise BuildError(f"{name!r}: versions are not supported here, build the builder's own")
   if named and config and named != config:
-    raise ValueError(f"{name!r} names config {named!r} but config={config!r} was given")
+    raise BuildError(f"{name!r} names config {named!r} but config={config!r} was given")
   return dataset, (named or config or None)
 
 
@@ -73,6 +129,36 @@ def beam_options(options: str | Sequence[str] | Mapping | None):
   return PipelineOptions(flags=[item if item.startswith("--") else f"--{item}" for item in options])
 
 
+def remove_stale_incomplete(builder) -> list[str]:
+  """Deletes `incomplete.*` folders an interrupted build of this dataset left behind.
+
+  Two builds of one dataset into one data_dir at the same time are not supported
+  (TFDS does not guard against it either): the second would delete the first's.
+  """
+  from etils import epath
+
+  parent = epath.Path(builder.data_dir).parent
+  removed = []
+  if parent.exists():
+    for stale in parent.glob("incomplete.*"):
+      shutil.rmtree(stale, ignore_errors=True) if stale.is_dir() else stale.unlink()
+      removed.append(str(stale))
+  for path in removed:
+    print(f"removed {path}, left by an interrupted build", file=sys.stderr, flush=True)
+  return removed
+
+
+def _builder_kwargs(cls, config, labels) -> dict:
+  """A named config, and with --labels the class names a video build declares."""
+  if not labels:
+    return {"config": config}
+  named = {c.name: c for c in cls.BUILDER_CONFIGS}
+  chosen = named.get(config or cls.DEFAULT_CONFIG_NAME)
+  if chosen is None or getattr(chosen, "kind", "") != "video":
+    raise BuildError(f"--labels applies to video configs only, not {config!r}")
+  return {"config": config, "labels": tuple(labels)}
+
+
 def build_dataset(
   name: str,
   config: str | None = None,
@@ -80,14 +166,28 @@ def build_dataset(
   manual_dir: str | None = None,
   overwrite: bool = False,
   beam_pipeline_options: str | Sequence[str] | Mapping | None = None,
+  labels: Sequence[str] | None = None,
 ) -> tfds.core.DatasetBuilder:
   """Prepares `name` (optionally 'dataset/config') as array_record shards; returns its builder.
 
-  An already prepared dataset is reused unless `overwrite`.
+  An already prepared dataset is reused unless `overwrite`. Failures the user can
+  fix (a bad manifest, no usable source, a missing manual_dir) raise BuildError.
   """
+  from stress_jax.preprocess.ingest import IngestError
+
   dataset, config = split_name(name, config)
   cls = builder_class(dataset)
-  builder = cls(config=config, data_dir=data_dir or None, file_format="array_record")
+  kwargs = _builder_kwargs(cls, config, labels)
+  builder = cls(**kwargs, data_dir=data_dir or None, file_format="array_record")
+  if builder.is_prepared() and not overwrite:
+    built = list(builder.info.features["label"].names)
+    if labels and built != list(labels):
+      raise BuildError(
+        f"{builder.data_dir} was built with labels {','.join(built)}, not "
+        f"{','.join(labels)}; add --overwrite to rebuild it"
+      )
+    return builder
+  remove_stale_incomplete(builder)
   download_config = tfds.download.DownloadConfig(
     manual_dir=manual_dir or None,
     beam_options=beam_options(beam_pipeline_options),
@@ -97,38 +197,47 @@ def build_dataset(
       else tfds.download.GenerateMode.REUSE_DATASET_IF_EXISTS
     ),
   )
-  builder.download_and_prepare(download_config=download_config)
+  # One bar for the whole build (the builders' own), not TFDS's one per split.
+  tfds.disable_progress_bar()
+  try:
+    builder.download_and_prepare(download_config=download_config)
+  except IngestError as error:
+    raise BuildError(f"{builder.name}/{builder.builder_config.name}: {_short(error)}") from error
+  except AssertionError as error:
+    if "Manual directory" not in str(error):
+      raise
+    raise BuildError(
+      f"{builder.name}/{builder.builder_config.name} needs --manual_dir (or "
+      f"data.manual_dir): {str(error).split('. ')[0].strip()}"
+    ) from None
   return builder
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-  parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-  parser.add_argument("dataset", help="e.g. stress_faces, stress_faces/synthetic, yonsei_stress")
-  parser.add_argument("--config", default=None, help="builder config name")
-  parser.add_argument(
-    "--data_dir", default=None, help="default: $TFDS_DATA_DIR or ~/tensorflow_datasets"
-  )
-  parser.add_argument("--manual_dir", default=None, help="where manually downloaded data lies")
-  parser.add_argument("--overwrite", action="store_true", help="rebuild even if prepared")
-  parser.add_argument(
-    "--beam_pipeline_options",
-    default=None,
-    help="comma-separated Beam flags, e.g. runner=DirectRunner",
-  )
-  args = parser.parse_args(argv)
-  start = time.perf_counter()
-  try:
-    builder = build_dataset(
-      args.dataset,
-      config=args.config,
-      data_dir=args.data_dir,
-      manual_dir=args.manual_dir,
-      overwrite=args.overwrite,
-      beam_pipeline_options=args.beam_pipeline_options,
+def _short(error: BaseException, items: int = 5) -> str:
+  """One line; a message listing many items (sources, rows) keeps the first few."""
+  lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+  head, rest = lines[:1], lines[1:]
+  more = f"; and {len(rest) - items} more" if len(rest) > items else ""
+  return " ".join(head) + (" " + "; ".join(rest[:items]) if rest else "") + more
+
+
+def main(argv: Sequence[str]) -> None:
+  if len(argv) != 2:
+    raise BuildError(
+      "give one dataset, e.g. stress_faces, stress_faces/synthetic or yonsei_stress"
+      + (f"; got {' '.join(argv[1:])}" if len(argv) > 2 else "")
     )
-  except ValueError as e:
-    print(f"error: {e}", file=sys.stderr)
-    return 2
+  cli.quiet_logging("error")
+  start = time.perf_counter()
+  builder = build_dataset(
+    argv[1],
+    config=_CONFIG.value,
+    data_dir=_DATA_DIR.value,
+    manual_dir=_MANUAL_DIR.value,
+    overwrite=_OVERWRITE.value,
+    beam_pipeline_options=_BEAM.value,
+    labels=_LABELS.value,
+  )
   seconds = time.perf_counter() - start
   splits = builder.info.splits
   examples = sum(split.num_examples for split in splits.values())
@@ -136,8 +245,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     f"{builder.info.full_name}: {len(splits)} splits, {examples} examples, "
     f"{builder.info.dataset_size} in {builder.data_dir} ({seconds:.1f} s)"
   )
-  return 0
 
 
 if __name__ == "__main__":
-  sys.exit(main())
+  cli.run(main, FLAGS, "data.build")

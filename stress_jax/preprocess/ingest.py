@@ -141,6 +141,9 @@ def _pipeline(config: PreprocessConfig):
 
 
 def _init_worker(config_dict: dict):
+  from stress_jax.workers import die_with_parent
+
+  die_with_parent()  # a killed build leaves no worker behind
   _pipeline(PreprocessConfig(**config_dict))
 
 

@@ -23,12 +23,14 @@ import re
 from collections.abc import Sequence
 from pathlib import Path, PurePosixPath, PureWindowsPath
 
+from stress_jax import cli
+
 MANIFEST_NAME = "manifest.csv"
 REQUIRED_COLUMNS = ("path", "subject", "label")
 OPTIONAL_COLUMNS = ("session", "start_s", "end_s")
 
 
-class ManifestError(ValueError):
+class ManifestError(cli.UserError, ValueError):
   """The manifest cannot be used; `problems` holds (line, reason) pairs."""
 
   def __init__(self, manifest_path, problems: Sequence[tuple[int, str]]):

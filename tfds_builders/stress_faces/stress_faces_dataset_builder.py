@@ -19,6 +19,7 @@ import dataclasses
 import os
 
 import tensorflow_datasets as tfds
+import tqdm
 
 from stress_jax.datasets import synthetic
 from stress_jax.faces import records
@@ -33,6 +34,11 @@ WORKERS_ENV = "STRESS_FACES_WORKERS"
 # held-out subjects within its 10-minute budget, while single frames stay ambiguous
 # (spontaneous blinks, speech and per-subject baselines are still present).
 DEMO_DIFFICULTY = 0.3
+# The class names the `video` configs declare unless a build names others
+# (`python -m stress_jax.data.build stress_faces/video --labels=calm,stress`): a
+# manifest label outside the declared set stops the build, so a misspelt label
+# cannot become a class of its own.
+VIDEO_LABELS = ("no_stress", "stress")
 
 
 @dataclasses.dataclass(eq=False)
@@ -42,7 +48,7 @@ class StressFacesConfig(tfds.core.BuilderConfig):
   kind: str = "synthetic"
   simulator: synthetic.SimulatorConfig | None = None
   preprocess: PreprocessConfig | None = None
-  # video: fixed class names (checked against the manifest); None = the manifest's.
+  # video: the declared class names, in label order; every manifest label must be one.
   labels: tuple[str, ...] | None = None
 
   @property
@@ -58,7 +64,9 @@ class StressFacesConfig(tfds.core.BuilderConfig):
     if self.kind == "synthetic":
       return self.simulator.label_names
     if self.kind == "video":
-      return self.labels
+      if not self.labels:
+        raise ValueError(f"video config {self.name!r} declares no labels")
+      return tuple(self.labels)
     raise NotImplementedError(f"config kind {self.kind!r}")
 
 
@@ -107,26 +115,42 @@ class StressFaces(tfds.core.GeneratorBasedBuilder):
       description="Face clips cut from your own videos listed in manifest.csv (manual dir).",
       kind="video",
       preprocess=PreprocessConfig(),
+      labels=VIDEO_LABELS,
     ),
     StressFacesConfig(
       name="video48",
       description="As `video`, in the paper's 48-frame clips (half-overlapping).",
       kind="video",
       preprocess=PreprocessConfig(num_frames=48, stride=24),
+      labels=VIDEO_LABELS,
     ),
   ]
   DEFAULT_CONFIG_NAME = "synthetic"
   MANUAL_DOWNLOAD_INSTRUCTIONS = ingest.MANUAL_DOWNLOAD_INSTRUCTIONS
+
+  def __init__(self, *, labels=None, **kwargs):
+    # `labels` declares a video build's class names in place of the config's (the
+    # build CLI's --labels); a custom config cannot reuse the name `video`.
+    self._labels = tuple(labels) if labels else None
+    super().__init__(**kwargs)
+
+  def _label_names(self) -> tuple[str, ...]:
+    config = self.builder_config
+    if self._labels is not None:
+      if config.kind != "video":
+        raise ValueError(f"labels are declared for video configs only, not {config.name!r}")
+      return self._labels
+    return config.label_names
 
   def _info(self) -> tfds.core.DatasetInfo:
     config = self.builder_config
     metadata = {"kind": config.kind}
     if config.kind == "synthetic":
       metadata["simulator"] = dataclasses.asdict(config.simulator)
-      features = records.clip_features(config.num_frames, config.label_names, synthetic=True)
+      features = records.clip_features(config.num_frames, self._label_names(), synthetic=True)
     elif config.kind == "video":
       metadata["preprocess"] = config.preprocess.to_dict()
-      features = ingest.clip_features(config.num_frames, config.label_names)
+      features = ingest.clip_features(config.num_frames, self._label_names())
     else:
       raise NotImplementedError(f"config kind {config.kind!r}")
     return self.dataset_info_from_configs(
@@ -147,7 +171,7 @@ class StressFaces(tfds.core.GeneratorBasedBuilder):
         dl_manager.manual_dir,
         self.data_dir,
         config=config.preprocess,
-        label_names=config.labels,
+        label_names=self._label_names(),
         features=self.info.features,
       )
     raise NotImplementedError(f"config kind {config.kind!r}")
@@ -166,19 +190,27 @@ class StressFaces(tfds.core.GeneratorBasedBuilder):
     workers = os.environ.get(WORKERS_ENV)
     pool = synthetic.RecordPool(sim, None if workers is None else int(workers))
     pending = set(range(sim.num_subjects))
+    # One bar for the whole build (stress_jax.data.build turns TFDS's per-split bars off).
+    bar = tqdm.tqdm(
+      total=sim.num_subjects,
+      desc=f"simulating {self.name}/{self.builder_config.name}",
+      unit="subject",
+    )
     return {
       synthetic.split_name(subject, sim.num_subjects): self._generate_examples(
-        pool=pool, subject=subject, pending=pending
+        pool=pool, subject=subject, pending=pending, bar=bar
       )
       for subject in range(sim.num_subjects)
     }
 
-  def _synthetic_examples(self, pool: synthetic.RecordPool, subject: int, pending: set[int]):
+  def _synthetic_examples(self, pool: synthetic.RecordPool, subject: int, pending: set[int], bar):
     # One pool serves every split (TFDS consumes the split generators one after
     # another); the last subject to finish shuts it down.
     yield from pool.records(subject)
     pending.discard(subject)
+    bar.update(1)
     if not pending:
+      bar.close()
       pool.close()
 
 

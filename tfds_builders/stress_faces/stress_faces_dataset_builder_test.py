@@ -155,10 +155,12 @@ class StressFacesSyntheticTest(unittest.TestCase):
         self.assertEqual(ours.read_bytes(), theirs.read_bytes(), split)
 
   def test_cli(self):
+    # main() works imported, once the module's flags are parsed.
     with tempfile.TemporaryDirectory() as other:
-      self.assertEqual(build.main([f"stress_faces/{CONFIG}", f"--data_dir={other}"]), 0)
+      build.main(build.FLAGS(["build", f"stress_faces/{CONFIG}", f"--data_dir={other}"]))
       self.assertTrue(any(pathlib.Path(other).rglob("*.array_record*")))
-    self.assertEqual(build.main(["no_such_dataset"]), 2)
+    with self.assertRaisesRegex(build.BuildError, "unknown dataset 'no_such_dataset'"):
+      build.main(["build", "no_such_dataset"])
     with self.assertRaisesRegex(ValueError, "names config"):
       build.build_dataset("stress_faces/synthetic", config="synthetic_tiny")
 

@@ -1,0 +1,112 @@
+"""The one command-line pattern of every `python -m stress_jax.<tool>` entry point.
+
+Each tool defines its flags at module level on its own `FlagValues` (so importing
+two tools in one process, as the tests do, defines no flag twice, and `main()`
+works when imported once the tool's FLAGS are parsed), then ends with
+
+  if __name__ == "__main__":
+    cli.run(main, FLAGS)
+
+`run` parses the tool's flags together with absl's own (--verbosity, --help) and
+maps a `UserError` (bad input the user can fix) to one line on stderr and exit
+status 2; `--verbosity=1` shows the traceback instead.
+"""
+
+from __future__ import annotations
+
+import logging as pylogging
+import os
+import sys
+
+from absl import app, flags
+
+USER_ERROR_EXIT_CODE = 2
+
+
+class UserError(Exception):
+  """Something the user asked for or gave cannot work; the message is one line naming it."""
+
+
+def one_line(error: BaseException) -> str:
+  """An exception's message folded to one line."""
+  text = " ".join(part.strip() for part in str(error).splitlines() if part.strip())
+  return text or type(error).__name__
+
+
+def program_name() -> str:
+  name = os.path.basename(sys.argv[0]) if sys.argv and sys.argv[0] else "stress_jax"
+  if name == "__main__.py" or name.endswith(".py"):
+    name = name.removesuffix(".py")
+  return name
+
+
+def verbose() -> bool:
+  """--verbosity=1 (or higher) was given: keep tracebacks."""
+  try:
+    return flags.FLAGS["verbosity"].present and flags.FLAGS.verbosity >= 1
+  except (KeyError, flags.UnparsedFlagAccessError):
+    return False
+
+
+def guarded(main, name: str | None = None):
+  """`main` with UserError (and its subclasses) turned into one line + exit status 2."""
+
+  def wrapper(argv):
+    try:
+      return main(argv)
+    except UserError as error:
+      if verbose():
+        raise
+      print(f"{name or program_name()}: error: {one_line(error)}", file=sys.stderr, flush=True)
+      sys.exit(USER_ERROR_EXIT_CODE)
+
+  return wrapper
+
+
+def unexpected_arguments(argv) -> None:
+  if len(argv) > 1:
+    raise UserError(f"unexpected arguments: {' '.join(argv[1:])}")
+
+
+class _DropNoise(pylogging.Filter):
+  """Library log lines that are not about the user's run."""
+
+  def filter(self, record: pylogging.LogRecord) -> bool:
+    message = record.getMessage()
+    # The second: TFDS probing a dataset that is not built, which the error then says.
+    return "OpenCV is not installed" not in message and "has no dataset_info.json" not in message
+
+
+def quiet_logging(level: str = "error") -> None:
+  """orbax and TFDS log every file operation; keep the console for the user unless asked."""
+  from absl import logging
+
+  if not flags.FLAGS["verbosity"].present:
+    logging.set_verbosity(getattr(logging, level.upper()))
+    pylogging.getLogger("absl").addFilter(_DropNoise())
+
+
+def run(main, flag_values: flags.FlagValues, name: str | None = None) -> None:
+  """absl's app.run over the tool's own flags plus absl's, with the error path above."""
+  app.define_help_flags()
+  # --help prints the global registry: show the tool's flags there too.
+  for module, module_flags in flag_values.flags_by_module_dict().items():
+    for flag in module_flags:
+      if flag.name not in flags.FLAGS:
+        flags.FLAGS[flag.name] = flag
+        flags.FLAGS.register_flag_by_module(module, flag)
+  for flag_name in list(flags.FLAGS):
+    flag = flags.FLAGS[flag_name]  # registering a flag registers its short name too
+    if flag.name not in flag_values and flag_name == flag.name:
+      flag_values[flag.name] = flag
+
+  def parse(argv):
+    try:
+      rest = flag_values(argv)
+    except flags.Error as error:
+      print(f"{name or program_name()}: error: {one_line(error)}", file=sys.stderr)
+      sys.exit(USER_ERROR_EXIT_CODE)
+    flags.FLAGS.mark_as_parsed()
+    return rest
+
+  app.run(guarded(main, name), flags_parser=parse)

@@ -1,0 +1,70 @@
+"""What an export carries from its training data, and where it may be written.
+
+The face-pipeline settings go into the export so that predict cuts faces as the
+training clips were cut; they come from the dataset the run trained on, not from
+defaults (see `preprocess_settings`).
+"""
+
+from __future__ import annotations
+
+import pathlib
+
+from stress_jax import cli
+
+
+def preprocess_settings(workdir, config, num_frames: int) -> tuple[dict, str]:
+  """The face-pipeline settings the training clips were made with, and where they came from.
+
+  First the dataset's own metadata as the run recorded it (provenance.json), then
+  the dataset's metadata if it is built here, then the training config's
+  `preprocess`, and the defaults only for data that did not come through the face
+  pipeline (synthetic or feature maps).
+  """
+  from stress_jax import provenance
+  from stress_jax.preprocess import PreprocessConfig
+
+  settings, source = None, "defaults"
+  recorded = provenance.read(workdir) or {}
+  metadata = recorded.get("dataset_metadata") or {}
+  if metadata.get("preprocess"):
+    settings, source = metadata["preprocess"], "dataset metadata (provenance.json)"
+  if settings is None:
+    settings = _built_dataset_preprocess(config)
+    source = "dataset metadata" if settings else source
+  if settings is None and "preprocess" in config:
+    settings, source = config.preprocess.to_dict(), "training config"
+  fields = PreprocessConfig.__dataclass_fields__
+  chosen = PreprocessConfig.from_mapping({k: v for k, v in (settings or {}).items() if k in fields})
+  if settings is None or "num_frames" not in settings:
+    chosen = chosen.replace(num_frames=num_frames, stride=max(1, num_frames // 2))
+  if chosen.num_frames != num_frames:
+    raise cli.UserError(
+      f"the dataset's face pipeline cut {chosen.num_frames}-frame clips but the model "
+      f"takes {num_frames}"
+    )
+  return chosen.to_dict(), source
+
+
+def _built_dataset_preprocess(config) -> dict | None:
+  from stress_jax import input_pipeline
+
+  data = config.data.copy_and_resolve_references()
+  with data.unlocked():
+    data.build_if_missing = False
+  try:
+    handle = input_pipeline.open_dataset(data)
+  except (FileNotFoundError, cli.UserError, ValueError):
+    return None
+  return dict(handle.builder.info.metadata or {}).get("preprocess")
+
+
+def check_output(output) -> pathlib.Path:
+  """A new folder, an empty one, or an earlier export (which is replaced)."""
+  output = pathlib.Path(output)
+  if output.exists() and not output.is_dir():
+    raise cli.UserError(f"--output={output} is a file; give a folder")
+  if output.is_dir() and any(output.iterdir()) and not (output / "config.json").is_file():
+    raise cli.UserError(
+      f"--output={output} exists and is not an export folder; give a new or empty folder"
+    )
+  return output

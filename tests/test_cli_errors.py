@@ -1,0 +1,115 @@
+"""Every entry point answers a mistake the user can make with ONE line (exit status 2).
+
+Each case runs the real command in a subprocess, as a user would; `one_line_error`
+fails on a traceback or on any other line (library logs, TFDS's catalogue).
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tests import tiny_config
+from tests.conftest import REPO, TINY_CONFIG, one_line_error
+from tests.test_ingest import write_manifest
+from tests.test_preprocess import write_garbage
+
+VIDEO_CONFIG = REPO / "stress_jax" / "configs" / "video.py"
+
+
+def _train(workdir, *overrides, config=TINY_CONFIG):
+  return [REPO / "train.py", f"--config={config}", f"--workdir={workdir}", *overrides]
+
+
+def _module(name, *args):
+  return ["-m", name, *args]
+
+
+def _manual(tmp_path, rows):
+  manual = tmp_path / "manual"
+  manual.mkdir()
+  write_garbage(manual / "broken.mp4")
+  write_garbage(manual / "noise.avi")
+  write_manifest(manual, rows)
+  return manual
+
+
+def test_unknown_and_unbuilt_datasets(tmp_path, fake_data_dir):
+  run = tmp_path / "run"
+  data = f"--config.data.data_dir={fake_data_dir}"
+  line = one_line_error(_train(run, data, "--config.protocol.fold=7"))
+  assert line == "train.py: error: protocol.fold=7 is out of range: this protocol has 3 folds"
+  line = one_line_error(_train(run, "--config.data.name=nosuch_set"))
+  assert "unknown dataset 'nosuch_set'; this project builds stress_faces" in line
+  unbuilt = [f"--config.data.data_dir={tmp_path / 'empty'}"]
+  line = one_line_error(_train(run, "--config.data.name=stress_faces/synthetic_tiny", *unbuilt))
+  assert "dataset stress_faces/synthetic_tiny is not built in" in line
+  assert not run.exists()  # refused before anything was written
+  line = one_line_error(
+    _module("stress_jax.crossval", f"--config={TINY_CONFIG}", f"--workdir={run}")
+    + ["--config.data.name=stress_faces/synthetic_tiny", *unbuilt]
+  )
+  assert line.startswith("crossval: error: dataset stress_faces/synthetic_tiny is not built")
+  line = one_line_error(_module("stress_jax.data.build", "nosuch_set"))
+  assert (
+    line == "data.build: error: unknown dataset 'nosuch_set'; known: stress_faces, yonsei_stress"
+  )
+  line = one_line_error(_module("stress_jax.data.build", "stress_faces", "--file_format=tfrecord"))
+  assert "--file_format" in line
+
+
+def test_video_builds(tmp_path):
+  data = tmp_path / "tfds"
+  line = one_line_error(
+    _module("stress_jax.data.build", "stress_faces/video", f"--data_dir={data}")
+  )
+  assert "stress_faces/video needs --manual_dir" in line
+  # A misspelt label through train.py (which builds the missing dataset).
+  manual = _manual(tmp_path, ["broken.mp4,p1,stress,,,", "noise.avi,p2,stres,,,"])
+  line = one_line_error(
+    _train(
+      tmp_path / "run",
+      f"--config.data.manual_dir={manual}",
+      f"--config.data.data_dir={data}",
+      config=VIDEO_CONFIG,
+    )
+  )
+  assert "line 3: unknown label 'stres' (known: no_stress, stress)" in line
+  # Every source bad: nothing to write.
+  write_manifest(manual, ["broken.mp4,p1,stress,,,", "noise.avi,p2,no_stress,,,"])
+  line = one_line_error(
+    _module("stress_jax.data.build", "stress_faces/video", f"--manual_dir={manual}")
+    + [f"--data_dir={data}"]
+  )
+  assert "no source gave a single clip" in line and "broken.mp4" in line
+  assert not list(data.rglob("*.array_record*"))
+
+
+@pytest.fixture
+def workdir(tmp_path):
+  workdir = tmp_path / "run"
+  workdir.mkdir()
+  (workdir / "config.json").write_text(tiny_config.get_config().to_json())
+  return workdir
+
+
+def test_evaluate_export_predict(workdir, tmp_path):
+  line = one_line_error(_module("stress_jax.evaluate", f"--workdir={workdir}"))
+  assert (
+    line == f"evaluate: error: no checkpoints in {workdir} (expected {workdir / 'checkpoints'})"
+  )
+  taken = tmp_path / "taken.txt"
+  taken.write_text("not a folder")
+  line = one_line_error(_module("stress_jax.export", f"--workdir={workdir}", f"--output={taken}"))
+  assert line == f"export: error: --output={taken} is a file; give a folder"
+  line = one_line_error(_module("stress_jax.predict", f"--model={workdir}", f"--video={taken}"))
+  assert "is not an export folder" in line
+  feature_export = tmp_path / "features_export"
+  feature_export.mkdir()
+  (feature_export / "config.json").write_text(json.dumps({"input_mode": "features"}))
+  (feature_export / "model.stablehlo").write_bytes(b"")
+  line = one_line_error(
+    _module("stress_jax.predict", f"--model={feature_export}", f"--video={taken}")
+  )
+  assert "is a feature-map model (input_mode=features" in line
