@@ -24,14 +24,22 @@ PREEMPTED_EXIT_CODE = 143  # 128 + SIGTERM, what schedulers expect from a termin
 
 
 class _Preemption:
-  """SIGTERM (cloud preemption) sets a flag; the loop saves and stops at the next step."""
+  """A preemption notice stops the loop after a saved step, at the same step on every host.
+
+  One process: SIGTERM sets a flag. Several processes: jax's preemption sync manager
+  (started by jax.distributed.initialize) owns SIGTERM, and on Cloud TPU the
+  maintenance-event notice too; it tells every host the first step that all of them
+  can still reach, so no host round trip is needed on the other steps.
+  """
 
   def __init__(self):
     self.requested = False
     self._previous = None
+    self._synced = jax.process_count() > 1
 
   def __enter__(self):
-    self._previous = signal.signal(signal.SIGTERM, self._handle)
+    if not self._synced:
+      self._previous = signal.signal(signal.SIGTERM, self._handle)
     return self
 
   def _handle(self, signum, frame):
@@ -39,16 +47,16 @@ class _Preemption:
     self.requested = True
 
   def __exit__(self, *exc):
-    signal.signal(signal.SIGTERM, self._previous)
+    if not self._synced:
+      signal.signal(signal.SIGTERM, self._previous)
 
-  def agreed(self) -> bool:
-    """Every process must stop at the same step, or the collectives would hang."""
-    if jax.process_count() == 1:
+  def agreed(self, step: int) -> bool:
+    """Call once per step on every process; every process must stop at the same step."""
+    if not self._synced:
       return self.requested
     from jax.experimental import multihost_utils
 
-    flags = multihost_utils.process_allgather(np.array(self.requested))
-    return bool(np.any(flags))
+    return multihost_utils.reached_preemption_sync_point(step)
 
 
 def _check_finite(pending: list[tuple[int, dict]]) -> None:
@@ -142,7 +150,7 @@ def train_and_evaluate(config, workdir) -> dict:
       elif step % int(config.train.checkpoint_every_steps) == 0:
         _check_finite(pending)
         manager.save(step, state, data_state)
-      if not is_last and preemption.agreed():
+      if preemption.agreed(step) and not is_last:
         _check_finite(pending)
         manager.save(step, state, data_state, force=True)
         preempted = True
@@ -156,7 +164,7 @@ def train_and_evaluate(config, workdir) -> dict:
     manager.close()
     if jax.process_index() == 0:
       print(
-        f"preempted (SIGTERM) at step {int(state.step)}: checkpoint saved in {workdir}; "
+        f"preempted at step {int(state.step)}: checkpoint saved in {workdir}; "
         "run the same command again to resume",
         flush=True,
       )
