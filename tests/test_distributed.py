@@ -13,10 +13,10 @@ from stress_jax import checkpointing, distributed
 from tests.conftest import REPO, free_port, subprocess_env, train_command
 from tests.test_train import EQUIVALENCE, assert_trees_close, final_params
 
-STEPS = 40
+STEPS = 24
 ARGS = (
   f"--config.train.num_steps={STEPS}",
-  "--config.train.eval_every_steps=20",
+  "--config.train.eval_every_steps=12",
   "--config.train.checkpoint_every_steps=1000",
   *EQUIVALENCE,
 )
