@@ -34,8 +34,14 @@ def main(argv):
 
   distributed.initialize_from_flags()
   from stress_jax import train
+  from stress_jax.trainer import BatchSizeError
 
-  summary = train.train_and_evaluate(_CONFIG.value, _WORKDIR.value)
+  try:
+    summary = train.train_and_evaluate(_CONFIG.value, _WORKDIR.value)
+  except BatchSizeError as error:
+    if flags.FLAGS["verbosity"].present:
+      raise
+    raise SystemExit(f"train.py: {error}") from None
   if summary.get("preempted"):
     sys.exit(train.PREEMPTED_EXIT_CODE)
   if jax.process_index() == 0:

@@ -168,3 +168,43 @@ def test_detect_reads_the_cluster_environment(environ, expected):
 def test_lone_process_is_not_initialized():
   assert distributed.initialize(environ={}) is None
   assert distributed.initialize(mode="off", environ={"TPU_WORKER_HOSTNAMES": "a,b"}) is None
+
+
+@pytest.mark.parametrize(
+  ("dtype", "backend", "expected"),
+  [
+    ("auto", "tpu", "bfloat16"),
+    ("auto", "gpu", "bfloat16"),
+    ("auto", "cpu", "float32"),
+    ("float32", "tpu", "float32"),
+    ("bfloat16", "cpu", "bfloat16"),
+  ],
+)
+def test_auto_dtype_resolves_by_backend(dtype, backend, expected):
+  from stress_jax.trainer import resolve_dtype
+
+  assert resolve_dtype(dtype, backend) == expected
+
+
+def test_paper_config_computes_in_bfloat16_on_accelerators_only():
+  from stress_jax.configs import paper
+  from stress_jax.trainer import resolve_dtype
+
+  config = paper.get_config()
+  assert resolve_dtype(config.model.dtype, "tpu") == "bfloat16"
+  assert resolve_dtype(config.model.dtype, "cpu") == "float32"
+
+
+def test_indivisible_batch_is_a_one_line_error(fake_data_dir, tmp_path):
+  result = subprocess.run(
+    train_command(tmp_path / "run", fake_data_dir, "--config.input.batch_size=6"),
+    env=subprocess_env(4),
+    cwd=REPO,
+    capture_output=True,
+    text=True,
+    timeout=240,
+  )
+  assert result.returncode == 1
+  lines = result.stderr.strip().splitlines()
+  assert lines[-1].startswith("train.py: input.batch_size=6 does not divide over the 4 devices")
+  assert "Traceback" not in result.stderr
