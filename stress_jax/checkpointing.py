@@ -8,12 +8,13 @@ are asynchronous: training goes on while the previous checkpoint is written.
 from __future__ import annotations
 
 import logging
-import pathlib
 
 import jax
 import numpy as np
 import orbax.checkpoint as ocp
 from orbax.checkpoint import checkpoint_managers
+
+from stress_jax import storage
 
 # Model selection is on validation macro-F1: it does not reward predicting the
 # majority class, and accuracy breaks its ties.
@@ -36,7 +37,7 @@ def selection_score(val_metrics: dict) -> float:
 
 class CheckpointManager:
   def __init__(self, workdir, train_config, *, read_only: bool = False):
-    self.directory = pathlib.Path(workdir).absolute() / "checkpoints"
+    self.directory = storage.absolute(workdir) / "checkpoints"
     policy = checkpoint_managers.AnyPreservationPolicy(
       [
         checkpoint_managers.LatestN(n=int(train_config.keep_checkpoints)),
@@ -107,7 +108,7 @@ def load_state_arrays(workdir, step: int | None = None) -> tuple[int, dict]:
 
   Returns (step, {"params": ..., "batch_stats": ..., "step": ..., "opt_state": ...}).
   """
-  directory = pathlib.Path(workdir).absolute() / "checkpoints"
+  directory = storage.absolute(workdir) / "checkpoints"
   if not directory.is_dir():
     raise FileNotFoundError(f"no checkpoints in {workdir} (expected {directory})")
   manager = ocp.CheckpointManager(

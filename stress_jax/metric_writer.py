@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import json
 import math
-import pathlib
 
 import jax
+
+from stress_jax import storage
 
 
 class MetricWriter:
@@ -19,9 +20,13 @@ class MetricWriter:
     self._jsonl = None
     self._tensorboard = None
     if self.enabled:
-      workdir = pathlib.Path(workdir)
+      workdir = storage.as_path(workdir)
       workdir.mkdir(parents=True, exist_ok=True)
-      self._jsonl = open(workdir / "metrics.jsonl", "a", encoding="utf-8")  # noqa: SIM115
+      if storage.is_remote(workdir):
+        self._jsonl = storage.RemoteTextFile(workdir / "metrics.jsonl")
+      else:
+        self._jsonl = open(workdir / "metrics.jsonl", "a", encoding="utf-8")  # noqa: SIM115
+      # tensorboardX writes gs:// event files itself, through google-cloud-storage.
       from tensorboardX import SummaryWriter
 
       self._tensorboard = SummaryWriter(str(workdir / "tensorboard"))
@@ -41,7 +46,8 @@ class MetricWriter:
   def flush(self) -> None:
     if self.enabled:
       self._tensorboard.flush()
-      self._jsonl.flush()
+      # A bucket's metrics.jsonl uploads now, not at its next periodic sync.
+      getattr(self._jsonl, "sync", self._jsonl.flush)()
 
   def close(self) -> None:
     if self.enabled:
@@ -51,7 +57,7 @@ class MetricWriter:
 
 
 def read_metrics(workdir) -> list[dict]:
-  path = pathlib.Path(workdir) / "metrics.jsonl"
+  path = storage.as_path(workdir) / "metrics.jsonl"
   if not path.exists():
     return []
   return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]

@@ -7,7 +7,6 @@ step functions); this module only drives them.
 from __future__ import annotations
 
 import json
-import pathlib
 import signal
 import sys
 import time
@@ -16,7 +15,7 @@ import jax
 import numpy as np
 from absl import logging
 
-from stress_jax import checkpointing, input_pipeline, metrics
+from stress_jax import checkpointing, input_pipeline, metrics, storage
 from stress_jax.metric_writer import MetricWriter
 from stress_jax.trainer import Trainer
 
@@ -71,7 +70,7 @@ def _check_finite(pending: list[tuple[int, dict]]) -> None:
     )
 
 
-def write_config(config, workdir: pathlib.Path) -> None:
+def write_config(config, workdir) -> None:
   if jax.process_index() == 0:
     workdir.mkdir(parents=True, exist_ok=True)
     (workdir / "config.json").write_text(config.to_json_best_effort(indent=2, sort_keys=True))
@@ -79,7 +78,7 @@ def write_config(config, workdir: pathlib.Path) -> None:
 
 def train_and_evaluate(config, workdir) -> dict:
   """Trains (resuming from `workdir` if it holds checkpoints) and evaluates on test subjects."""
-  workdir = pathlib.Path(workdir)
+  workdir = storage.as_path(workdir)
   trainer = Trainer(config, workdir)
   write_config(config, workdir)
   writer = MetricWriter(workdir)
@@ -214,7 +213,7 @@ def final_evaluation(trainer, manager, last_state, workdir, writer) -> dict:
   if faithfulness:
     summary["attention_faithfulness"] = faithfulness
   if jax.process_index() == 0:
-    (pathlib.Path(workdir) / "summary.json").write_text(json.dumps(summary, indent=2))
+    (storage.as_path(workdir) / "summary.json").write_text(json.dumps(summary, indent=2))
   return summary
 
 

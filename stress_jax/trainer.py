@@ -11,14 +11,13 @@ hosts join through `jax.distributed` (see the top-level train.py).
 from __future__ import annotations
 
 import functools
-import pathlib
 
 import jax
 import numpy as np
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from stress_jax import input_pipeline, metrics, protocols
+from stress_jax import input_pipeline, metrics, protocols, storage
 from stress_jax.models import build_model
 from stress_jax.steps import (
   TrainState,
@@ -61,7 +60,7 @@ class Trainer:
 
   def __init__(self, config, workdir):
     self.config = config
-    self.workdir = pathlib.Path(workdir)
+    self.workdir = storage.as_path(workdir)
     self.handle = open_dataset_once(config.data)
     with config.unlocked():
       config.model.num_classes = len(self.handle.label_names)
