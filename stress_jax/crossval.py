@@ -27,6 +27,8 @@ from __future__ import annotations
 import json
 import pathlib
 
+from stress_jax import storage
+
 VARIANTS = {
   "full": {},
   "no_spatial_attention": {"spatial_attention": False},
@@ -59,7 +61,7 @@ def count_folds(config) -> int:
 
 
 def fold_directory(workdir, variant: str, fold: int, ablations: bool) -> pathlib.Path:
-  workdir = pathlib.Path(workdir)
+  workdir = storage.as_path(workdir)
   return (workdir / variant if ablations else workdir) / f"fold_{fold}"
 
 
@@ -213,7 +215,7 @@ def markdown(table: dict, title: str) -> str:
 def write_tables(workdir, table: dict, config=None) -> None:
   from stress_jax import metrics
 
-  workdir = pathlib.Path(workdir)
+  workdir = storage.as_path(workdir)
   workdir.mkdir(parents=True, exist_ok=True)
   title = "Cross-validation"
   if config is not None:
@@ -231,6 +233,9 @@ def main(argv):
     raise SystemExit(f"crossval: unexpected arguments {' '.join(argv[1:])}")
   if not flags.FLAGS["verbosity"].present:
     logging.set_verbosity(logging.WARNING)
+  from stress_jax import distributed
+
+  distributed.initialize_from_flags()
   config = _CONFIG.value
   fold = None if _FOLD.value < 0 else _FOLD.value
   try:
@@ -244,7 +249,7 @@ def main(argv):
     raise SystemExit(f"crossval: {error}") from None
   except FileNotFoundError as error:
     raise SystemExit(f"crossval: {str(error).splitlines()[0]}") from None
-  print((pathlib.Path(_WORKDIR.value) / "crossval.md").read_text(), flush=True)
+  print((storage.as_path(_WORKDIR.value) / "crossval.md").read_text(), flush=True)
   if result["preempted"]:
     from stress_jax import train
 
@@ -266,4 +271,7 @@ if __name__ == "__main__":
   _ABLATIONS = flags.DEFINE_boolean("ablations", False, "Also the four model switches.")
   _COLLECT = flags.DEFINE_boolean("collect", False, "Only gather finished folds into the tables.")
   flags.mark_flag_as_required("workdir")
+  from stress_jax import distributed
+
+  distributed.define_flags()
   app.run(main)

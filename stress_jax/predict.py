@@ -40,6 +40,8 @@ import time
 
 import numpy as np
 
+from stress_jax import storage
+
 # Windows per call of the whole model: bounds memory on long videos.
 BATCH_WINDOWS = 8
 
@@ -240,10 +242,15 @@ class BestPerClass:
 
 def write_outputs(output, stem, windows, label_names, crops_of, picks, title) -> dict:
   """The JSONL, the timeline and the attention pictures; returns their paths."""
+  # matplotlib writes local files only: a bucket --output gets them uploaded on exit.
+  with storage.staged_directory(output) as local:
+    paths = _write_outputs(local, stem, windows, label_names, crops_of, picks, title)
+  return storage.rebase(paths, local, output)
+
+
+def _write_outputs(output, stem, windows, label_names, crops_of, picks, title) -> dict:
   from stress_jax import plots
 
-  output = pathlib.Path(output)
-  output.mkdir(parents=True, exist_ok=True)
   jsonl = output / f"{stem}.jsonl"
   jsonl.write_text("".join(json.dumps(w.row) + "\n" for w in windows))
   paths = {"jsonl": jsonl, "pictures": []}

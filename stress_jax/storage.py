@@ -69,6 +69,19 @@ def staged_directory(path):
     upload_tree(pathlib.Path(tmp), path)
 
 
+def rebase(paths, local: pathlib.Path, destination):
+  """Paths under a staged `local` folder -> the same paths under `destination`."""
+  if not is_remote(destination):
+    return paths
+  if isinstance(paths, dict):
+    return {k: rebase(v, local, destination) for k, v in paths.items()}
+  if isinstance(paths, list):
+    return [rebase(v, local, destination) for v in paths]
+  if isinstance(paths, pathlib.Path) and paths.is_relative_to(local):
+    return as_path(destination) / paths.relative_to(local).as_posix()
+  return paths
+
+
 def cache_root() -> pathlib.Path:
   default = pathlib.Path.home() / ".cache" / "stress_jax" / "buckets"
   return pathlib.Path(os.environ.get("STRESS_JAX_CACHE_DIR", default))
@@ -89,11 +102,20 @@ def local_copy(path) -> pathlib.Path:
   for source in _walk(remote):
     relative = os.path.relpath(str(source), str(remote))
     target = local / relative
-    if target.is_file() and target.stat().st_size == source.stat().length:
+    stat = source.stat()
+    mtime = float(stat.mtime or 0)
+    if (
+      target.is_file()
+      and target.stat().st_size == stat.length
+      and (not mtime or abs(target.stat().st_mtime - mtime) < 1e-3)
+    ):
       continue
     target.parent.mkdir(parents=True, exist_ok=True)
     partial = target.with_name(target.name + ".partial")
     partial.write_bytes(source.read_bytes())
+    if mtime:
+      # The object's own time: a later object of the same size is fetched again.
+      os.utime(partial, (mtime, mtime))
     partial.replace(target)
   return local
 
