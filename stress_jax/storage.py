@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 import os
 import pathlib
 import tempfile
@@ -90,42 +91,36 @@ def cache_root() -> pathlib.Path:
 def local_copy(path) -> pathlib.Path:
   """A local folder with the contents of `path`: itself if local, else a cached download.
 
-  Files already in the cache with the bucket's size are not fetched again.
+  One listing of the bucket gives every object's size and version tag (generation or
+  ETag); objects whose tag matches the cache's manifest are not fetched again.
   """
   if not is_remote(path):
     return pathlib.Path(path)
-  remote = as_path(path)
-  if not remote.exists():
-    raise FileNotFoundError(f"{path} does not exist")
+  import fsspec
+
+  fs, root = fsspec.core.url_to_fs(str(path).rstrip("/"))
+  objects = fs.find(root, detail=True)
+  if not objects:
+    raise FileNotFoundError(f"{path} does not exist or is empty")
   key = hashlib.sha256(str(path).rstrip("/").encode()).hexdigest()[:16]
-  local = cache_root() / f"{remote.name}-{key}"
-  for source in _walk(remote):
-    relative = os.path.relpath(str(source), str(remote))
+  local = cache_root() / f"{pathlib.PurePosixPath(root).name}-{key}"
+  manifest_path = local / ".stress_jax_manifest.json"
+  manifest = json.loads(manifest_path.read_text()) if manifest_path.is_file() else {}
+  for name, info in sorted(objects.items()):
+    relative = os.path.relpath(name, root)
+    tag = f"{info.get('size')}:{info.get('generation') or info.get('etag') or info.get('md5Hash')}"
     target = local / relative
-    stat = source.stat()
-    mtime = float(stat.mtime or 0)
-    if (
-      target.is_file()
-      and target.stat().st_size == stat.length
-      and (not mtime or abs(target.stat().st_mtime - mtime) < 1e-3)
-    ):
+    if manifest.get(relative) == tag and target.is_file():
       continue
     target.parent.mkdir(parents=True, exist_ok=True)
     partial = target.with_name(target.name + ".partial")
-    partial.write_bytes(source.read_bytes())
-    if mtime:
-      # The object's own time: a later object of the same size is fetched again.
-      os.utime(partial, (mtime, mtime))
+    fs.get_file(name, str(partial))
+    if partial.stat().st_size != info.get("size", partial.stat().st_size):
+      raise OSError(f"incomplete download of {name}")
     partial.replace(target)
+    manifest[relative] = tag
+    manifest_path.write_text(json.dumps(manifest))
   return local
-
-
-def _walk(remote):
-  for child in remote.iterdir():
-    if child.is_dir():
-      yield from _walk(child)
-    else:
-      yield child
 
 
 class RemoteTextFile:
