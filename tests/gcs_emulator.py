@@ -112,3 +112,24 @@ class Emulator:
         self._process.wait()
     self._log.close()
     self._root.cleanup()
+
+
+if __name__ == "__main__":
+  # python -m tests.gcs_emulator: an emulator to try gs:// commands offline. It prints
+  # the variables to export in another shell and serves until interrupted.
+  import signal
+
+  def _stop(signum, frame):
+    raise KeyboardInterrupt
+
+  server = Emulator()
+  for name, value in client_env(server.url).items():
+    print(f"export {name}={value}")
+  print(f"# bucket gs://{BUCKET} is ready; Ctrl-C (or SIGTERM) stops the emulator", flush=True)
+  try:
+    signal.signal(signal.SIGTERM, _stop)
+    signal.pause()
+  except KeyboardInterrupt:
+    pass
+  finally:
+    server.stop()
