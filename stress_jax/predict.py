@@ -292,6 +292,11 @@ def _preprocess(model, fps: float | None):
 def _load_model(path):
   from stress_jax import export
 
+  if storage.is_remote(path):
+    try:
+      path = storage.local_copy(path)  # the exported programs load from local files
+    except FileNotFoundError as error:
+      raise PredictError(f"{path} is not an export folder: {error}") from None
   path = pathlib.Path(path)
   if not (path / "config.json").is_file() or not (path / export.MODEL_FILE).is_file():
     raise PredictError(f"{path} is not an export folder (run python -m stress_jax.export first)")
