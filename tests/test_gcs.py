@@ -166,3 +166,28 @@ def test_local_copy_fetches_changed_objects_again(emulator, tmp_path, monkeypatc
   assert (storage.local_copy(folder) / "sub" / "w.bin").read_bytes() == b"5678"
   with pytest.raises(FileNotFoundError, match="does not exist or is empty"):
     storage.local_copy(f"{ROOT}/missing")
+
+
+def test_missing_bucket_dataset_is_built_locally_then_uploaded(emulator, tmp_path):
+  """array_record cannot write to a bucket: open_dataset builds on local disk and copies up."""
+  from ml_collections import ConfigDict
+
+  from stress_jax import input_pipeline
+
+  data_dir = f"{ROOT}/built"
+  config = ConfigDict(
+    dict(
+      name="stress_faces/synthetic_tiny",
+      data_dir=data_dir,
+      manual_dir="",
+      build_if_missing=True,
+      task="",
+      num_frames=0,
+    )
+  )
+  handle = input_pipeline.open_dataset(config)
+  assert str(handle.builder.data_dir).startswith(data_dir)
+  shards = list((storage.as_path(data_dir) / "stress_faces" / "synthetic_tiny").iterdir())
+  assert shards, "nothing was uploaded"
+  source = handle.source(handle.subjects[:1])
+  assert len(source) > 0 and int(source[0]["label"]) in range(len(handle.label_names))
