@@ -52,7 +52,7 @@ def bucket_data(emulator, fake_data_dir):
 def bucket_run(emulator, bucket_data, fake_data_dir, tmp_path_factory):
   """A gs:// run preempted right after it starts, then resumed; and its local twin."""
   local = tmp_path_factory.mktemp("local") / "run"
-  run_training(local, fake_data_dir, *ARGS)
+  run_training(local, fake_data_dir, *ARGS, timeout=600)
 
   workdir = f"{ROOT}/runs/fold0"
   env = emulator.env(subprocess_env(1))
@@ -69,7 +69,7 @@ def bucket_run(emulator, bucket_data, fake_data_dir, tmp_path_factory):
       if line.startswith("training "):
         proc.send_signal(signal.SIGTERM)
         break
-    out, err = proc.communicate(timeout=300)
+    out, err = proc.communicate(timeout=600)
   finally:
     if proc.poll() is None:
       proc.kill()
@@ -83,7 +83,7 @@ def bucket_run(emulator, bucket_data, fake_data_dir, tmp_path_factory):
     cwd=REPO,
     capture_output=True,
     text=True,
-    timeout=400,
+    timeout=600,
   )
   assert resumed.returncode == 0, resumed.stderr[-4000:]
   return {"workdir": workdir, "local": local, "stopped": stopped, "stdout": resumed.stdout}
