@@ -26,9 +26,10 @@ class _Preemption:
   """A preemption notice stops the loop after a saved step, at the same step on every host.
 
   One process: SIGTERM sets a flag. Several processes: jax's preemption sync manager
-  (started by jax.distributed.initialize) owns SIGTERM, and on Cloud TPU the
-  maintenance-event notice too; it tells every host the first step that all of them
-  can still reach, so no host round trip is needed on the other steps.
+  (started by jax.distributed.initialize) receives the notice (SIGTERM, or the
+  platform's own notifier) on any host and tells every host the first step all of
+  them can still reach; between notices each call answers locally, so no host round
+  trip is added to a step.
   """
 
   def __init__(self):
