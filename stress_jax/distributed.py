@@ -113,5 +113,5 @@ def initialize(
   )
   if jax.process_index() == 0:
     source = "explicit flags" if found == "flags" else f"the {found} environment"
-    print(f"multi-host run from {source}: {jax.process_count()} processes", flush=True)
+    print(f"jax.distributed from {source}: {jax.process_count()} process(es)", flush=True)
   return found

@@ -85,7 +85,7 @@ def test_slurm_job_step_trains_like_explicit_flags(fake_data_dir, explicit_run, 
   port = free_port()
   workdir = tmp_path / "slurm"
   outs = finish(start(workdir, fake_data_dir, [slurm_env(i, port) for i in range(2)], (), ()))
-  assert "multi-host run from the SLURM environment: 2 processes" in outs[0]
+  assert "jax.distributed from the SLURM environment: 2 process(es)" in outs[0]
   assert "2 device(s) x 2 process(es)" in outs[0]
   explicit, slurm = final_params(explicit_run), final_params(workdir)
   assert int(slurm["step"]) == STEPS
