@@ -5,7 +5,8 @@
       --config.data.name=stress_faces/video --config.data.manual_dir=/data/videos
   python train.py --config=stress_jax/configs/demo.py --config.protocol.fold=2
 
-Several hosts (one process per host, same command on each):
+Several hosts: run the same command on each. Inside a SLURM job step, a Cloud TPU
+slice, GKE or an Open MPI launch the hosts find each other (docs/cloud.md); elsewhere:
   python train.py ... --coordinator_address=10.0.0.1:8476 --num_processes=4 --process_id=$RANK
 """
 
@@ -14,24 +15,19 @@ import sys
 from absl import app, flags
 from ml_collections import config_flags
 
+from stress_jax import distributed
+
 _CONFIG = config_flags.DEFINE_config_file(
   "config", "stress_jax/configs/demo.py", "Config file (a get_config() module).", lock_config=True
 )
 _WORKDIR = flags.DEFINE_string("workdir", "runs/demo", "Where checkpoints, logs and results go.")
-_COORDINATOR = flags.DEFINE_string(
-  "coordinator_address", None, "host:port of process 0, for multi-host training."
-)
-_NUM_PROCESSES = flags.DEFINE_integer("num_processes", None, "Processes in a multi-host run.")
 _ALLOW_CHANGE = flags.DEFINE_list(
   "allow_config_change",
   [],
   "Config fields (or sections) that may differ from the run already in --workdir, "
   "e.g. train.num_epochs to train longer; any other change is refused.",
 )
-_PROCESS_ID = flags.DEFINE_integer("process_id", None, "This process's index, 0-based.")
-_CPU_COLLECTIVES = flags.DEFINE_string(
-  "cpu_collectives", "gloo", "CPU collectives implementation for multi-process CPU runs."
-)
+distributed.define_flags()
 
 
 def main(argv):
@@ -42,14 +38,7 @@ def main(argv):
   cli.quiet_logging("warning")
   import jax
 
-  if _COORDINATOR.value or _NUM_PROCESSES.value:
-    # Only CPU backends read this; it must be set before the backend starts.
-    jax.config.update("jax_cpu_collectives_implementation", _CPU_COLLECTIVES.value)
-    jax.distributed.initialize(
-      coordinator_address=_COORDINATOR.value,
-      num_processes=_NUM_PROCESSES.value,
-      process_id=_PROCESS_ID.value,
-    )
+  distributed.initialize_from_flags()
   from stress_jax import train
 
   summary = train.train_and_evaluate(_CONFIG.value, _WORKDIR.value, _ALLOW_CHANGE.value)

@@ -8,7 +8,6 @@ are asynchronous: training goes on while the previous checkpoint is written.
 from __future__ import annotations
 
 import logging
-import pathlib
 import re
 import sys
 
@@ -18,7 +17,7 @@ import orbax.checkpoint as ocp
 from etils import epath
 from orbax.checkpoint import checkpoint_managers
 
-from stress_jax import cli
+from stress_jax import cli, storage
 
 # Where a checkpoint that fails to restore is moved: kept for inspection, out of
 # orbax's way (it would otherwise be picked as the latest again on every resume).
@@ -90,7 +89,7 @@ def selection_score(val_metrics: dict) -> float:
 
 class CheckpointManager:
   def __init__(self, workdir, train_config, *, read_only: bool = False):
-    self.directory = pathlib.Path(workdir).absolute() / "checkpoints"
+    self.directory = storage.absolute(workdir) / "checkpoints"
     policy = checkpoint_managers.AnyPreservationPolicy(
       [
         checkpoint_managers.LatestN(n=int(train_config.keep_checkpoints)),
@@ -218,7 +217,7 @@ def load_state_arrays(workdir, step: int | None = None) -> tuple[int, dict]:
   except (NoCheckpointError, CheckpointError):
     raise
   except Exception as error:  # orbax/tensorstore raise many types for a broken file
-    directory = pathlib.Path(workdir).absolute() / "checkpoints"
+    directory = storage.absolute(workdir) / "checkpoints"
     steps = sorted(int(p.name) for p in directory.iterdir() if p.name.isdigit())
     bad = step if step is not None else (steps[-1] if steps else None)
     intact = [s for s in intact_steps(directory, steps) if s != bad]
@@ -229,7 +228,7 @@ def load_state_arrays(workdir, step: int | None = None) -> tuple[int, dict]:
 
 
 def _load_state_arrays(workdir, step: int | None = None) -> tuple[int, dict]:
-  directory = pathlib.Path(workdir).absolute() / "checkpoints"
+  directory = storage.absolute(workdir) / "checkpoints"
   if not directory.is_dir():
     raise NoCheckpointError(f"no checkpoints in {workdir} (expected {directory})")
   manager = ocp.CheckpointManager(

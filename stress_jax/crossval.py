@@ -31,7 +31,7 @@ import pathlib
 from absl import flags
 from ml_collections import config_flags
 
-from stress_jax import cli
+from stress_jax import cli, storage
 
 FLAGS = flags.FlagValues()
 _CONFIG = config_flags.DEFINE_config_file(
@@ -101,7 +101,7 @@ def is_finished(directory, config, handle, allow=()) -> bool:
   """
   from stress_jax import provenance
 
-  directory = pathlib.Path(directory)
+  directory = storage.as_path(directory)
   if not (directory / "summary.json").is_file():
     return False
   recorded = provenance.read(directory)
@@ -120,7 +120,7 @@ def is_finished(directory, config, handle, allow=()) -> bool:
 
 
 def fold_directory(workdir, variant: str, fold: int, ablations: bool) -> pathlib.Path:
-  workdir = pathlib.Path(workdir)
+  workdir = storage.as_path(workdir)
   return (workdir / variant if ablations else workdir) / f"fold_{fold}"
 
 
@@ -283,7 +283,7 @@ def markdown(table: dict, title: str) -> str:
 def write_tables(workdir, table: dict, config=None) -> None:
   from stress_jax import metrics
 
-  workdir = pathlib.Path(workdir)
+  workdir = storage.as_path(workdir)
   workdir.mkdir(parents=True, exist_ok=True)
   title = "Cross-validation"
   if config is not None:
@@ -297,6 +297,9 @@ def write_tables(workdir, table: dict, config=None) -> None:
 def main(argv):
   cli.unexpected_arguments(argv)
   cli.quiet_logging("warning")
+  from stress_jax import distributed
+
+  distributed.initialize_from_flags()
   config = _CONFIG.value
   fold = None if _FOLD.value < 0 else _FOLD.value
   if _COLLECT.value:
@@ -305,7 +308,7 @@ def main(argv):
     result = {"preempted": False}
   else:
     result = run(config, _WORKDIR.value, fold, _ABLATIONS.value, allow=_ALLOW_CHANGE.value)
-  print((pathlib.Path(_WORKDIR.value) / "crossval.md").read_text(), flush=True)
+  print((storage.as_path(_WORKDIR.value) / "crossval.md").read_text(), flush=True)
   if result["preempted"]:
     from stress_jax import train
 
@@ -313,4 +316,7 @@ def main(argv):
 
 
 if __name__ == "__main__":
+  from stress_jax import distributed
+
+  distributed.define_flags()
   cli.run(main, FLAGS, "crossval")

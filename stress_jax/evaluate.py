@@ -33,7 +33,7 @@ import re
 import numpy as np
 from absl import flags
 
-from stress_jax import cli
+from stress_jax import cli, storage
 
 SPLITS = ("test", "val", "train", "all")
 
@@ -64,7 +64,7 @@ def read_config(workdir):
   """The ConfigDict a training run wrote to `<workdir>/config.json`."""
   import ml_collections
 
-  workdir = pathlib.Path(workdir)
+  workdir = storage.as_path(workdir)
   if not workdir.is_dir():
     raise EvaluationError(f"workdir {workdir} does not exist")
   path = workdir / "config.json"
@@ -80,7 +80,7 @@ def resolve_checkpoint(workdir, config, checkpoint: str = "best") -> tuple[int, 
   """'best' | 'latest' | 'N' -> (step, tag for file names)."""
   from stress_jax import checkpointing
 
-  workdir = pathlib.Path(workdir)
+  workdir = storage.as_path(workdir)
   checkpoint = str(checkpoint).strip()
   if checkpoint not in ("best", "latest") and not checkpoint.isdigit():
     raise EvaluationError(f"--checkpoint must be best, latest or a step number, got {checkpoint!r}")
@@ -166,7 +166,7 @@ def load_variables(workdir, step: int, model, num_frames: int) -> dict:
 
 def label_names(workdir, config) -> tuple[str, ...]:
   """Class names: from the summary a finished run wrote, else from the dataset."""
-  summary_path = pathlib.Path(workdir) / "summary.json"
+  summary_path = storage.as_path(workdir) / "summary.json"
   if summary_path.is_file():
     summary = json.loads(summary_path.read_text())
     if summary.get("label_names"):
@@ -304,14 +304,15 @@ def write_attention_pictures(directory, handle, subjects, outputs, chosen) -> li
   return paths
 
 
-def write_training_curves(workdir) -> pathlib.Path | None:
+def write_training_curves(workdir, eval_dir=None) -> pathlib.Path | None:
   from stress_jax import plots
   from stress_jax.metric_writer import read_metrics
 
   rows = read_metrics(workdir)
   if not rows:
     return None
-  return plots.training_curves(pathlib.Path(workdir) / "eval" / "training_curves.png", rows)
+  eval_dir = pathlib.Path(workdir) / "eval" if eval_dir is None else eval_dir
+  return plots.training_curves(eval_dir / "training_curves.png", rows)
 
 
 def evaluate(
@@ -328,7 +329,7 @@ def evaluate(
     raise EvaluationError(f"--split must be one of {', '.join(SPLITS)}, got {split!r}")
   if num_pictures < 0:
     raise EvaluationError(f"--num_pictures must be >= 0, got {num_pictures}")
-  workdir = pathlib.Path(workdir)
+  workdir = storage.as_path(workdir)
   config = read_config(workdir)
   if data_dir:
     config.data.data_dir = data_dir
@@ -357,17 +358,19 @@ def evaluate(
   if trainer.handle.synthetic:
     result["attention_faithfulness"] = faithfulness.attention_faithfulness(outputs)
 
-  out_dir = workdir / "eval" / f"{split}_{tag}"
-  out_dir.mkdir(parents=True, exist_ok=True)
-  (out_dir / "metrics.json").write_text(json.dumps(metrics.json_safe(result), indent=2))
-  matrices = {"clips": result["clip"]["confusion_matrix"]}
-  if "video" in result:
-    matrices["videos"] = result["video"]["confusion_matrix"]
-  plots.confusion_figure(out_dir / "confusion_matrix.png", matrices, names)
-  chosen = pick_pictures(outputs["label"], outputs["probabilities"], num_pictures)
-  write_attention_pictures(out_dir / "attention", trainer.handle, subjects, outputs, chosen)
-  write_training_curves(workdir)
-  result["output_dir"] = str(out_dir)
+  # matplotlib writes local files only: a bucket workdir gets them uploaded on exit.
+  with storage.staged_directory(workdir / "eval") as eval_dir:
+    out_dir = eval_dir / f"{split}_{tag}"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "metrics.json").write_text(json.dumps(metrics.json_safe(result), indent=2))
+    matrices = {"clips": result["clip"]["confusion_matrix"]}
+    if "video" in result:
+      matrices["videos"] = result["video"]["confusion_matrix"]
+    plots.confusion_figure(out_dir / "confusion_matrix.png", matrices, names)
+    chosen = pick_pictures(outputs["label"], outputs["probabilities"], num_pictures)
+    write_attention_pictures(out_dir / "attention", trainer.handle, subjects, outputs, chosen)
+    write_training_curves(workdir, eval_dir)
+  result["output_dir"] = str(workdir / "eval" / f"{split}_{tag}")
   return result
 
 

@@ -55,7 +55,7 @@ import pathlib
 import numpy as np
 from absl import flags
 
-from stress_jax import cli, export_settings
+from stress_jax import cli, export_settings, storage
 
 MODEL_FILE = "model.stablehlo"
 ENCODE_FILE = "encode_frames.stablehlo"
@@ -87,7 +87,8 @@ class ExportedModel:
   def __init__(self, directory):
     import jax
 
-    self.directory = pathlib.Path(directory)
+    # The exported programs load from local files: a bucket folder is cached first.
+    self.directory = storage.local_copy(directory)
     config_path = self.directory / "config.json"
     if not config_path.is_file():
       raise FileNotFoundError(f"{self.directory} is not an export folder: no config.json")
@@ -237,7 +238,7 @@ def export_model(
     spec((b, num_frames, 68, 2), f32),
     spec((b, num_frames), boolean),
   )
-  output = pathlib.Path(output)
+  output = storage.as_path(output)
   output.mkdir(parents=True, exist_ok=True)
   platforms = tuple(platforms)
   (output / MODEL_FILE).write_bytes(_export(whole, whole_args, platforms))
@@ -269,7 +270,7 @@ def export_model(
     "label_names": list(names),
     "checkpoint": tag,
     "checkpoint_step": step,
-    "workdir": str(pathlib.Path(workdir).absolute()),
+    "workdir": str(storage.absolute(workdir)),
     "platforms": list(platforms),
     "files": files,
     "inputs": {

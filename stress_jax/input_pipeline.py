@@ -25,7 +25,7 @@ import jax.numpy as jnp
 import numpy as np
 import tensorflow_datasets as tfds
 
-from stress_jax import cli
+from stress_jax import cli, storage
 from stress_jax.faces import geometry as face_geometry
 
 # Keys that travel to the device; everything else stays on the host.
@@ -113,12 +113,23 @@ def open_dataset(data_config) -> DatasetHandle:
     from stress_jax.data import build
 
     name, _, config_name = data_config.name.partition("/")
-    builder = build.build_dataset(
-      name,
-      config=config_name or None,
-      data_dir=data_dir,
-      manual_dir=data_config.manual_dir or None,
-    )
+    if storage.is_remote(data_dir):
+      # array_record cannot write to a bucket: build on local disk, then upload.
+      with storage.staged_directory(data_dir) as local_dir:
+        build.build_dataset(
+          name,
+          config=config_name or None,
+          data_dir=str(local_dir),
+          manual_dir=data_config.manual_dir or None,
+        )
+      builder = tfds.builder(data_config.name, data_dir=data_dir)
+    else:
+      builder = build.build_dataset(
+        name,
+        config=config_name or None,
+        data_dir=data_dir,
+        manual_dir=data_config.manual_dir or None,
+      )
   features = builder.info.features
   label_names, label_map = _task_labels(data_config, builder)
   input_key = "frames" if "frames" in features else "features"

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import json
 import math
-import pathlib
 
 import jax
+
+from stress_jax import storage
 
 
 class MetricWriter:
@@ -26,11 +27,15 @@ class MetricWriter:
     self._jsonl = None
     self._tensorboard = None
     if self.enabled:
-      workdir = pathlib.Path(workdir)
+      workdir = storage.as_path(workdir)
       workdir.mkdir(parents=True, exist_ok=True)
       if resume_step is not None:
         truncate_metrics(workdir, resume_step)
-      self._jsonl = open(workdir / "metrics.jsonl", "a", encoding="utf-8")  # noqa: SIM115
+      if storage.is_remote(workdir):
+        self._jsonl = storage.RemoteTextFile(workdir / "metrics.jsonl")
+      else:
+        self._jsonl = open(workdir / "metrics.jsonl", "a", encoding="utf-8")  # noqa: SIM115
+      # tensorboardX writes gs:// event files itself, through google-cloud-storage.
       from tensorboardX import SummaryWriter
 
       purge = None if resume_step is None else int(resume_step) + 1
@@ -51,7 +56,8 @@ class MetricWriter:
   def flush(self) -> None:
     if self.enabled:
       self._tensorboard.flush()
-      self._jsonl.flush()
+      # A bucket's metrics.jsonl uploads now, not at its next periodic sync.
+      getattr(self._jsonl, "sync", self._jsonl.flush)()
 
   def close(self) -> None:
     if self.enabled:
@@ -62,20 +68,24 @@ class MetricWriter:
 
 def truncate_metrics(workdir, last_step: int) -> int:
   """Drops metrics.jsonl rows of steps after `last_step`; returns how many were dropped."""
-  path = pathlib.Path(workdir) / "metrics.jsonl"
+  path = storage.as_path(workdir) / "metrics.jsonl"
   if not path.exists():
     return 0
   lines = [line for line in path.read_text().splitlines() if line.strip()]
   kept = [line for line in lines if json.loads(line).get("step", 0) <= last_step]
   if len(kept) != len(lines):
-    temporary = path.with_suffix(".jsonl.tmp")
-    temporary.write_text("".join(f"{line}\n" for line in kept))
-    temporary.replace(path)
+    text = "".join(f"{line}\n" for line in kept)
+    if storage.is_remote(path):
+      path.write_text(text)  # a bucket object is replaced whole anyway
+    else:
+      temporary = path.with_suffix(".jsonl.tmp")
+      temporary.write_text(text)
+      temporary.replace(path)
   return len(lines) - len(kept)
 
 
 def read_metrics(workdir) -> list[dict]:
-  path = pathlib.Path(workdir) / "metrics.jsonl"
+  path = storage.as_path(workdir) / "metrics.jsonl"
   if not path.exists():
     return []
   return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]

@@ -42,7 +42,7 @@ import pathlib
 import numpy as np
 from absl import flags
 
-from stress_jax import cli
+from stress_jax import cli, storage
 from stress_jax.predict_io import PredictError, _head, _stream, camera_frames, write_outputs
 from stress_jax.predict_windows import (
   BATCH_WINDOWS,
@@ -110,6 +110,11 @@ def _preprocess(model, fps: float | None):
 def _load_model(path):
   from stress_jax import export
 
+  if storage.is_remote(path):
+    try:
+      path = storage.local_copy(path)  # the exported programs load from local files
+    except FileNotFoundError as error:
+      raise PredictError(f"{path} is not an export folder: {error}") from None
   path = pathlib.Path(path)
   if not (path / "config.json").is_file() or not (path / export.MODEL_FILE).is_file():
     raise PredictError(f"{path} is not an export folder (run python -m stress_jax.export first)")

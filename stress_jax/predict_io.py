@@ -6,12 +6,12 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import pathlib
 import sys
 import time
 
 import numpy as np
 
+from stress_jax import storage
 from stress_jax.cli import UserError
 from stress_jax.predict_windows import StreamPredictor
 
@@ -22,10 +22,15 @@ class PredictError(UserError):
 
 def write_outputs(output, stem, windows, label_names, crops_of, picks, title) -> dict:
   """The JSONL, the timeline and the attention pictures; returns their paths."""
+  # matplotlib writes local files only: a bucket --output gets them uploaded on exit.
+  with storage.staged_directory(output) as local:
+    paths = _write_outputs(local, stem, windows, label_names, crops_of, picks, title)
+  return storage.rebase(paths, local, output)
+
+
+def _write_outputs(output, stem, windows, label_names, crops_of, picks, title) -> dict:
   from stress_jax import plots
 
-  output = pathlib.Path(output)
-  output.mkdir(parents=True, exist_ok=True)
   jsonl = output / f"{stem}.jsonl"
   jsonl.write_text("".join(json.dumps(w.row) + "\n" for w in windows))
   paths = {"jsonl": jsonl, "pictures": []}

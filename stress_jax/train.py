@@ -7,7 +7,6 @@ step functions); this module only drives them.
 from __future__ import annotations
 
 import json
-import pathlib
 import signal
 import sys
 import time
@@ -16,7 +15,7 @@ import jax
 import numpy as np
 from absl import logging
 
-from stress_jax import checkpointing, input_pipeline, metrics, provenance
+from stress_jax import checkpointing, input_pipeline, metrics, provenance, storage
 from stress_jax.metric_writer import MetricWriter
 from stress_jax.trainer import Trainer
 
@@ -24,14 +23,23 @@ PREEMPTED_EXIT_CODE = 143  # 128 + SIGTERM, what schedulers expect from a termin
 
 
 class _Preemption:
-  """SIGTERM (cloud preemption) sets a flag; the loop saves and stops at the next step."""
+  """A preemption notice stops the loop after a saved step, at the same step on every host.
+
+  One process: SIGTERM sets a flag. Several processes: jax's preemption sync manager
+  (started by jax.distributed.initialize) receives the notice (SIGTERM, or the
+  platform's own notifier) on any host and tells every host the first step all of
+  them can still reach; between notices each call answers locally, so no host round
+  trip is added to a step.
+  """
 
   def __init__(self):
     self.requested = False
     self._previous = None
+    self._synced = jax.process_count() > 1
 
   def __enter__(self):
-    self._previous = signal.signal(signal.SIGTERM, self._handle)
+    if not self._synced:
+      self._previous = signal.signal(signal.SIGTERM, self._handle)
     return self
 
   def _handle(self, signum, frame):
@@ -39,16 +47,16 @@ class _Preemption:
     self.requested = True
 
   def __exit__(self, *exc):
-    signal.signal(signal.SIGTERM, self._previous)
+    if not self._synced:
+      signal.signal(signal.SIGTERM, self._previous)
 
-  def agreed(self) -> bool:
-    """Every process must stop at the same step, or the collectives would hang."""
-    if jax.process_count() == 1:
+  def agreed(self, step: int) -> bool:
+    """Call once per step on every process; every process must stop at the same step."""
+    if not self._synced:
       return self.requested
     from jax.experimental import multihost_utils
 
-    flags = multihost_utils.process_allgather(np.array(self.requested))
-    return bool(np.any(flags))
+    return multihost_utils.reached_preemption_sync_point(step)
 
 
 def _check_finite(pending: list[tuple[int, dict]]) -> None:
@@ -63,7 +71,7 @@ def _check_finite(pending: list[tuple[int, dict]]) -> None:
     )
 
 
-def write_config(config, workdir: pathlib.Path) -> None:
+def write_config(config, workdir) -> None:
   if jax.process_index() == 0:
     workdir.mkdir(parents=True, exist_ok=True)
     (workdir / "config.json").write_text(config.to_json_best_effort(indent=2, sort_keys=True))
@@ -75,7 +83,7 @@ def train_and_evaluate(config, workdir, allow_config_change=()) -> dict:
   A workdir that holds a run of another config or dataset is refused before anything
   is written (stress_jax/provenance.py), unless `allow_config_change` names the fields.
   """
-  workdir = pathlib.Path(workdir)
+  workdir = storage.as_path(workdir)
   trainer = Trainer(config, workdir)
   fingerprint = provenance.fingerprint(config, trainer.handle)
   provenance.check(workdir, fingerprint, provenance.parse_allow(allow_config_change))
@@ -151,7 +159,7 @@ def train_and_evaluate(config, workdir, allow_config_change=()) -> dict:
       elif step % int(config.train.checkpoint_every_steps) == 0:
         _check_finite(pending)
         manager.save(step, state, data_state)
-      if not is_last and preemption.agreed():
+      if preemption.agreed(step) and not is_last:
         _check_finite(pending)
         manager.save(step, state, data_state, force=True)
         preempted = True
@@ -165,7 +173,7 @@ def train_and_evaluate(config, workdir, allow_config_change=()) -> dict:
     manager.close()
     if jax.process_index() == 0:
       print(
-        f"preempted (SIGTERM) at step {int(state.step)}: checkpoint saved in {workdir}; "
+        f"preempted at step {int(state.step)}: checkpoint saved in {workdir}; "
         "run the same command again to resume",
         flush=True,
       )
@@ -215,7 +223,7 @@ def final_evaluation(trainer, manager, last_state, workdir, writer) -> dict:
   if faithfulness:
     summary["attention_faithfulness"] = faithfulness
   if jax.process_index() == 0:
-    (pathlib.Path(workdir) / "summary.json").write_text(json.dumps(summary, indent=2))
+    (storage.as_path(workdir) / "summary.json").write_text(json.dumps(summary, indent=2))
   return summary
 
 

@@ -11,7 +11,6 @@ hosts join through `jax.distributed` (see the top-level train.py).
 from __future__ import annotations
 
 import functools
-import pathlib
 
 import jax
 import numpy as np
@@ -19,7 +18,7 @@ from absl import logging
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from stress_jax import input_pipeline, metrics, protocols
+from stress_jax import cli, input_pipeline, metrics, protocols, storage
 from stress_jax.models import build_model, pretrained
 from stress_jax.steps import (
   TrainState,
@@ -31,6 +30,21 @@ from stress_jax.steps import (
   make_optimizer,
   train_step,
 )
+
+
+class BatchSizeError(cli.UserError, ValueError):
+  """A config's global batch that the devices cannot share evenly (a user error)."""
+
+
+def resolve_dtype(dtype: str, backend: str) -> str:
+  """model.dtype "auto": bfloat16 compute where matrix units run it natively, else float32.
+
+  TPUs and current GPUs multiply bfloat16 at several times their float32 rate; on CPU
+  bfloat16 is emulated and slower. Parameters and optimizer state stay float32 either way.
+  """
+  if dtype != "auto":
+    return dtype
+  return "bfloat16" if backend in ("tpu", "gpu", "cuda", "rocm") else "float32"
 
 
 def _host(x) -> np.ndarray:
@@ -47,10 +61,12 @@ class Trainer:
 
   def __init__(self, config, workdir):
     self.config = config
-    self.workdir = pathlib.Path(workdir)
+    self.workdir = storage.as_path(workdir)
     self.handle = open_dataset_once(config.data)
     with config.unlocked():
       config.model.num_classes = len(self.handle.label_names)
+      # Recorded resolved in config.json: evaluation and export compute as training did.
+      config.model.dtype = resolve_dtype(config.model.dtype, jax.default_backend())
     self.split = protocols.split_subjects(config.protocol, self.handle.subjects)
     self.global_batch = int(config.input.batch_size)
     self.steps_per_epoch = input_pipeline.steps_per_epoch(
@@ -67,8 +83,9 @@ class Trainer:
     self.data_sharding = NamedSharding(self.mesh, P("data"))
     self.replicated = NamedSharding(self.mesh, P())
     if self.global_batch % jax.device_count():
-      raise ValueError(
-        f"batch_size={self.global_batch} is not divisible by {jax.device_count()} devices"
+      raise BatchSizeError(
+        f"input.batch_size={self.global_batch} does not divide over the {jax.device_count()} "
+        f"devices of {jax.process_count()} process(es); use a multiple of {jax.device_count()}"
       )
 
     root = jax.random.key(int(config.seed))

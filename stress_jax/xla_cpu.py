@@ -11,12 +11,16 @@ XLA reads XLA_FLAGS once, when the first backend starts, so this only takes effe
 stress_jax is imported before any JAX computation runs (every entry point here does).
 XLA aborts on a flag it does not know, so the flag is added only for jaxlib versions
 it was checked against; set STRESS_JAX_KEEP_XLA_FLAGS=1 to leave XLA_FLAGS untouched.
-GPU and TPU backends ignore xla_cpu_* flags.
+On a machine whose JAX will compute on a TPU or GPU (JAX_PLATFORMS names one, or
+it is unset and the accelerator's JAX plugin and device files are present) XLA_FLAGS
+is left untouched: the measurement above says nothing about those backends.
 """
 
 from __future__ import annotations
 
+import glob
 import importlib.metadata
+import importlib.util
 import os
 from collections.abc import MutableMapping
 
@@ -35,6 +39,35 @@ def _jaxlib_release() -> str | None:
   return ".".join(version.split(".")[:2])
 
 
+_ACCELERATORS = {"tpu", "cuda", "gpu", "rocm"}
+
+
+def _accelerator_installed() -> bool:
+  """A TPU VM's or an NVIDIA machine's JAX, judged without starting a backend."""
+  if importlib.util.find_spec("libtpu") and (glob.glob("/dev/accel*") or glob.glob("/dev/vfio/*")):
+    return True
+  plugins = ("jax_cuda12_plugin", "jax_cuda13_plugin", "jax_plugins.xla_cuda12")
+  return os.path.exists("/dev/nvidiactl") and any(_has_module(name) for name in plugins)
+
+
+def _has_module(name: str) -> bool:
+  try:
+    return importlib.util.find_spec(name) is not None
+  except ModuleNotFoundError:
+    return False
+
+
+def targets_accelerator(
+  environ: MutableMapping[str, str], installed=_accelerator_installed
+) -> bool:
+  """True when JAX here will run on a TPU or GPU, so XLA:CPU tuning does not apply."""
+  platforms = environ.get("JAX_PLATFORMS", "").strip()
+  if platforms:
+    first = platforms.split(",")[0].strip().lower()
+    return first in _ACCELERATORS
+  return installed()
+
+
 # XLA_FLAGS as it was before apply_defaults first changed it (None: it was not set).
 _users_flags: str | None = None
 
@@ -49,6 +82,8 @@ def apply_defaults(environ: MutableMapping[str, str] | None = None) -> list[str]
   global _users_flags
   environ = os.environ if environ is None else environ
   if environ.get(OPT_OUT) or _jaxlib_release() not in CHECKED_JAXLIB:
+    return []
+  if targets_accelerator(environ):
     return []
   current = environ.get("XLA_FLAGS", "")
   if environ is os.environ and _users_flags is None:

@@ -41,7 +41,8 @@ def test_unknown_and_unbuilt_datasets(tmp_path, fake_data_dir):
   line = one_line_error(_train(run, data, "--config.protocol.fold=7"))
   assert line == "train.py: error: protocol.fold=7 is out of range: this protocol has 3 folds"
   line = one_line_error(_train(run, "--config.data.name=nosuch_set"))
-  assert "unknown dataset 'nosuch_set'; this project builds stress_faces" in line
+  assert "unknown dataset 'nosuch_set'; this project builds " in line
+  assert "stress_faces (configs synthetic," in line and "yonsei_stress (configs" in line
   unbuilt = [f"--config.data.data_dir={tmp_path / 'empty'}"]
   line = one_line_error(_train(run, "--config.data.name=stress_faces/synthetic_tiny", *unbuilt))
   assert "dataset stress_faces/synthetic_tiny is not built in" in line

@@ -48,3 +48,13 @@ def test_importing_stress_jax_sets_the_flag_before_jax_starts():
     [sys.executable, "-c", code], env=environ, capture_output=True, text=True, check=True
   )
   assert result.stdout.split() == [f"{FLAG}=", "3.0"]
+
+
+def test_no_flag_where_jax_targets_a_tpu_or_gpu():
+  for platforms in ("tpu", "cuda,cpu", "gpu"):
+    environ = {"JAX_PLATFORMS": platforms}
+    assert xla_cpu.apply_defaults(environ) == [], platforms
+    assert "XLA_FLAGS" not in environ
+  assert xla_cpu.targets_accelerator({}, installed=lambda: True)
+  assert not xla_cpu.targets_accelerator({"JAX_PLATFORMS": "cpu"}, installed=lambda: True)
+  assert not xla_cpu.targets_accelerator({}, installed=lambda: False)

@@ -18,6 +18,7 @@ def get_config():
   config.optim.learning_rate = 1e-3
   config.optim.warmup_steps = 500
   config.train.num_epochs = 30
-  # On TPU/GPU add --config.model.dtype=bfloat16 (parameters stay float32).
-  config.model.dtype = "float32"
+  # bfloat16 compute on TPU/GPU, float32 on CPU; parameters stay float32. Override with
+  # --config.model.dtype=float32 (or bfloat16).
+  config.model.dtype = "auto"
   return config
