@@ -53,9 +53,8 @@ def test_unknown_and_unbuilt_datasets(tmp_path, fake_data_dir):
   )
   assert line.startswith("crossval: error: dataset stress_faces/synthetic_tiny is not built")
   line = one_line_error(_module("stress_jax.data.build", "nosuch_set"))
-  assert (
-    line == "data.build: error: unknown dataset 'nosuch_set'; known: stress_faces, yonsei_stress"
-  )
+  known = "feature_maps, stress_faces, ubfc_phys, yonsei_stress"
+  assert line == f"data.build: error: unknown dataset 'nosuch_set'; known: {known}"
   line = one_line_error(_module("stress_jax.data.build", "stress_faces", "--file_format=tfrecord"))
   assert "--file_format" in line
 
