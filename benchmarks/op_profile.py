@@ -1,6 +1,6 @@
 """Where a jitted step's time goes, from an XLA profile of the step itself.
 
-  python -m benchmarks.op_profile [--config paper] [--batch 4] [--steps 2] [--conv_chunk -1]
+  python -m benchmarks.op_profile [--config paper] [--batch 4] [--steps 2]
 
 Traces a few steps with `jax.profiler`, turns the trace into events with xprof (the
 `bench` extra installs it) and charges each XLA operation's time to
@@ -163,21 +163,20 @@ def profile_step(step, state, batch, rng, steps: int, batch_images: set[int]) ->
 def main(argv=None) -> int:
   import jax
 
-  from benchmarks import run
+  from benchmarks import common
 
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument("--config", default="paper", choices=("paper", "demo"))
   parser.add_argument("--batch", type=int, default=4)
   parser.add_argument("--steps", type=int, default=2)
-  parser.add_argument("--conv_chunk", type=int, default=None, help="model.conv_chunk_images")
   args = parser.parse_args(argv)
-  setup = run._train_setup(args.config, args.batch, None, args.conv_chunk)
+  setup = common.train_setup(args.config, args.batch)
   state, step, batch = setup["state"], setup["step"], setup["batch"]
   rng = jax.random.key(1)
   for _ in range(2):
     state, metrics = step(state, batch, rng)
     jax.block_until_ready(metrics["loss"])
-  images = run.image_batches(args.batch * setup["num_frames"], setup["config"])
+  images = {args.batch * setup["num_frames"]}
   result, _ = profile_step(step, state, batch, rng, args.steps, images)
   print(json.dumps(result, indent=1))
   return 0

@@ -10,8 +10,11 @@ hosts join through `jax.distributed` (see the top-level train.py).
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import pathlib
+from collections.abc import Callable
+from typing import Any
 
 import jax
 import numpy as np
@@ -63,8 +66,6 @@ class Trainer:
       self.total_steps = self.num_epochs * self.steps_per_epoch
 
     self.mesh = make_mesh()
-    self.data_sharding = NamedSharding(self.mesh, P("data"))
-    self.replicated = NamedSharding(self.mesh, P())
     if self.global_batch % jax.device_count():
       raise ValueError(
         f"batch_size={self.global_batch} is not divisible by {jax.device_count()} devices"
@@ -80,24 +81,14 @@ class Trainer:
 
     sample = dummy_batch(self.handle, self.global_batch)
     self.init_rng = init_rng
-    self.state_shardings = None
-    init = functools.partial(init_state, self.model, self.tx, dtype=self.dtype)
-    abstract = jax.eval_shape(init, init_rng, sample)
-    self.state_shardings = jax.tree.map(lambda _: self.replicated, abstract)
-    self._init = jax.jit(init, out_shardings=self.state_shardings)
+    steps = jit_steps(self.model, self.tx, self.schedule, self.dtype, self.mesh, sample)
+    self.data_sharding = steps.data_sharding
+    self.replicated = steps.replicated
+    self.state_shardings = steps.state_shardings
+    self._init = steps.init
     self._sample = sample
-    self.p_train_step = jax.jit(
-      functools.partial(
-        train_step, model=self.model, tx=self.tx, schedule=self.schedule, dtype=self.dtype
-      ),
-      in_shardings=(self.state_shardings, self.data_sharding, self.replicated),
-      out_shardings=(self.state_shardings, self.replicated),
-      donate_argnums=0,
-    )
-    self.p_eval_step = jax.jit(
-      functools.partial(eval_step, model=self.model, dtype=self.dtype),
-      in_shardings=(self.state_shardings, self.data_sharding),
-    )
+    self.p_train_step = steps.train_step
+    self.p_eval_step = steps.eval_step
 
   def initial_state(self) -> TrainState:
     sample = {k: jax.device_put(v, self.data_sharding) for k, v in self._sample.items()}
@@ -150,6 +141,48 @@ class Trainer:
     return metrics.classification_metrics(
       out["label"], out["probabilities"], self.handle.label_names
     )
+
+
+@dataclasses.dataclass(frozen=True)
+class JittedSteps:
+  """The shardings and jitted functions of one (model, optimizer, mesh)."""
+
+  data_sharding: NamedSharding
+  replicated: NamedSharding
+  state_shardings: Any
+  init: Callable  # (rng, batch) -> TrainState, placed with state_shardings
+  train_step: Callable  # (state, batch, rng) -> (state, metrics); donates state
+  eval_step: Callable  # (state, batch) -> (probabilities, aux)
+
+
+def jit_steps(model, tx, schedule, dtype, mesh, sample) -> JittedSteps:
+  """Jits init/train/eval over `mesh`: batch sharded on `data`, state replicated.
+
+  `sample` is a host batch of the global batch shape (only its shapes are used). The
+  Trainer and the benchmarks both build their steps here, so a benchmark times the
+  program `python train.py` runs.
+  """
+  data_sharding = NamedSharding(mesh, P("data"))
+  replicated = NamedSharding(mesh, P())
+  init = functools.partial(init_state, model, tx, dtype=dtype)
+  abstract = jax.eval_shape(init, jax.random.key(0), sample)
+  state_shardings = jax.tree.map(lambda _: replicated, abstract)
+  return JittedSteps(
+    data_sharding=data_sharding,
+    replicated=replicated,
+    state_shardings=state_shardings,
+    init=jax.jit(init, out_shardings=state_shardings),
+    train_step=jax.jit(
+      functools.partial(train_step, model=model, tx=tx, schedule=schedule, dtype=dtype),
+      in_shardings=(state_shardings, data_sharding, replicated),
+      out_shardings=(state_shardings, replicated),
+      donate_argnums=0,
+    ),
+    eval_step=jax.jit(
+      functools.partial(eval_step, model=model, dtype=dtype),
+      in_shardings=(state_shardings, data_sharding),
+    ),
+  )
 
 
 def make_mesh() -> jax.sharding.Mesh:
