@@ -1,10 +1,11 @@
 """Section `layers`: the trunk's hand-written layers against flax's stock ones.
 
-stress_jax.models.resnet builds its trunk from three module-level factories:
-`_batch_norm` (the hand-written BatchNorm), `_conv` (stress_jax.models.conv.Conv) and
-`stem_max_pool` (a max pool with its own VJP). `stock_layers` swaps any of them for
-flax's nn.BatchNorm (with the frame mask), nn.Conv and nn.max_pool under the same
-module and parameter names, so every variant trains the same parameter tree. Each
+stress_jax.models.resnet builds its trunk's BatchNorms with the module-level factory
+`_batch_norm` (a hand-written BatchNorm) and its stem pool with `stem_max_pool` (a max
+pool with its own VJP). `stock_layers` swaps either for flax's nn.BatchNorm (with the
+frame mask) or nn.max_pool under the same module and parameter names, so every variant
+trains the same parameter tree. (The convolutions are flax's nn.Conv already: a
+chunked convolution with its own VJP was measured here and removed.) Each
 variant's paper-config training step and streaming frame (encode one frame + classify
 the 48-frame window) is compiled under its swap, then the variants are timed in
 interleaved rounds: the machine's speed drifts between minutes, and a round-robin
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import statistics
+import sys
 import time
 
 import numpy as np
@@ -30,10 +32,7 @@ VARIANTS = {
   "custom": ((), {}),
   "stock_batchnorm": (("batchnorm",), {}),
   "stock_max_pool": (("max_pool",), {}),
-  "stock_conv": (("conv",), {}),
-  "stock_all": (("batchnorm", "conv", "max_pool"), {}),
-  # The chunked convolution (own VJP) is off by default; timed here against the default.
-  "chunked_conv": ((), {"conv_chunk_images": 24}),
+  "stock_all": (("batchnorm", "max_pool"), {}),
 }
 
 
@@ -52,27 +51,6 @@ def _stock_batch_norm(x, train: bool, mask, dtype, name: str):
   return bn(x, mask=mask if train else None)
 
 
-def _stock_conv(features: int, kernel: int, strides: int, dtype, chunk: int, name: str):
-  import flax.linen as nn
-  import jax.numpy as jnp
-
-  from stress_jax.models import resnet
-
-  del chunk
-  pad = kernel // 2
-  return nn.Conv(
-    features,
-    (kernel, kernel),
-    (strides, strides),
-    padding=((pad, pad), (pad, pad)),
-    use_bias=False,
-    dtype=dtype,
-    param_dtype=jnp.float32,
-    kernel_init=resnet.conv_init,
-    name=name,
-  )
-
-
 def _stock_max_pool(x):
   import flax.linen as nn
 
@@ -81,7 +59,6 @@ def _stock_max_pool(x):
 
 _SWAPS = {
   "batchnorm": ("_batch_norm", _stock_batch_norm),
-  "conv": ("_conv", _stock_conv),
   "max_pool": ("stem_max_pool", _stock_max_pool),
 }
 
@@ -103,13 +80,13 @@ def stock_layers(*swaps: str):
       setattr(resnet, attribute, original)
 
 
-def _compiled_variant(s: dict, swaps, overrides) -> dict:
+def _compiled_variant(s: dict, config_name: str, swaps, overrides) -> dict:
   """The variant's training step and streaming frame, traced and compiled under its swaps."""
   import jax
   import jax.numpy as jnp
 
   with stock_layers(*swaps):
-    setup = common.train_setup("paper", s["paper_batch"], s.get("dtype"), **overrides)
+    setup = common.train_setup(config_name, s[f"{config_name}_batch"], s.get("dtype"), **overrides)
     rng = jax.random.key(1)
     step = setup["step"].lower(setup["state"], setup["batch"], rng).compile()
     model, variables, empty_window, t = common.stream_model(setup["config"])
@@ -145,9 +122,13 @@ def _interleaved(functions: dict, rounds: int, calls: int) -> dict:
   return {name: statistics.median(values) for name, values in times.items()}
 
 
-def worker_layers(s: dict) -> dict:
-  """Paper step and streaming frame, hand-written vs stock layers (see the module doc)."""
-  variants = {name: _compiled_variant(s, *spec) for name, spec in VARIANTS.items()}
+def worker_layers(s: dict, config_name: str = "paper") -> dict:
+  """Training step and streaming frame, hand-written vs stock layers (see the module doc)."""
+  variants = {}
+  for name, spec in VARIANTS.items():
+    variants[name] = _compiled_variant(s, config_name, *spec)
+    # Progress on stderr: the harness keeps it for a failed section's message.
+    print(f"layers: compiled {name}", file=sys.stderr, flush=True)
   for variant in variants.values():
     for _ in range(s["train_warmup"]):
       variant["train_once"]()
@@ -169,16 +150,13 @@ def worker_layers(s: dict) -> dict:
     for name in variants
   }
 
-  def pays(row, invert=False):
-    ratios = (row["step_vs_custom"], row["frame_vs_custom"])
-    return max(1 / r if invert else r for r in ratios) >= KEEP_THRESHOLD
+  def pays(row):
+    return max(row["step_vs_custom"], row["frame_vs_custom"]) >= KEEP_THRESHOLD
 
   keep = {layer: pays(by_variant[f"stock_{layer}"]) for layer in ("batchnorm", "max_pool")}
-  # The default Conv is the stock convolution op; what could pay is the chunked form.
-  keep["chunked_conv"] = pays(by_variant["chunked_conv"], invert=True)
   return {
-    "config": "paper",
-    "per_device_batch_clips": s["paper_batch"],
+    "config": config_name,
+    "per_device_batch_clips": s[f"{config_name}_batch"],
     "frames_per_clip": variants["custom"]["setup"]["num_frames"],
     "window_frames": variants["custom"]["window_frames"],
     "rounds": rounds,

@@ -5,7 +5,7 @@
 Traces a few steps with `jax.profiler`, turns the trace into events with xprof (the
 `bench` extra installs it) and charges each XLA operation's time to
   - a kind: convolution forward / input gradient / kernel gradient, layout transpose,
-    loop bookkeeping (slicing chunks in and out of the convolution loops), matmul,
+    loop bookkeeping (slicing in and out of loops), matmul,
     elementwise and reductions (BatchNorm, ReLU, pooling, attention, optimizer);
   - a part of the model, from the operation's source path (trunk, head, spatial
     attention, temporal + landmark streams + classifier, the rest: loss, optimizer).
@@ -62,12 +62,8 @@ def _body(line: str, computations) -> str:
 def classify(line: str, opcode: str, body: str, batch_images: set[int]) -> str:
   """The kind of one XLA operation (see the module doc)."""
   if " convolution(" in body:
-    # stress_jax.models.conv names its gradients; XLA's own kernel-gradient fusions
-    # carry no source path, and their leading dimension is channels, not images.
-    if "/kernel_grad/" in body:
-      return "conv_kernel_grad"
-    if "/input_grad/" in body:
-      return "conv_input_grad"
+    # XLA's kernel-gradient fusions carry no source path, and their leading dimension is
+    # channels, not images.
     dims = re.search(r"= \w+\[([\d,]*)\]", line).group(1)
     leading = int(dims.split(",")[0]) if dims else 0
     if leading not in batch_images and "op_name=" not in body:

@@ -34,10 +34,6 @@ def model_config() -> ml_collections.ConfigDict:
       dropout_rate=0.5,
       num_classes=3,
       dtype="float32",  # compute dtype; parameters stay float32
-      # Images per convolution call: 0 = the whole folded batch, n > 0 = n at a time,
-      # -1 = 24 on CPU and whole batch on GPU/TPU. Same results either way; see
-      # stress_jax/models/conv.py for why 0 is the default.
-      conv_chunk_images=0,
     )
   )
 

@@ -73,7 +73,6 @@ class StressNetConfig:
   dropout_rate: float = 0.5
   num_classes: int = 3
   dtype: str = "float32"
-  conv_chunk_images: int = 0
 
   def __post_init__(self):
     if self.input_mode not in ("pixels", "features"):
@@ -181,10 +180,8 @@ class StressNet(nn.Module):
     dtype = cfg.compute_dtype
     if cfg.image_stream:
       if cfg.input_mode == "pixels":
-        self.trunk = ResNetTrunk(
-          cfg.stem_width, cfg.stage_widths, cfg.stage_blocks, dtype, cfg.conv_chunk_images
-        )
-      self.head = ResidualHead(cfg.head_width, cfg.head_blocks, dtype, cfg.conv_chunk_images)
+        self.trunk = ResNetTrunk(cfg.stem_width, cfg.stage_widths, cfg.stage_blocks, dtype)
+      self.head = ResidualHead(cfg.head_width, cfg.head_blocks, dtype)
       if cfg.spatial_attention:
         self.spatial_attention = SpatialAttention(cfg.spatial_kernel_size, dtype)
       self.temporal_attention = TemporalAttentionPool(
