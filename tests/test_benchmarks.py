@@ -254,3 +254,43 @@ def test_update_markdown_replaces_only_the_table(tmp_path: pathlib.Path):
   text = path.read_text()
   assert text.startswith("intro\n") and text.endswith("prose\n") and "old" not in text
   assert numbers(cells(text)["float32 matmul peak (GFLOP/s)"][0]) == [99.0]
+
+
+def test_stock_layer_swap_trains_the_same_model():
+  """benchmarks.layers compares like with like: same variables, same train-mode outputs."""
+  import jax
+  import numpy as np
+
+  from benchmarks import layers
+  from stress_jax.models import build_model
+  from tests.test_models import make_inputs, tiny, variables_for
+
+  cfg = tiny()
+  variables = variables_for(cfg)
+  x, landmarks, mask = make_inputs(cfg)
+
+  def forward():
+    model = build_model(cfg)
+    init = jax.eval_shape(model.init, jax.random.key(0), x, landmarks, mask)
+    (logits, _), state = model.apply(
+      variables,
+      x,
+      landmarks,
+      mask,
+      train=True,
+      mutable=["batch_stats"],
+      rngs={"dropout": jax.random.key(1)},
+    )
+    return jax.tree.structure(init), logits, state
+
+  want_tree, want_logits, want_state = forward()
+  with layers.stock_layers("batchnorm", "max_pool"):
+    got_tree, got_logits, got_state = forward()
+  assert got_tree == want_tree
+  np.testing.assert_allclose(got_logits, want_logits, rtol=1e-4, atol=1e-5)
+  for got, want in zip(jax.tree.leaves(got_state), jax.tree.leaves(want_state), strict=True):
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
+  # The swap is undone on exit.
+  from stress_jax.models import resnet
+
+  assert resnet._batch_norm.__module__ == "stress_jax.models.resnet"
