@@ -191,15 +191,28 @@ def run(
     sections[name] = run_section(name, settings, xla_flags, timeout, min(quiet_wait, 300))
     wall = sections[name].get("section_wall_s", "-")
     print(f"[{name}] {wall} s: {_brief(sections[name])}", flush=True)
+  machine = machine_info()
+  command = "python -m benchmarks.run" + (" --quick" if settings["quick"] else "")
   results = {
-    "machine": machine_info(),
+    "machine": machine,
     "quick": settings["quick"],
     "settings": settings,
-    "command": "python -m benchmarks.run" + (" --quick" if settings["quick"] else ""),
+    "command": command,
     "sections": sections,
     "load_average_1m_start": start_load,
     "waited_for_quiet_s": waited,
   }
+  if only and "machine" in previous:
+    # The table describes the run most sections come from; a merged --only run is
+    # listed beside it, with its own machine, date and settings.
+    merged = [m for m in previous.get("merged", []) if set(m["sections"]) - set(names)]
+    merged.append(
+      {"sections": names, "command": f"{command} --only {','.join(names)}", "machine": machine}
+    )
+    results.update(
+      {k: previous[k] for k in ("machine", "quick", "settings", "command") if k in previous},
+      merged=merged,
+    )
   results.update(report.summarise(sections))
   results["load_average_1m_end"] = load_average()
   output.write_text(json.dumps(results, indent=2) + "\n")

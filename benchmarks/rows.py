@@ -300,6 +300,12 @@ def machine_line(results: dict) -> str:
     f"{' (--quick)' if results['quick'] else ''}; 1-minute load average at section starts "
     f"{min(loads, default=0):.2f}-{max(loads, default=0):.2f}."
   )
+  for merge in results.get("merged", []):
+    other = merge["machine"]
+    line += (
+      f" Sections {', '.join(merge['sections'])} come from a later run, {other['date']} "
+      f"(`{merge['command']}`, {other['cpu_model']}, {', '.join(other['cpu_isa'])})."
+    )
   peak = sections.get("peak", {})
   if peak.get("backend", "cpu") != "cpu":
     line += (
