@@ -111,8 +111,8 @@ def _layers_reference(x) -> str:
   return (
     "variant time / as-shipped time, paper step / streaming frame (>1: the hand-written "
     f"layer is faster); as shipped {custom['step_s']:.2f} s/step, {custom['frame_ms']:.1f} "
-    f"ms/frame at batch {layers['per_device_batch_clips']}; kept where >= "
-    f"{layers['keep_threshold']:.2f}x: {', '.join(kept) or 'none'} (benchmarks/layers.py)"
+    f"ms/frame at batch {layers['per_device_batch_clips']}; >= {layers['keep_threshold']:.2f}x "
+    f"in this run: {', '.join(kept) or 'none'} (benchmarks/layers.py)"
   )
 
 
