@@ -103,19 +103,23 @@ def time_step(config, clips: int, frames: int, repeats: int) -> dict:
   }
 
 
+def worker_frozen_trunk(s: dict) -> dict:
+  """The benchmark section (benchmarks/registry.py)."""
+  return run(quick=s["quick"])
+
+
 def run(quick: bool = False, config_name: str = "paper") -> dict:
   """Times the three variants; speed-ups are end_to_end / variant (higher is better)."""
   import jax
 
   # Imports stress_jax, whose XLA CPU flags apply as long as no JAX backend has started.
-  from stress_jax.configs import demo, paper
+  from benchmarks import common
 
   clips, frames = (2, 16) if quick else (2, 48)
   repeats = 3 if quick else 5
   results = {}
   for name, overrides in VARIANTS.items():
-    config = {"paper": paper, "demo": demo}[config_name].get_config()
-    config.model.update(overrides)
+    config = common.config(config_name, **overrides)
     results[name] = time_step(config, clips, frames, repeats)
   base = results["end_to_end"]["median_s"]
   speedups = {name: round(base / results[name]["median_s"], 2) for name in GOALS}

@@ -1,11 +1,11 @@
 """Where a jitted step's time goes, from an XLA profile of the step itself.
 
-  python -m benchmarks.op_profile [--config paper] [--batch 4] [--steps 2] [--conv_chunk -1]
+  python -m benchmarks.op_profile [--config paper] [--batch 4] [--steps 2]
 
 Traces a few steps with `jax.profiler`, turns the trace into events with xprof (the
 `bench` extra installs it) and charges each XLA operation's time to
   - a kind: convolution forward / input gradient / kernel gradient, layout transpose,
-    loop bookkeeping (slicing chunks in and out of the convolution loops), matmul,
+    loop bookkeeping (slicing in and out of loops), matmul,
     elementwise and reductions (BatchNorm, ReLU, pooling, attention, optimizer);
   - a part of the model, from the operation's source path (trunk, head, spatial
     attention, temporal + landmark streams + classifier, the rest: loss, optimizer).
@@ -62,12 +62,8 @@ def _body(line: str, computations) -> str:
 def classify(line: str, opcode: str, body: str, batch_images: set[int]) -> str:
   """The kind of one XLA operation (see the module doc)."""
   if " convolution(" in body:
-    # stress_jax.models.conv names its gradients; XLA's own kernel-gradient fusions
-    # carry no source path, and their leading dimension is channels, not images.
-    if "/kernel_grad/" in body:
-      return "conv_kernel_grad"
-    if "/input_grad/" in body:
-      return "conv_input_grad"
+    # XLA's kernel-gradient fusions carry no source path, and their leading dimension is
+    # channels, not images.
     dims = re.search(r"= \w+\[([\d,]*)\]", line).group(1)
     leading = int(dims.split(",")[0]) if dims else 0
     if leading not in batch_images and "op_name=" not in body:
@@ -163,21 +159,20 @@ def profile_step(step, state, batch, rng, steps: int, batch_images: set[int]) ->
 def main(argv=None) -> int:
   import jax
 
-  from benchmarks import run
+  from benchmarks import common
 
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument("--config", default="paper", choices=("paper", "demo"))
   parser.add_argument("--batch", type=int, default=4)
   parser.add_argument("--steps", type=int, default=2)
-  parser.add_argument("--conv_chunk", type=int, default=None, help="model.conv_chunk_images")
   args = parser.parse_args(argv)
-  setup = run._train_setup(args.config, args.batch, None, args.conv_chunk)
+  setup = common.train_setup(args.config, args.batch)
   state, step, batch = setup["state"], setup["step"], setup["batch"]
   rng = jax.random.key(1)
   for _ in range(2):
     state, metrics = step(state, batch, rng)
     jax.block_until_ready(metrics["loss"])
-  images = run.image_batches(args.batch * setup["num_frames"], setup["config"])
+  images = {args.batch * setup["num_frames"]}
   result, _ = profile_step(step, state, batch, rng, args.steps, images)
   print(json.dumps(result, indent=1))
   return 0

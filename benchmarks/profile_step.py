@@ -35,17 +35,12 @@ DEFAULT_SWEEP = (
 
 
 def measure(batch: int, repeats: int, dtype: str) -> dict:
-  import functools
-
   import jax
   import numpy as np
 
-  from benchmarks import run
+  from benchmarks import common
 
-  settings = dict(
-    run.SETTINGS[True], quick=True, paper_batch=batch, infer_batch=batch, dtype=dtype or None
-  )
-  setup = run._train_setup("paper", batch, settings["dtype"])
+  setup = common.train_setup("paper", batch, dtype or None)
   state, step, batch_arrays = setup["state"], setup["step"], setup["batch"]
   rng = jax.random.key(1)
   losses = []
@@ -58,23 +53,17 @@ def measure(batch: int, repeats: int, dtype: str) -> dict:
     state, metrics = step(state, batch_arrays, rng)
     jax.block_until_ready(metrics["loss"])
 
-  train_s, _ = run._median_time(train_once, repeats, 0)
-  from stress_jax import steps
-
-  eval_step = jax.jit(
-    functools.partial(steps.eval_step, model=setup["model"], dtype=setup["compute"])
+  train_s, _ = common.median_time(train_once, repeats, 0)
+  infer_s, _ = common.median_time(
+    lambda: jax.block_until_ready(setup["eval_step"](state, batch_arrays)[0]), repeats, 2
   )
-  host = {k: np.asarray(v) for k, v in setup["host_batch"].items()}
-  infer_s, _ = run._median_time(
-    lambda: jax.block_until_ready(eval_step(state, host)[0]), repeats, 2
-  )
-  model, variables, _, _ = run._stream_model()
-  encode, _, _ = run._stream_functions(model)
+  model, variables, _, _ = common.stream_model()
+  encode, _, _ = common.stream_functions(model)
   crop = np.zeros((112, 112, 3), np.uint8)
-  encode_s, _ = run._median_time(
+  encode_s, _ = common.median_time(
     lambda: jax.block_until_ready(encode(variables, crop, True)), 30, 5
   )
-  peak = run.matmul_peak(5, (2048,))
+  peak = common.matmul_peak(5, (2048,))
   return {
     "train_step_s": round(train_s, 3),
     "infer_s": round(infer_s, 3),
@@ -211,7 +200,7 @@ def main(argv=None) -> int:
   if args.child:
     print("RESULT " + json.dumps(measure(args.batch, args.repeats, args.dtype)), flush=True)
     return 0
-  from benchmarks.run import wait_until_quiet
+  from benchmarks.harness import wait_until_quiet
 
   rows = []
   for flags in DEFAULT_SWEEP if args.flags is None else args.flags:

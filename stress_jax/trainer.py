@@ -10,7 +10,10 @@ hosts join through `jax.distributed` (see the top-level train.py).
 
 from __future__ import annotations
 
+import dataclasses
 import functools
+from collections.abc import Callable
+from typing import Any
 
 import jax
 import numpy as np
@@ -80,8 +83,6 @@ class Trainer:
       self.total_steps = self.num_epochs * self.steps_per_epoch
 
     self.mesh = make_mesh()
-    self.data_sharding = NamedSharding(self.mesh, P("data"))
-    self.replicated = NamedSharding(self.mesh, P())
     if self.global_batch % jax.device_count():
       raise BatchSizeError(
         f"input.batch_size={self.global_batch} does not divide over the {jax.device_count()} "
@@ -100,25 +101,16 @@ class Trainer:
 
     sample = dummy_batch(self.handle, self.global_batch)
     self.init_rng = init_rng
-    self.state_shardings = None
-    init = functools.partial(init_state, self.model, self.tx, dtype=self.dtype)
-    abstract = jax.eval_shape(init, init_rng, sample)
-    self.state_shardings = jax.tree.map(lambda _: self.replicated, abstract)
+    steps = jit_steps(self.model, self.tx, self.schedule, self.dtype, self.mesh, sample)
+    self.data_sharding = steps.data_sharding
+    self.replicated = steps.replicated
+    self.state_shardings = steps.state_shardings
+    abstract = steps.abstract_state
     self._abstract_variables = {"params": abstract.params, "batch_stats": abstract.batch_stats}
-    self._init = jax.jit(init, out_shardings=self.state_shardings)
+    self._init = steps.init
     self._sample = sample
-    self.p_train_step = jax.jit(
-      functools.partial(
-        train_step, model=self.model, tx=self.tx, schedule=self.schedule, dtype=self.dtype
-      ),
-      in_shardings=(self.state_shardings, self.data_sharding, self.replicated),
-      out_shardings=(self.state_shardings, self.replicated),
-      donate_argnums=0,
-    )
-    self.p_eval_step = jax.jit(
-      functools.partial(eval_step, model=self.model, dtype=self.dtype),
-      in_shardings=(self.state_shardings, self.data_sharding),
-    )
+    self.p_train_step = steps.train_step
+    self.p_eval_step = steps.eval_step
 
   def initial_state(self) -> TrainState:
     """The step-0 state, with model.pretrained's weights when it names a file."""
@@ -190,6 +182,50 @@ class Trainer:
     return metrics.classification_metrics(
       out["label"], out["probabilities"], self.handle.label_names
     )
+
+
+@dataclasses.dataclass(frozen=True)
+class JittedSteps:
+  """The shardings and jitted functions of one (model, optimizer, mesh)."""
+
+  data_sharding: NamedSharding
+  replicated: NamedSharding
+  state_shardings: Any
+  abstract_state: Any  # the TrainState's shapes and dtypes
+  init: Callable  # (rng, batch, pretrained=None) -> TrainState, placed with state_shardings
+  train_step: Callable  # (state, batch, rng) -> (state, metrics); donates state
+  eval_step: Callable  # (state, batch) -> (probabilities, aux)
+
+
+def jit_steps(model, tx, schedule, dtype, mesh, sample) -> JittedSteps:
+  """Jits init/train/eval over `mesh`: batch sharded on `data`, state replicated.
+
+  `sample` is a host batch of the global batch shape (only its shapes are used). The
+  Trainer and the benchmarks both build their steps here, so a benchmark times the
+  program `python train.py` runs.
+  """
+  data_sharding = NamedSharding(mesh, P("data"))
+  replicated = NamedSharding(mesh, P())
+  init = functools.partial(init_state, model, tx, dtype=dtype)
+  abstract = jax.eval_shape(init, jax.random.key(0), sample)
+  state_shardings = jax.tree.map(lambda _: replicated, abstract)
+  return JittedSteps(
+    data_sharding=data_sharding,
+    replicated=replicated,
+    state_shardings=state_shardings,
+    abstract_state=abstract,
+    init=jax.jit(init, out_shardings=state_shardings),
+    train_step=jax.jit(
+      functools.partial(train_step, model=model, tx=tx, schedule=schedule, dtype=dtype),
+      in_shardings=(state_shardings, data_sharding, replicated),
+      out_shardings=(state_shardings, replicated),
+      donate_argnums=0,
+    ),
+    eval_step=jax.jit(
+      functools.partial(eval_step, model=model, dtype=dtype),
+      in_shardings=(state_shardings, data_sharding),
+    ),
+  )
 
 
 def make_mesh() -> jax.sharding.Mesh:

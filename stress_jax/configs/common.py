@@ -36,10 +36,6 @@ def model_config() -> ml_collections.ConfigDict:
       # compute dtype: "float32", "bfloat16" or "auto" (bfloat16 on TPU/GPU, float32 on
       # CPU; resolved when training starts). Parameters stay float32.
       dtype="float32",
-      # Images per convolution call: 0 = the whole folded batch, n > 0 = n at a time,
-      # -1 = 24 on CPU and whole batch on GPU/TPU. Same results either way; see
-      # stress_jax/models/conv.py for why 0 is the default.
-      conv_chunk_images=0,
       # Trunk input scaling: "fixed" (x - 0.5) / 0.25, or "imagenet" mean/std, which
       # imported torchvision/timm weights expect.
       pixel_norm="fixed",

@@ -25,8 +25,6 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from stress_jax.models.conv import Conv
-
 # PyTorch-style BatchNorm (momentum 0.1 there is 0.9 here; same epsilon), so statistics
 # follow the ResNet-18 recipe the paper's trunk was trained with.
 BN_MOMENTUM = 0.9
@@ -43,8 +41,8 @@ class BatchNorm(nn.Module):
   Same parameters (`scale`, `bias`), running statistics (`mean`, biased `var`) and
   update rule as nn.BatchNorm, so checkpoints carry over. It reduces each image to
   per-channel sums first and combines those (N, C) rows, where flax's masked form
-  reduces a masked copy of the whole tensor: 3-6x faster on XLA:CPU for the trunk's
-  shapes (56x56x64 stem map: 380 -> 115 ms forward + backward over 192 images).
+  reduces a masked copy of the whole tensor (section `layers` of benchmarks/ times
+  the two in the model).
   """
 
   momentum: float = BN_MOMENTUM
@@ -96,8 +94,20 @@ def _batch_norm(x, train: bool, mask, dtype: Any, name: str):
   return BatchNorm(dtype=dtype, name=name)(x, train, mask if train else None)
 
 
-def _conv(features: int, kernel: int, strides: int, dtype: Any, chunk: int, name: str) -> Conv:
-  return Conv(features, kernel, strides, chunk, dtype, conv_init, name=name)
+def _conv(features: int, kernel: int, strides: int, dtype: Any, name: str) -> nn.Conv:
+  """Bias-free square conv with ResNet's padding; parameter `kernel` (HWIO), float32."""
+  pad = kernel // 2
+  return nn.Conv(
+    features,
+    (kernel, kernel),
+    (strides, strides),
+    padding=((pad, pad), (pad, pad)),
+    use_bias=False,
+    dtype=dtype,
+    param_dtype=jnp.float32,
+    kernel_init=conv_init,
+    name=name,
+  )
 
 
 def _stem_pool(x):
@@ -111,8 +121,9 @@ def stem_max_pool(x):
   Forward is nn.max_pool. The gradient is JAX's own: each output's cotangent goes to
   the first window position (row-major) holding the window's maximum. JAX derives it
   with a variadic reduce_window that carries an int32 index per dimension (four
-  full-size int32 tensors) and a scatter; on XLA:CPU that was ~20% of a demo-config
-  training step. Here the choice is one int8 map, and the cotangent is assembled at
+  full-size int32 tensors) and a scatter, slow on XLA:CPU (section `layers` of
+  benchmarks/ times the two in the model). Here the choice is one int8 map, and the
+  cotangent is assembled at
   output resolution: with stride 2 and window 3 an even input row/column lies in one
   window (its centre), an odd one in two (the end of one, the start of the next).
   """
@@ -184,19 +195,17 @@ class BasicBlock(nn.Module):
   features: int
   strides: int = 1
   dtype: Any = jnp.float32
-  conv_chunk_images: int = 0
 
   @nn.compact
   def __call__(self, x, train: bool = False, mask=None):
-    chunk = self.conv_chunk_images
     residual = x
-    y = _conv(self.features, 3, self.strides, self.dtype, chunk, "conv1")(x)
+    y = _conv(self.features, 3, self.strides, self.dtype, "conv1")(x)
     y = _batch_norm(y, train, mask, self.dtype, "bn1")
     y = nn.relu(y)
-    y = _conv(self.features, 3, 1, self.dtype, chunk, "conv2")(y)
+    y = _conv(self.features, 3, 1, self.dtype, "conv2")(y)
     y = _batch_norm(y, train, mask, self.dtype, "bn2")
     if self.strides != 1 or x.shape[-1] != self.features:
-      residual = _conv(self.features, 1, self.strides, self.dtype, chunk, "proj_conv")(x)
+      residual = _conv(self.features, 1, self.strides, self.dtype, "proj_conv")(x)
       residual = _batch_norm(residual, train, mask, self.dtype, "proj_bn")
     return nn.relu(y + residual)
 
@@ -208,11 +217,10 @@ class ResNetTrunk(nn.Module):
   stage_widths: Sequence[int] = (64, 128, 256)
   stage_blocks: Sequence[int] = (2, 2, 2)
   dtype: Any = jnp.float32
-  conv_chunk_images: int = 0
 
   @nn.compact
   def __call__(self, x, train: bool = False, mask=None):
-    x = _conv(self.stem_width, 7, 2, self.dtype, self.conv_chunk_images, "stem_conv")(x)
+    x = _conv(self.stem_width, 7, 2, self.dtype, "stem_conv")(x)
     x = _batch_norm(x, train, mask, self.dtype, "stem_bn")
     x = nn.relu(x)
     x = stem_max_pool(x)
@@ -221,9 +229,7 @@ class ResNetTrunk(nn.Module):
         # Only the first block of stages 2+ downsamples, as in ResNet-18.
         strides = 2 if stage > 0 and block == 0 else 1
         name = f"stage{stage + 1}_block{block + 1}"
-        x = BasicBlock(width, strides, self.dtype, self.conv_chunk_images, name=name)(
-          x, train, mask
-        )
+        x = BasicBlock(width, strides, self.dtype, name=name)(x, train, mask)
     return x
 
 
@@ -233,13 +239,9 @@ class ResidualHead(nn.Module):
   features: int = 512
   num_blocks: int = 1
   dtype: Any = jnp.float32
-  conv_chunk_images: int = 0
 
   @nn.compact
   def __call__(self, x, train: bool = False, mask=None):
     for block in range(self.num_blocks):
-      name = f"block{block + 1}"
-      x = BasicBlock(self.features, 1, self.dtype, self.conv_chunk_images, name=name)(
-        x, train, mask
-      )
+      x = BasicBlock(self.features, 1, self.dtype, name=f"block{block + 1}")(x, train, mask)
     return x

@@ -81,7 +81,6 @@ class StressNetConfig:
   dropout_rate: float = 0.5
   num_classes: int = 3
   dtype: str = "float32"
-  conv_chunk_images: int = 0
   pixel_norm: str = "fixed"
   # The trunk runs in inference mode (stored BatchNorm statistics) behind a
   # stop_gradient; steps.py keeps its parameters out of the gradient and optimizer.
@@ -206,10 +205,8 @@ class StressNet(nn.Module):
     dtype = cfg.compute_dtype
     if cfg.image_stream:
       if cfg.input_mode == "pixels":
-        self.trunk = ResNetTrunk(
-          cfg.stem_width, cfg.stage_widths, cfg.stage_blocks, dtype, cfg.conv_chunk_images
-        )
-      self.head = ResidualHead(cfg.head_width, cfg.head_blocks, dtype, cfg.conv_chunk_images)
+        self.trunk = ResNetTrunk(cfg.stem_width, cfg.stage_widths, cfg.stage_blocks, dtype)
+      self.head = ResidualHead(cfg.head_width, cfg.head_blocks, dtype)
       if cfg.spatial_attention:
         self.spatial_attention = SpatialAttention(cfg.spatial_kernel_size, dtype)
       self.temporal_attention = TemporalAttentionPool(
