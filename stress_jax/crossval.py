@@ -41,7 +41,15 @@ METRICS = (
   ("macro_f1", "macro-F1"),
   ("roc_auc_macro", "ROC-AUC"),
 )
-FAITHFULNESS = ("temporal", "spatial", "landmark_temporal")
+# Attention scores (stress_jax/faithfulness.py): localisation AUROC, then mass ratios.
+FAITHFULNESS = (
+  "temporal_auroc",
+  "landmark_temporal_auroc",
+  "spatial_auroc",
+  "temporal",
+  "spatial",
+  "landmark_temporal",
+)
 
 
 class CrossValError(Exception):
@@ -162,6 +170,13 @@ def _value(value) -> str:
   return "-" if value is None else f"{value:.3f}"
 
 
+def faithfulness_title(key: str) -> str:
+  """Column title of an attention score: "spatial AUROC", "temporal mass ratio"."""
+  if key.endswith("_auroc"):
+    return f"{key[: -len('_auroc')].replace('_', ' ')} AUROC"
+  return f"{key.replace('_', ' ')} mass ratio"
+
+
 def markdown(table: dict, title: str) -> str:
   num_folds = table["num_folds"]
   faith_keys = [
@@ -169,7 +184,7 @@ def markdown(table: dict, title: str) -> str:
     for k in FAITHFULNESS
     if any(f"faithfulness_{k}" in v["mean_std"] for v in table["variants"].values())
   ]
-  faith_titles = [f"faithfulness {k.replace('_', ' ')}" for k in faith_keys]
+  faith_titles = [faithfulness_title(k) for k in faith_keys]
   lines = [f"# {title}", ""]
   if table["ablations"]:
     lines += [

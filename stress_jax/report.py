@@ -3,6 +3,26 @@
 from __future__ import annotations
 
 
+def attention_lines(figures: dict | None) -> list[str]:
+  """Localisation AUROC and mass ratios (stress_jax/faithfulness.py), one line each."""
+  if not figures:
+    return []
+  aurocs = {k[: -len("_auroc")]: v for k, v in figures.items() if k.endswith("_auroc")}
+  ratios = {k: v for k, v in figures.items() if not k.endswith("_auroc")}
+  lines = []
+  if aurocs:
+    lines.append(
+      "   attention localisation AUROC (0.5 = chance, 1.0 = perfect): "
+      + "  ".join(f"{k} {v:.3f}" for k, v in aurocs.items())
+    )
+  if ratios:
+    lines.append(
+      "   attention mass ratio (1.0 = uniform, ceiling 1 / cue share): "
+      + "  ".join(f"{k} {v:.2f}" for k, v in ratios.items())
+    )
+  return lines
+
+
 def format_summary(summary: dict, workdir) -> str:
   test = summary["test"]
   lines = [
@@ -14,12 +34,7 @@ def format_summary(summary: dict, workdir) -> str:
   ]
   for name, recall in test["recall"].items():
     lines.append(f"   {name:>16}: recall {recall:.3f}  precision {test['precision'][name]:.3f}")
-  faithfulness = summary.get("attention_faithfulness")
-  if faithfulness:
-    lines.append(
-      "   attention faithfulness (1.0 = uniform): "
-      + "  ".join(f"{k} {v:.2f}" for k, v in faithfulness.items())
-    )
+  lines += attention_lines(summary.get("attention_faithfulness"))
   lines.append(f"   details: {workdir}/summary.json, TensorBoard: {workdir}/tensorboard")
   return "\n".join(lines)
 
@@ -51,12 +66,7 @@ def format_evaluation(result: dict) -> str:
     lines.append(
       f"   {name:>16}: recall {recall:.3f}  precision {result['clip']['precision'][name]:.3f}"
     )
-  faithfulness = result.get("attention_faithfulness")
-  if faithfulness:
-    lines.append(
-      "   attention faithfulness (1.0 = uniform): "
-      + "  ".join(f"{k} {v:.2f}" for k, v in faithfulness.items())
-    )
+  lines += attention_lines(result.get("attention_faithfulness"))
   if "output_dir" in result:
     lines.append(f"   details: {result['output_dir']}/metrics.json")
   return "\n".join(lines)
