@@ -14,6 +14,9 @@ import numpy as np
 import optax
 
 from stress_jax import input_pipeline
+from stress_jax.objectives import Objective, cross_entropy, flatten_triplets, training_loss
+
+__all__ = ["cross_entropy"]  # re-exported: benchmarks score the plain loss through steps
 
 
 @flax.struct.dataclass
@@ -95,30 +98,34 @@ def _variables(state: TrainState) -> dict:
   return variables
 
 
-def cross_entropy(logits, labels, weights):
-  losses = optax.softmax_cross_entropy_with_integer_labels(logits.astype(jnp.float32), labels)
-  return (losses * weights).sum() / jnp.maximum(weights.sum(), 1.0)
+def train_step(state: TrainState, batch: dict, rng, *, model, tx, schedule, dtype, objective=None):
+  """One optimizer step on a global batch. Pure: the dropout key is fold_in(rng, step).
 
-
-def train_step(state: TrainState, batch: dict, rng, *, model, tx, schedule, dtype):
-  """One optimizer step on a global batch. Pure: the dropout key is fold_in(rng, step)."""
+  objective: an objectives.Objective (None = cross-entropy). With the triplet objective
+  the batch holds (B, 3, ...) triplet rows (stress_jax/triplets.py).
+  """
+  objective = objective or Objective()
+  if objective.triplet:
+    batch = flatten_triplets(batch)
   batch = input_pipeline.device_preprocess(batch, dtype)
   dropout_rng = jax.random.fold_in(rng, state.step)
   weights = batch["valid"].astype(jnp.float32)
 
   def loss_fn(params):
-    (logits, _), updates = model.apply(
+    (logits, aux), updates = model.apply(
       {"params": params, "batch_stats": state.batch_stats},
       batch["inputs"],
       batch["landmarks"],
       batch["frame_mask"],
       train=True,
+      with_embedding=objective.triplet,
       rngs={"dropout": dropout_rng},
       mutable=["batch_stats"],
     )
-    return cross_entropy(logits, batch["label"], weights), (logits, updates)
+    loss, terms = training_loss(objective, logits, aux, batch["label"], weights)
+    return loss, (logits, updates, terms)
 
-  (loss, (logits, updates)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+  (loss, (logits, updates, terms)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
   param_updates, opt_state = tx.update(grads, state.opt_state, state.params)
   params = optax.apply_updates(state.params, param_updates)
   correct = (logits.argmax(-1) == batch["label"]).astype(jnp.float32)
@@ -128,6 +135,7 @@ def train_step(state: TrainState, batch: dict, rng, *, model, tx, schedule, dtyp
     "grad_norm": optax.global_norm(grads),
     "param_norm": optax.global_norm(params),
     "learning_rate": schedule(state.step),
+    **terms,
   }
   new_state = state.replace(
     step=state.step + 1,

@@ -20,6 +20,7 @@ from jax.sharding import PartitionSpec as P
 
 from stress_jax import input_pipeline, metrics, protocols
 from stress_jax.models import build_model
+from stress_jax.objectives import Objective
 from stress_jax.steps import (
   TrainState,
   compute_dtype,
@@ -86,9 +87,15 @@ class Trainer:
     self.state_shardings = jax.tree.map(lambda _: self.replicated, abstract)
     self._init = jax.jit(init, out_shardings=self.state_shardings)
     self._sample = sample
+    self.objective = Objective.from_config(config.train)
     self.p_train_step = jax.jit(
       functools.partial(
-        train_step, model=self.model, tx=self.tx, schedule=self.schedule, dtype=self.dtype
+        train_step,
+        model=self.model,
+        tx=self.tx,
+        schedule=self.schedule,
+        dtype=self.dtype,
+        objective=self.objective,
       ),
       in_shardings=(self.state_shardings, self.data_sharding, self.replicated),
       out_shardings=(self.state_shardings, self.replicated),
@@ -113,6 +120,7 @@ class Trainer:
       self.config.input,
       seed=self.data_seed,
       num_epochs=self.num_epochs,
+      triplets=self.objective.triplet,
     )
     return iter(dataset)
 

@@ -99,6 +99,12 @@ def base_config() -> ml_collections.ConfigDict:
       keep_checkpoints=3,
       async_checkpoints=True,
       progress_bar=True,
+      # "cross_entropy", or "triplet": the authors' objective (stress_jax/objectives.py),
+      # cross-entropy of (anchor, positive, negative) clips plus an embedding hinge.
+      # batch_size then counts triplets, so a step sees 3 x batch_size clips.
+      objective="cross_entropy",
+      triplet_margin=2.0,
+      triplet_weight=1.0,
     )
   )
   return config

@@ -22,6 +22,8 @@ Outputs: `apply(...)` returns (logits (B, num_classes) float32, aux) with
   aux["temporal_attention"]           (B,T) image-stream frame weights
   aux["landmark_temporal_attention"]  (B,T) landmark-stream frame weights
 The first two exist only with the image stream, the last only with the landmark stream.
+With `with_embedding=True`, also aux["embedding"] (B, D): the fused clip vector that the
+classifier reads (before dropout), for the triplet objective.
 """
 
 from __future__ import annotations
@@ -235,11 +237,15 @@ class StressNet(nn.Module):
       spatial.reshape(batch, steps, *spatial.shape[1:]),
     )
 
-  def classify_clip(self, frame_vectors, landmarks, frame_mask, train: bool = False):
+  def classify_clip(
+    self, frame_vectors, landmarks, frame_mask, train: bool = False, with_embedding: bool = False
+  ):
     """Temporal pooling of each stream, fusion and classification -> (logits, aux).
 
     frame_vectors: (B,T,D) from `encode_frames` (ignored, may be None, without the image
     stream); landmarks: (B,T,68,2) (may be None without the landmark stream).
+    with_embedding adds aux["embedding"], the fused clip vector the classifier reads
+    (before dropout), for the triplet objective (stress_jax/objectives.py).
     """
     cfg = self.config
     mask = frame_mask.astype(bool)
@@ -258,15 +264,19 @@ class StressNet(nn.Module):
       parts.append(pooled)
       aux["landmark_temporal_attention"] = weights
     clip = jnp.concatenate(parts, axis=-1)
+    if with_embedding:
+      aux["embedding"] = clip
     clip = self.dropout(clip, deterministic=not train)
     return self.classifier(clip), aux
 
-  def __call__(self, inputs, landmarks, frame_mask, train: bool = False):
+  def __call__(
+    self, inputs, landmarks, frame_mask, train: bool = False, with_embedding: bool = False
+  ):
     """(frames or features, landmarks, frame_mask) -> (logits, aux); see the module doc."""
     spatial = vectors = None
     if self.config.image_stream:
       vectors, spatial = self.encode_frames(inputs, frame_mask, train)
-    logits, aux = self.classify_clip(vectors, landmarks, frame_mask, train)
+    logits, aux = self.classify_clip(vectors, landmarks, frame_mask, train, with_embedding)
     if spatial is not None:
       aux["spatial_attention"] = spatial
     return logits, aux
