@@ -14,12 +14,14 @@ summaries are gathered into `<workdir>/crossval.json` and `<workdir>/crossval.md
 per fold the held-out subjects, selected step and test metrics, and per variant the
 mean +/- sample standard deviation over the folds finished so far (n/N says how many).
 
-Ablation variants (the paper's model switches, one at a time):
+Ablation variants (the paper's model switches, one at a time, and the authors' objective):
   full                   the config as given
   no_spatial_attention   model.spatial_attention=False
   no_temporal_attention  model.temporal_attention=False (uniform frame weights)
   no_landmark_stream     model.landmark_stream=False
   no_image_stream        model.image_stream=False (landmarks only)
+  triplet                train.objective=triplet (stress_jax/objectives.py)
+`python -m stress_jax.ablation` runs the same variants one by one and writes docs/results.md.
 """
 
 from __future__ import annotations
@@ -27,12 +29,14 @@ from __future__ import annotations
 import json
 import pathlib
 
+# Variant -> config overrides ("section.field": value).
 VARIANTS = {
   "full": {},
-  "no_spatial_attention": {"spatial_attention": False},
-  "no_temporal_attention": {"temporal_attention": False},
-  "no_landmark_stream": {"landmark_stream": False},
-  "no_image_stream": {"image_stream": False},
+  "no_spatial_attention": {"model.spatial_attention": False},
+  "no_temporal_attention": {"model.temporal_attention": False},
+  "no_landmark_stream": {"model.landmark_stream": False},
+  "no_image_stream": {"model.image_stream": False},
+  "triplet": {"train.objective": "triplet"},
 }
 # (summary key, column title) of the test metrics in the tables.
 METRICS = (
@@ -77,7 +81,8 @@ def fold_config(config, fold: int, variant: str):
   with config.unlocked():
     config.protocol.fold = int(fold)
     for key, value in VARIANTS[variant].items():
-      config.model[key] = value
+      section, field = key.split(".")
+      config[section][field] = value
   return config
 
 
@@ -87,18 +92,35 @@ def _train(config, workdir):
   return train.train_and_evaluate(config, workdir)
 
 
-def run(config, workdir, fold: int | None = None, ablations: bool = False, train_fn=None) -> dict:
+def _variants(ablations: bool, variants=None) -> list[str]:
+  if variants is None:
+    return list(VARIANTS) if ablations else ["full"]
+  unknown = [v for v in variants if v not in VARIANTS]
+  if unknown:
+    raise CrossValError(f"unknown variant {unknown[0]!r}; choose from {', '.join(VARIANTS)}")
+  return list(variants)
+
+
+def run(
+  config,
+  workdir,
+  fold: int | None = None,
+  ablations: bool = False,
+  train_fn=None,
+  variants=None,
+) -> dict:
   """Trains the requested folds (skipping finished ones), then writes the tables.
 
   Returns {"trained": [(variant, fold)], "skipped": [...], "preempted": bool, "table": ...}.
   `train_fn(config, workdir) -> summary` is train.train_and_evaluate unless a test swaps it.
+  `variants` (with ablations=True) trains only those; the tables still list every one.
   """
   train_fn = train_fn or _train
   num_folds = count_folds(config)
   if fold is not None and not 0 <= fold < num_folds:
     raise CrossValError(f"--fold={fold} is out of range: this protocol has {num_folds} folds")
   folds = range(num_folds) if fold is None else [fold]
-  variants = list(VARIANTS) if ablations else ["full"]
+  variants = _variants(ablations, variants if ablations else None)
   trained, skipped, preempted = [], [], False
   for variant in variants:
     for k in folds:

@@ -125,7 +125,9 @@ def test_objective_config_is_checked():
   assert objectives.Objective.from_config(tiny_config.get_config().train).name == "cross_entropy"
 
 
-@pytest.mark.parametrize("input_mode", ["pixels", "features"])
+# Pixel input runs the same step end to end in test_ablation (the triplet variant trains
+# on fake_clips); here feature maps, the Yonsei layout, on a fixed batch.
+@pytest.mark.parametrize("input_mode", ["features"])
 def test_triplet_train_steps_run_and_reduce_the_loss(input_mode):
   config = tiny_config.get_config()
   model_config = config.model
