@@ -26,6 +26,9 @@ def model_config() -> ml_collections.ConfigDict:
       head_blocks=1,
       spatial_attention=True,
       spatial_kernel_size=7,
+      # How the spatial map is applied (models/attention.py): "residual" x + a*x as in
+      # the authors' code, "gate" a*x, "softmax" a softmax over cells (a*x scaled by h*w).
+      spatial_attention_mode="residual",
       temporal_attention=True,
       attention_hidden=128,
       landmark_stream=True,

@@ -37,7 +37,7 @@ import jax
 import jax.numpy as jnp
 
 from stress_jax.data.face_geometry import LEFT_EYE, NUM_LANDMARKS, RIGHT_EYE
-from stress_jax.models.attention import SpatialAttention, TemporalAttentionPool
+from stress_jax.models.attention import SPATIAL_MODES, SpatialAttention, TemporalAttentionPool
 from stress_jax.models.resnet import ResidualHead, ResNetTrunk
 
 # Frames arrive in [0, 1]; a fixed (x - 0.5) / 0.25 maps a typical face crop to roughly
@@ -67,6 +67,7 @@ class StressNetConfig:
   head_blocks: int = 1
   spatial_attention: bool = True
   spatial_kernel_size: int = 7
+  spatial_attention_mode: str = "residual"
   temporal_attention: bool = True
   attention_hidden: int = 128
   landmark_stream: bool = True
@@ -80,6 +81,11 @@ class StressNetConfig:
   def __post_init__(self):
     if self.input_mode not in ("pixels", "features"):
       raise ValueError(f"input_mode must be 'pixels' or 'features', got {self.input_mode!r}")
+    if self.spatial_attention_mode not in SPATIAL_MODES:
+      raise ValueError(
+        f"spatial_attention_mode must be one of {SPATIAL_MODES}, "
+        f"got {self.spatial_attention_mode!r}"
+      )
     if self.dtype not in _DTYPES:
       raise ValueError(f"dtype must be one of {sorted(_DTYPES)}, got {self.dtype!r}")
     if not (self.image_stream or self.landmark_stream):
@@ -188,7 +194,9 @@ class StressNet(nn.Module):
         )
       self.head = ResidualHead(cfg.head_width, cfg.head_blocks, dtype, cfg.conv_chunk_images)
       if cfg.spatial_attention:
-        self.spatial_attention = SpatialAttention(cfg.spatial_kernel_size, dtype)
+        self.spatial_attention = SpatialAttention(
+          cfg.spatial_kernel_size, dtype, cfg.spatial_attention_mode
+        )
       self.temporal_attention = TemporalAttentionPool(
         cfg.attention_hidden, cfg.temporal_attention, dtype
       )
