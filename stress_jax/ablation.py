@@ -142,12 +142,9 @@ def results_page(table: dict, config, workdir, chart_name: str) -> str:
   header = ["variant", "what changes", "folds", *(title for _, title in columns)]
   lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
   for name, variant in table["variants"].items():
-    cells = [_cell(_stats(variant, key)) for key, _ in columns]
-    lines.append(
-      f"| {name} | {DESCRIPTIONS.get(name, '')} | {variant['finished']}/{num_folds} | "
-      + " | ".join(cells)
-      + " |"
-    )
+    cells = [name, DESCRIPTIONS.get(name, ""), f"{variant['finished']}/{num_folds}"]
+    cells += [_cell(_stats(variant, key)) for key, _ in columns]
+    lines.append("| " + " | ".join(cells) + " |")
   lines += ["", *verdict(table), "", f"![ablation bar chart]({chart_name})", ""]
   lines += [
     "Per-fold figures: `crossval.md` in the workdir. Regenerate everything with "
