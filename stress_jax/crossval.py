@@ -14,12 +14,14 @@ summaries are gathered into `<workdir>/crossval.json` and `<workdir>/crossval.md
 per fold the held-out subjects, selected step and test metrics, and per variant the
 mean +/- sample standard deviation over the folds finished so far (n/N says how many).
 
-Ablation variants (the paper's model switches, one at a time):
+Ablation variants (the paper's model switches, one at a time, and the authors' objective):
   full                   the config as given
   no_spatial_attention   model.spatial_attention=False
   no_temporal_attention  model.temporal_attention=False (uniform frame weights)
   no_landmark_stream     model.landmark_stream=False
   no_image_stream        model.image_stream=False (landmarks only)
+  triplet                train.objective=triplet (stress_jax/objectives.py)
+`python -m stress_jax.ablation` runs the same variants one by one and writes docs/results.md.
 """
 
 from __future__ import annotations
@@ -62,12 +64,14 @@ _ALLOW_CHANGE = flags.DEFINE_list(
 )
 flags.mark_flag_as_required("workdir", flag_values=FLAGS)
 
+# Variant -> config overrides ("section.field": value).
 VARIANTS = {
   "full": {},
-  "no_spatial_attention": {"spatial_attention": False},
-  "no_temporal_attention": {"temporal_attention": False},
-  "no_landmark_stream": {"landmark_stream": False},
-  "no_image_stream": {"image_stream": False},
+  "no_spatial_attention": {"model.spatial_attention": False},
+  "no_temporal_attention": {"model.temporal_attention": False},
+  "no_landmark_stream": {"model.landmark_stream": False},
+  "no_image_stream": {"model.image_stream": False},
+  "triplet": {"train.objective": "triplet"},
 }
 # (summary key, column title) of the test metrics in the tables.
 METRICS = (
@@ -76,7 +80,15 @@ METRICS = (
   ("macro_f1", "macro-F1"),
   ("roc_auc_macro", "ROC-AUC"),
 )
-FAITHFULNESS = ("temporal", "spatial", "landmark_temporal")
+# Attention scores (stress_jax/faithfulness.py): localisation AUROC, then mass ratios.
+FAITHFULNESS = (
+  "temporal_auroc",
+  "landmark_temporal_auroc",
+  "spatial_auroc",
+  "temporal",
+  "spatial",
+  "landmark_temporal",
+)
 
 
 class CrossValError(cli.UserError):
@@ -130,7 +142,8 @@ def fold_config(config, fold: int, variant: str):
   with config.unlocked():
     config.protocol.fold = int(fold)
     for key, value in VARIANTS[variant].items():
-      config.model[key] = value
+      section, field = key.split(".")
+      config[section][field] = value
   return config
 
 
@@ -140,13 +153,29 @@ def _train(config, workdir, allow=()):
   return train.train_and_evaluate(config, workdir, allow)
 
 
+def _variants(ablations: bool, variants=None) -> list[str]:
+  if variants is None:
+    return list(VARIANTS) if ablations else ["full"]
+  unknown = [v for v in variants if v not in VARIANTS]
+  if unknown:
+    raise CrossValError(f"unknown variant {unknown[0]!r}; choose from {', '.join(VARIANTS)}")
+  return list(variants)
+
+
 def run(
-  config, workdir, fold: int | None = None, ablations: bool = False, train_fn=None, allow=()
+  config,
+  workdir,
+  fold: int | None = None,
+  ablations: bool = False,
+  train_fn=None,
+  variants=None,
+  allow=(),
 ) -> dict:
   """Trains the requested folds (skipping finished ones), then writes the tables.
 
   Returns {"trained": [(variant, fold)], "skipped": [...], "preempted": bool, "table": ...}.
   `train_fn(config, workdir) -> summary` is train.train_and_evaluate unless a test swaps it.
+  `variants` (with ablations=True) trains only those; the tables still list every one.
   """
   from stress_jax import input_pipeline
 
@@ -156,7 +185,7 @@ def run(
   if fold is not None and not 0 <= fold < num_folds:
     raise CrossValError(f"--fold={fold} is out of range: this protocol has {num_folds} folds")
   folds = range(num_folds) if fold is None else [fold]
-  variants = list(VARIANTS) if ablations else ["full"]
+  variants = _variants(ablations, variants if ablations else None)
   trained, skipped, preempted = [], [], False
   for variant in variants:
     for k in folds:
@@ -232,6 +261,13 @@ def _value(value) -> str:
   return "-" if value is None else f"{value:.3f}"
 
 
+def faithfulness_title(key: str) -> str:
+  """Column title of an attention score: "spatial AUROC", "temporal mass ratio"."""
+  if key.endswith("_auroc"):
+    return f"{key[: -len('_auroc')].replace('_', ' ')} AUROC"
+  return f"{key.replace('_', ' ')} mass ratio"
+
+
 def markdown(table: dict, title: str) -> str:
   num_folds = table["num_folds"]
   faith_keys = [
@@ -239,7 +275,7 @@ def markdown(table: dict, title: str) -> str:
     for k in FAITHFULNESS
     if any(f"faithfulness_{k}" in v["mean_std"] for v in table["variants"].values())
   ]
-  faith_titles = [f"faithfulness {k.replace('_', ' ')}" for k in faith_keys]
+  faith_titles = [faithfulness_title(k) for k in faith_keys]
   lines = [f"# {title}", ""]
   if table["ablations"]:
     lines += [

@@ -1,7 +1,26 @@
-"""Does the attention look where the synthetic stress cues are? (1.0 = no better than uniform)
+"""Does the attention look where the synthetic stress cues are?
 
 The synthetic records say which frames carry a cue (`cue_frames`, (T,) bool) and where
-on the face the cues act (`cue_region`, (112, 112) in [0, 1]). Two ratios:
+on the face the cues act (`cue_region`, (112, 112) in [0, 1]). Two kinds of score.
+
+Localisation AUROC (0.5 = chance, 1.0 = perfect ranking, 0.0 = exactly reversed):
+
+  temporal  per clip with both valid cue frames and valid non-cue frames, the ROC-AUC
+            of the frame weights for telling cue frames from the others; averaged over
+            those clips.
+  spatial   per valid cue frame whose map is not all zero, the ROC-AUC of the map's
+            cells for telling cells inside the cue region from those outside, the region
+            pooled to the map's grid (region_cells). The pooled region is soft, so each
+            cell counts as "inside" with weight r and as "outside" with weight 1 - r
+            (sklearn's sample_weight): for a binary region this is the plain ROC-AUC,
+            and a faint cue (head jitter, 0.4) counts partly. Averaged over a clip's
+            frames, then over clips.
+
+AUROC only asks whether cue frames (cells) get more weight than the others, so unlike
+the mass ratios below it does not depend on how many frames carry a cue.
+
+Mass ratios (1.0 = no better than uniform; the ceiling is 1 / (cue share), e.g. 2.0 when
+half of the frames carry a cue, which is why good attention can still score small):
 
   temporal  attention mass on the clip's valid cue frames, divided by the cue frames'
             share of the valid frames. Uniform weights score exactly 1; all mass on the
@@ -18,13 +37,15 @@ on the face the cues act (`cue_region`, (112, 112) in [0, 1]). Two ratios:
             not count, so a model without spatial attention gets no spatial figure.
 
 Figures for the image stream's temporal attention, the landmark stream's, and the
-spatial map are reported as "temporal", "landmark_temporal" and "spatial".
+spatial map are reported as "temporal", "landmark_temporal" and "spatial" (ratios) and
+"temporal_auroc", "landmark_temporal_auroc" and "spatial_auroc".
 """
 
 from __future__ import annotations
 
 import numpy as np
 from PIL import Image
+from sklearn.metrics import roc_auc_score
 
 
 def temporal_ratios(weights, cue_frames, frame_mask) -> np.ndarray:
@@ -72,13 +93,62 @@ def spatial_ratios(maps, cue_region, cue_frames, frame_mask) -> np.ndarray:
     return np.where(usable, total / count, np.nan)
 
 
+def _auroc(scores, positive_weight, negative_weight) -> float:
+  """ROC-AUC of `scores` with each item positive with one weight and negative with another."""
+  scores = np.asarray(scores, np.float64)
+  return float(
+    roc_auc_score(
+      np.r_[np.ones(scores.size), np.zeros(scores.size)],
+      np.r_[scores, scores],
+      sample_weight=np.r_[positive_weight, negative_weight],
+    )
+  )
+
+
+def temporal_aurocs(weights, cue_frames, frame_mask) -> np.ndarray:
+  """Per-clip ROC-AUC (N,) of frame weights, cue vs non-cue valid frames; NaN if undefined."""
+  weights = np.asarray(weights, np.float64)
+  valid = np.asarray(frame_mask, bool)
+  cues = np.asarray(cue_frames, bool) & valid
+  out = np.full(weights.shape[0], np.nan)
+  for i in range(weights.shape[0]):
+    positive, negative = cues[i], valid[i] & ~cues[i]
+    if positive.any() and negative.any():
+      keep = valid[i]
+      out[i] = _auroc(weights[i][keep], positive[keep], negative[keep])
+  return out
+
+
+def spatial_aurocs(maps, cue_region, cue_frames, frame_mask) -> np.ndarray:
+  """Per-clip mean over valid cue frames of the map's ROC-AUC, region cells vs the rest.
+
+  maps (N, T, h, w); NaN where no frame can be scored (no cue frame, a region that is
+  empty or covers everything, or all-zero maps, i.e. spatial attention switched off).
+  """
+  maps = np.asarray(maps, np.float64)
+  cells = region_cells(cue_region, maps.shape[-2:]).astype(np.float64).reshape(len(maps), -1)
+  frames = (
+    np.asarray(cue_frames, bool)
+    & np.asarray(frame_mask, bool)
+    & (np.abs(maps).sum(axis=(-2, -1)) > 0)
+  )
+  out = np.full(maps.shape[0], np.nan)
+  for i in range(maps.shape[0]):
+    inside, outside = cells[i], 1.0 - cells[i]
+    if not frames[i].any() or inside.sum() <= 0 or outside.sum() <= 0:
+      continue
+    scores = [_auroc(maps[i, t].ravel(), inside, outside) for t in np.flatnonzero(frames[i])]
+    out[i] = float(np.mean(scores))
+  return out
+
+
 def _mean(ratios: np.ndarray) -> float | None:
   finite = ratios[np.isfinite(ratios)]
   return float(finite.mean()) if finite.size else None
 
 
 def attention_faithfulness(outputs: dict) -> dict[str, float]:
-  """The averaged ratios from evaluation outputs; measurable figures only.
+  """The averaged ratios and AUROCs from evaluation outputs; measurable figures only.
 
   outputs: "frame_mask", "cue_frames", "cue_region" and any of "aux/temporal_attention",
   "aux/landmark_temporal_attention", "aux/spatial_attention" (what `Trainer.predict` with
@@ -92,8 +162,9 @@ def attention_faithfulness(outputs: dict) -> dict[str, float]:
     key = f"aux/{name}_attention"
     if key in outputs:
       figures[name] = _mean(temporal_ratios(outputs[key], cues, mask))
+      figures[f"{name}_auroc"] = _mean(temporal_aurocs(outputs[key], cues, mask))
   if "aux/spatial_attention" in outputs and "cue_region" in outputs:
-    figures["spatial"] = _mean(
-      spatial_ratios(outputs["aux/spatial_attention"], outputs["cue_region"], cues, mask)
-    )
+    maps, region = outputs["aux/spatial_attention"], outputs["cue_region"]
+    figures["spatial"] = _mean(spatial_ratios(maps, region, cues, mask))
+    figures["spatial_auroc"] = _mean(spatial_aurocs(maps, region, cues, mask))
   return {k: v for k, v in figures.items() if v is not None}

@@ -260,8 +260,13 @@ def train_dataset(
   num_epochs: int,
   process_index: int | None = None,
   process_count: int | None = None,
+  triplets: bool = False,
 ) -> grain.IterDataset:
-  """An endless-enough training stream: `num_epochs` passes, reshuffled every epoch."""
+  """An endless-enough training stream: `num_epochs` passes, reshuffled every epoch.
+
+  With `triplets`, each row stacks (anchor, positive, negative) clips on a new axis 1
+  (stress_jax/triplets.py); the epoch is still one pass of the clips as anchors.
+  """
   process_index = jax.process_index() if process_index is None else process_index
   process_count = jax.process_count() if process_count is None else process_count
   global_batch = int(input_config.batch_size)
@@ -269,9 +274,17 @@ def train_dataset(
     raise ValueError(f"batch_size={global_batch} is not divisible by {process_count} processes")
   local_batch = global_batch // process_count
   transform = ClipTransform(handle, input_config.augment)
+  source = handle.source(subjects)
+  if triplets:
+    from stress_jax import triplets as triplet_sampling
+
+    sampler = triplet_sampling.TripletSampler(triplet_sampling.ClipIndex.read(handle, subjects))
+    stream = grain.MapDataset.range(len(source))
+    transform = triplet_sampling.TripletTransform(source, sampler, transform)
+  else:
+    stream = grain.MapDataset.source(source)
   global_stream = (
-    grain.MapDataset.source(handle.source(subjects))
-    .shuffle(seed=seed)
+    stream.shuffle(seed=seed)
     .repeat(num_epochs)
     # Keyed on the global position, so a clip is augmented the same on any host count.
     .random_map(transform, seed=seed + 1)

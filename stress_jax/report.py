@@ -8,6 +8,26 @@ def _figure(value) -> str:
   return "n/a" if value is None or value != value else f"{value:.3f}"
 
 
+def attention_lines(figures: dict | None) -> list[str]:
+  """Localisation AUROC and mass ratios (stress_jax/faithfulness.py), one line each."""
+  if not figures:
+    return []
+  aurocs = {k[: -len("_auroc")]: v for k, v in figures.items() if k.endswith("_auroc")}
+  ratios = {k: v for k, v in figures.items() if not k.endswith("_auroc")}
+  lines = []
+  if aurocs:
+    lines.append(
+      "   attention localisation AUROC (0.5 = chance, 1.0 = perfect): "
+      + "  ".join(f"{k} {v:.3f}" for k, v in aurocs.items())
+    )
+  if ratios:
+    lines.append(
+      "   attention mass ratio (1.0 = uniform, ceiling 1 / cue share): "
+      + "  ".join(f"{k} {v:.2f}" for k, v in ratios.items())
+    )
+  return lines
+
+
 def format_summary(summary: dict, workdir) -> str:
   test = summary["test"]
   lines = [
@@ -23,12 +43,7 @@ def format_summary(summary: dict, workdir) -> str:
     )
   if test.get("absent_classes"):
     lines.append(f"   no test clip of: {', '.join(test['absent_classes'])} (their recall is n/a)")
-  faithfulness = summary.get("attention_faithfulness")
-  if faithfulness:
-    lines.append(
-      "   attention faithfulness (1.0 = uniform): "
-      + "  ".join(f"{k} {v:.2f}" for k, v in faithfulness.items())
-    )
+  lines += attention_lines(summary.get("attention_faithfulness"))
   lines.append(f"   details: {workdir}/summary.json, TensorBoard: {workdir}/tensorboard")
   return "\n".join(lines)
 
@@ -61,12 +76,7 @@ def format_evaluation(result: dict) -> str:
       f"   {name:>16}: recall {_figure(recall)}  "
       f"precision {_figure(result['clip']['precision'][name])}"
     )
-  faithfulness = result.get("attention_faithfulness")
-  if faithfulness:
-    lines.append(
-      "   attention faithfulness (1.0 = uniform): "
-      + "  ".join(f"{k} {v:.2f}" for k, v in faithfulness.items())
-    )
+  lines += attention_lines(result.get("attention_faithfulness"))
   if "output_dir" in result:
     lines.append(f"   details: {result['output_dir']}/metrics.json")
   return "\n".join(lines)

@@ -15,6 +15,9 @@ import optax
 
 from stress_jax import input_pipeline
 from stress_jax.models import pretrained as pretrained_weights
+from stress_jax.objectives import Objective, cross_entropy, flatten_triplets, training_loss
+
+__all__ = ["cross_entropy"]  # re-exported: benchmarks score the plain loss through steps
 
 FROZEN = "trunk"  # the parameter subtree model.freeze_trunk keeps fixed
 
@@ -134,13 +137,15 @@ def _variables(state: TrainState) -> dict:
   return variables
 
 
-def cross_entropy(logits, labels, weights):
-  losses = optax.softmax_cross_entropy_with_integer_labels(logits.astype(jnp.float32), labels)
-  return (losses * weights).sum() / jnp.maximum(weights.sum(), 1.0)
+def train_step(state: TrainState, batch: dict, rng, *, model, tx, schedule, dtype, objective=None):
+  """One optimizer step on a global batch. Pure: the dropout key is fold_in(rng, step).
 
-
-def train_step(state: TrainState, batch: dict, rng, *, model, tx, schedule, dtype):
-  """One optimizer step on a global batch. Pure: the dropout key is fold_in(rng, step)."""
+  objective: an objectives.Objective (None = cross-entropy). With the triplet objective
+  the batch holds (B, 3, ...) triplet rows (stress_jax/triplets.py).
+  """
+  objective = objective or Objective()
+  if objective.triplet:
+    batch = flatten_triplets(batch)
   batch = input_pipeline.device_preprocess(batch, dtype)
   dropout_rng = jax.random.fold_in(rng, state.step)
   weights = batch["valid"].astype(jnp.float32)
@@ -148,18 +153,20 @@ def train_step(state: TrainState, batch: dict, rng, *, model, tx, schedule, dtyp
   trained, frozen = split_frozen(state.params, model.config.freeze_trunk)
 
   def loss_fn(trained):
-    (logits, _), updates = model.apply(
+    (logits, aux), updates = model.apply(
       {"params": {**trained, **frozen}, "batch_stats": state.batch_stats},
       batch["inputs"],
       batch["landmarks"],
       batch["frame_mask"],
       train=True,
+      with_embedding=objective.triplet,
       rngs={"dropout": dropout_rng},
       mutable=["batch_stats"],
     )
-    return cross_entropy(logits, batch["label"], weights), (logits, updates)
+    loss, terms = training_loss(objective, logits, aux, batch["label"], weights)
+    return loss, (logits, updates, terms)
 
-  (loss, (logits, updates)), grads = jax.value_and_grad(loss_fn, has_aux=True)(trained)
+  (loss, (logits, updates, terms)), grads = jax.value_and_grad(loss_fn, has_aux=True)(trained)
   param_updates, opt_state = tx.update(grads, state.opt_state, trained)
   params = {**optax.apply_updates(trained, param_updates), **frozen}
   correct = (logits.argmax(-1) == batch["label"]).astype(jnp.float32)
@@ -169,6 +176,7 @@ def train_step(state: TrainState, batch: dict, rng, *, model, tx, schedule, dtyp
     "grad_norm": optax.global_norm(grads),
     "param_norm": optax.global_norm(params),
     "learning_rate": schedule(state.step),
+    **terms,
   }
   new_state = state.replace(
     step=state.step + 1,

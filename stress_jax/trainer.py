@@ -23,6 +23,7 @@ from jax.sharding import PartitionSpec as P
 
 from stress_jax import cli, input_pipeline, metrics, protocols, storage
 from stress_jax.models import build_model, pretrained
+from stress_jax.objectives import Objective
 from stress_jax.steps import (
   TrainState,
   compute_dtype,
@@ -101,7 +102,10 @@ class Trainer:
 
     sample = dummy_batch(self.handle, self.global_batch)
     self.init_rng = init_rng
-    steps = jit_steps(self.model, self.tx, self.schedule, self.dtype, self.mesh, sample)
+    self.objective = Objective.from_config(config.train)
+    steps = jit_steps(
+      self.model, self.tx, self.schedule, self.dtype, self.mesh, sample, self.objective
+    )
     self.data_sharding = steps.data_sharding
     self.replicated = steps.replicated
     self.state_shardings = steps.state_shardings
@@ -145,6 +149,7 @@ class Trainer:
       self.config.input,
       seed=self.data_seed,
       num_epochs=self.num_epochs,
+      triplets=self.objective.triplet,
     )
     return iter(dataset)
 
@@ -197,7 +202,7 @@ class JittedSteps:
   eval_step: Callable  # (state, batch) -> (probabilities, aux)
 
 
-def jit_steps(model, tx, schedule, dtype, mesh, sample) -> JittedSteps:
+def jit_steps(model, tx, schedule, dtype, mesh, sample, objective=None) -> JittedSteps:
   """Jits init/train/eval over `mesh`: batch sharded on `data`, state replicated.
 
   `sample` is a host batch of the global batch shape (only its shapes are used). The
@@ -216,7 +221,9 @@ def jit_steps(model, tx, schedule, dtype, mesh, sample) -> JittedSteps:
     abstract_state=abstract,
     init=jax.jit(init, out_shardings=state_shardings),
     train_step=jax.jit(
-      functools.partial(train_step, model=model, tx=tx, schedule=schedule, dtype=dtype),
+      functools.partial(
+        train_step, model=model, tx=tx, schedule=schedule, dtype=dtype, objective=objective
+      ),
       in_shardings=(state_shardings, data_sharding, replicated),
       out_shardings=(state_shardings, replicated),
       donate_argnums=0,

@@ -44,7 +44,7 @@ class FakeTraining:
         "roc_auc_macro": float("nan") if fold == 2 else 0.8,
         "num_clips": 9,
       },
-      "attention_faithfulness": {"temporal": 1.0 + fold},
+      "attention_faithfulness": {"temporal": 1.0 + fold, "spatial_auroc": 0.5 + 0.1 * fold},
     }
     workdir.mkdir(parents=True, exist_ok=True)
     (workdir / "summary.json").write_text(json.dumps(summary))
@@ -81,8 +81,10 @@ def test_all_folds_then_resume_and_table(config, tmp_path):
     "dropped": 1,
   }
   assert full["mean_std"]["faithfulness_temporal"]["mean"] == pytest.approx(2.0)
+  assert full["mean_std"]["faithfulness_spatial_auroc"]["mean"] == pytest.approx(0.6)
   md = (tmp_path / "crossval.md").read_text()
-  assert "| 1 | s1 | 11 | 9 | 0.700 | 0.600 | 0.500 | 0.800 | 2.000 |" in md
+  assert "| spatial AUROC | temporal mass ratio |" in md
+  assert "| 1 | s1 | 11 | 9 | 0.700 | 0.600 | 0.500 | 0.800 | 0.600 | 2.000 |" in md
   assert "0.700 ± 0.200" in md and "(3/3 folds)" in md
   assert result["trained"] == [("full", 0), ("full", 1), ("full", 2)]
 

@@ -124,7 +124,17 @@ def test_spatial_faithfulness_by_hand():
   }
   figures = faithfulness.attention_faithfulness(outputs)
   # Clip 1 (all frames cues) scores 1 temporally; clip 0: 0.8 / 0.5.
-  assert figures == pytest.approx({"temporal": (1.6 + 1.0) / 2, "spatial": (2.4 + 1.5) / 2})
+  # AUROC: clip 1 has no non-cue frame, clip 0 ranks its cue first (1.0). Spatially,
+  # clip 0's one scored frame is perfect; clip 1 is constant (0.5) then a map equal to
+  # the soft region, whose inside halves tie their outside halves: (0.5 + 2) / 3.
+  assert figures == pytest.approx(
+    {
+      "temporal": (1.6 + 1.0) / 2,
+      "spatial": (2.4 + 1.5) / 2,
+      "temporal_auroc": 1.0,
+      "spatial_auroc": (1.0 + (0.5 + 2.5 / 3) / 2) / 2,
+    }
+  )
   assert faithfulness.attention_faithfulness({"frame_mask": mask}) == {}
 
 
@@ -144,9 +154,16 @@ def test_evaluate_workdir_writes_metrics_and_pictures(trained_workdir):  # noqa:
   assert result["clip"]["confusion_matrix"] == summary["test"]["confusion_matrix"]
   assert result["clip"]["accuracy"] == pytest.approx(summary["test"]["accuracy"])
   # train.final_evaluation reports the same faithfulness (fake data: cue frames, no region).
-  assert set(summary["attention_faithfulness"]) == {"temporal", "landmark_temporal"}
+  assert set(summary["attention_faithfulness"]) == {
+    "temporal",
+    "landmark_temporal",
+    "temporal_auroc",
+    "landmark_temporal_auroc",
+  }
   assert result["attention_faithfulness"] == pytest.approx(summary["attention_faithfulness"])
-  assert "attention faithfulness" in report.format_summary(summary, trained_workdir)
+  printed = report.format_summary(summary, trained_workdir)
+  assert "attention localisation AUROC" in printed and "attention mass ratio" in printed
+  assert "attention localisation AUROC" in report.format_evaluation(result)
 
   out = trained_workdir / "eval" / "test_best"
   written = _strict_json(out / "metrics.json")

@@ -26,6 +26,9 @@ def model_config() -> ml_collections.ConfigDict:
       head_blocks=1,
       spatial_attention=True,
       spatial_kernel_size=7,
+      # How the spatial map is applied (models/attention.py): "residual" x + a*x as in
+      # the authors' code, "gate" a*x, "softmax" a softmax over cells (a*x scaled by h*w).
+      spatial_attention_mode="residual",
       temporal_attention=True,
       attention_hidden=128,
       landmark_stream=True,
@@ -105,6 +108,12 @@ def base_config() -> ml_collections.ConfigDict:
       keep_checkpoints=3,
       async_checkpoints=True,
       progress_bar=True,
+      # "cross_entropy", or "triplet": the authors' objective (stress_jax/objectives.py),
+      # cross-entropy of (anchor, positive, negative) clips plus an embedding hinge.
+      # batch_size then counts triplets, so a step sees 3 x batch_size clips.
+      objective="cross_entropy",
+      triplet_margin=2.0,
+      triplet_weight=1.0,
     )
   )
   return config

@@ -13,21 +13,34 @@ import jax.numpy as jnp
 MASKED_SCORE = -1e9
 
 
+SPATIAL_MODES = ("residual", "gate", "softmax")
+
+
 class SpatialAttention(nn.Module):
-  """CBAM spatial attention applied residually: x + a * x.
+  """CBAM spatial attention; by default applied residually: x + a * x.
 
-  a = sigmoid(conv_kxk([mean_c(x), max_c(x)])) is one (h, w) map per image. The conv
-  has a bias and no BatchNorm (CBAM puts a BN there; with a single output channel a
-  bias does the same job and keeps the map independent of batch statistics).
+  logits = conv_kxk([mean_c(x), max_c(x)]) give one (h, w) map per image. The conv has a
+  bias and no BatchNorm (CBAM puts a BN there; with a single output channel a bias does
+  the same job and keeps the map independent of batch statistics). `mode`:
 
-  Returns (x + a * x, a) with a in float32, shape (N, h, w).
+    residual  a = sigmoid(logits), out = x + a * x (the authors' code)
+    gate      a = sigmoid(logits), out = a * x (CBAM as published)
+    softmax   a = softmax of the logits over the h*w cells, out = (h*w) * a * x, so the
+              global average pool that follows is the a-weighted sum of the cells: the
+              weights compete for a fixed total, which pressures the map to choose cells
+              (uniform a gives out = x)
+
+  Returns (out, a) with a in float32, shape (N, h, w).
   """
 
   kernel_size: int = 7
   dtype: Any = jnp.float32
+  mode: str = "residual"
 
   @nn.compact
   def __call__(self, x):
+    if self.mode not in SPATIAL_MODES:
+      raise ValueError(f"spatial_attention_mode must be one of {SPATIAL_MODES}, got {self.mode!r}")
     pooled = jnp.concatenate(
       [jnp.mean(x, axis=-1, keepdims=True), jnp.max(x, axis=-1, keepdims=True)], axis=-1
     )
@@ -39,8 +52,14 @@ class SpatialAttention(nn.Module):
       param_dtype=jnp.float32,
       name="conv",
     )(pooled)
-    attention = jax.nn.sigmoid(logits.astype(jnp.float32))
-    return x + attention.astype(x.dtype) * x, attention[..., 0]
+    logits = logits.astype(jnp.float32)[..., 0]
+    if self.mode == "softmax":
+      n, h, w = logits.shape
+      attention = jax.nn.softmax(logits.reshape(n, h * w), axis=-1).reshape(n, h, w)
+      return (h * w) * attention[..., None].astype(x.dtype) * x, attention
+    attention = jax.nn.sigmoid(logits)
+    gated = attention[..., None].astype(x.dtype) * x
+    return (gated if self.mode == "gate" else x + gated), attention
 
 
 def masked_mean(vectors, frame_mask):

@@ -22,6 +22,8 @@ Outputs: `apply(...)` returns (logits (B, num_classes) float32, aux) with
   aux["temporal_attention"]           (B,T) image-stream frame weights
   aux["landmark_temporal_attention"]  (B,T) landmark-stream frame weights
 The first two exist only with the image stream, the last only with the landmark stream.
+With `with_embedding=True`, also aux["embedding"] (B, D): the fused clip vector that the
+classifier reads (before dropout), for the triplet objective.
 """
 
 from __future__ import annotations
@@ -35,7 +37,7 @@ import jax
 import jax.numpy as jnp
 
 from stress_jax.faces.geometry import LEFT_EYE, NUM_LANDMARKS, RIGHT_EYE
-from stress_jax.models.attention import SpatialAttention, TemporalAttentionPool
+from stress_jax.models.attention import SPATIAL_MODES, SpatialAttention, TemporalAttentionPool
 from stress_jax.models.resnet import ResidualHead, ResNetTrunk
 
 # Frames arrive in [0, 1]; a fixed (x - 0.5) / 0.25 maps a typical face crop to roughly
@@ -73,6 +75,7 @@ class StressNetConfig:
   head_blocks: int = 1
   spatial_attention: bool = True
   spatial_kernel_size: int = 7
+  spatial_attention_mode: str = "residual"
   temporal_attention: bool = True
   attention_hidden: int = 128
   landmark_stream: bool = True
@@ -94,6 +97,11 @@ class StressNetConfig:
       raise ValueError(f"pixel_norm must be one of {sorted(PIXEL_NORMS)}, got {self.pixel_norm!r}")
     if self.input_mode not in ("pixels", "features"):
       raise ValueError(f"input_mode must be 'pixels' or 'features', got {self.input_mode!r}")
+    if self.spatial_attention_mode not in SPATIAL_MODES:
+      raise ValueError(
+        f"spatial_attention_mode must be one of {SPATIAL_MODES}, "
+        f"got {self.spatial_attention_mode!r}"
+      )
     if self.dtype not in _DTYPES:
       raise ValueError(f"dtype must be one of {sorted(_DTYPES)}, got {self.dtype!r}")
     if not (self.image_stream or self.landmark_stream):
@@ -208,7 +216,9 @@ class StressNet(nn.Module):
         self.trunk = ResNetTrunk(cfg.stem_width, cfg.stage_widths, cfg.stage_blocks, dtype)
       self.head = ResidualHead(cfg.head_width, cfg.head_blocks, dtype)
       if cfg.spatial_attention:
-        self.spatial_attention = SpatialAttention(cfg.spatial_kernel_size, dtype)
+        self.spatial_attention = SpatialAttention(
+          cfg.spatial_kernel_size, dtype, cfg.spatial_attention_mode
+        )
       self.temporal_attention = TemporalAttentionPool(
         cfg.attention_hidden, cfg.temporal_attention, dtype
       )
@@ -287,11 +297,15 @@ class StressNet(nn.Module):
     x = jnp.where(valid[:, None, None, None], x, 0.0)
     return x.reshape(batch, steps, *x.shape[1:])
 
-  def classify_clip(self, frame_vectors, landmarks, frame_mask, train: bool = False):
+  def classify_clip(
+    self, frame_vectors, landmarks, frame_mask, train: bool = False, with_embedding: bool = False
+  ):
     """Temporal pooling of each stream, fusion and classification -> (logits, aux).
 
     frame_vectors: (B,T,D) from `encode_frames` (ignored, may be None, without the image
     stream); landmarks: (B,T,68,2) (may be None without the landmark stream).
+    with_embedding adds aux["embedding"], the fused clip vector the classifier reads
+    (before dropout), for the triplet objective (stress_jax/objectives.py).
     """
     cfg = self.config
     mask = frame_mask.astype(bool)
@@ -310,15 +324,19 @@ class StressNet(nn.Module):
       parts.append(pooled)
       aux["landmark_temporal_attention"] = weights
     clip = jnp.concatenate(parts, axis=-1)
+    if with_embedding:
+      aux["embedding"] = clip
     clip = self.dropout(clip, deterministic=not train)
     return self.classifier(clip), aux
 
-  def __call__(self, inputs, landmarks, frame_mask, train: bool = False):
+  def __call__(
+    self, inputs, landmarks, frame_mask, train: bool = False, with_embedding: bool = False
+  ):
     """(frames or features, landmarks, frame_mask) -> (logits, aux); see the module doc."""
     spatial = vectors = None
     if self.config.image_stream:
       vectors, spatial = self.encode_frames(inputs, frame_mask, train)
-    logits, aux = self.classify_clip(vectors, landmarks, frame_mask, train)
+    logits, aux = self.classify_clip(vectors, landmarks, frame_mask, train, with_embedding)
     if spatial is not None:
       aux["spatial_attention"] = spatial
     return logits, aux

@@ -1,0 +1,227 @@
+"""The ablation table: the demo protocol's folds for the full model, each switch, the triplet loss.
+
+  python -m stress_jax.ablation                                  # every variant, every fold
+  python -m stress_jax.ablation --fold=2 --variant=no_image_stream   # one job (run in parallel)
+  python -m stress_jax.ablation --collect                        # only rewrite the page
+  ... plus any config override, e.g. --config.train.num_epochs=4
+
+Variants (stress_jax/crossval.py VARIANTS): full, no_spatial_attention,
+no_temporal_attention, no_landmark_stream, no_image_stream, triplet. Each (variant, fold)
+trains in `<workdir>/<variant>/fold_<i>` through crossval.run, so a finished one is
+skipped and an interrupted one resumes; separate processes may run different
+(variant, fold) pairs at the same time. After training (and with --collect) the finished
+folds are gathered into `<workdir>/crossval.{md,json}` and the results page
+`<results_dir>/results.md` with the bar chart `<results_dir>/results.png`: mean +/- std
+over folds of accuracy, macro-F1 and the attention localisation AUROCs, and a sentence
+naming every variant that the full model does not beat.
+"""
+
+from __future__ import annotations
+
+import json
+import pathlib
+
+import numpy as np
+
+from stress_jax import crossval
+
+# (crossval row key, title) of the page's columns; localisation AUROCs only where measured.
+COLUMNS = (
+  ("accuracy", "accuracy"),
+  ("macro_f1", "macro-F1"),
+  ("faithfulness_temporal_auroc", "temporal AUROC"),
+  ("faithfulness_landmark_temporal_auroc", "landmark temporal AUROC"),
+  ("faithfulness_spatial_auroc", "spatial AUROC"),
+)
+DESCRIPTIONS = {
+  "full": "the config as given",
+  "no_spatial_attention": "no CBAM spatial attention",
+  "no_temporal_attention": "uniform frame weights in both streams",
+  "no_landmark_stream": "image stream only",
+  "no_image_stream": "landmark stream only",
+  "triplet": "full model, triplet objective",
+}
+
+
+def _stats(variant: dict, key: str) -> dict | None:
+  stats = variant["mean_std"].get(key)
+  return stats if stats and stats["n"] else None
+
+
+def _cell(stats: dict | None) -> str:
+  return "-" if stats is None else f"{stats['mean']:.3f} ± {stats['std']:.3f}"
+
+
+def verdict(table: dict) -> list[str]:
+  """Sentences comparing the full model with each ablation on mean accuracy and macro-F1."""
+  variants = table["variants"]
+  full = variants.get("full")
+  if full is None or _stats(full, "accuracy") is None:
+    return ["The full model has no finished fold yet, so nothing is compared."]
+  lines, not_better = [], []
+  for name, variant in variants.items():
+    if name == "full" or _stats(variant, "accuracy") is None:
+      continue
+    gaps = [
+      _stats(full, key)["mean"] - _stats(variant, key)["mean"]
+      for key in ("accuracy", "macro_f1")
+      if _stats(full, key) and _stats(variant, key)
+    ]
+    if min(gaps) <= 0:
+      not_better.append(name)
+  if not_better:
+    for name in not_better:
+      ours, theirs = full["mean_std"], variants[name]["mean_std"]
+      lines.append(
+        f"**The full model is not better than `{name}`**: mean accuracy "
+        f"{ours['accuracy']['mean']:.3f} vs {theirs['accuracy']['mean']:.3f}, macro-F1 "
+        f"{ours['macro_f1']['mean']:.3f} vs {theirs['macro_f1']['mean']:.3f}."
+      )
+  else:
+    lines.append(
+      "The full model's mean accuracy and macro-F1 are above those of every finished ablation."
+    )
+  lines.append(
+    "With few folds the standard deviations are wide; a difference smaller than them is not "
+    "evidence either way."
+  )
+  return lines
+
+
+def bar_chart(path, table: dict) -> pathlib.Path:
+  """Grouped bars (one group per column, one bar per variant) with std error bars."""
+  from stress_jax import plots
+
+  plt = plots._pyplot()
+  columns = [
+    (key, title)
+    for key, title in COLUMNS
+    if any(_stats(v, key) for v in table["variants"].values())
+  ]
+  names = list(table["variants"])
+  fig, ax = plt.subplots(figsize=(max(6.0, 1.9 * len(columns) + 1), 3.8))
+  width = 0.8 / max(len(names), 1)
+  for i, name in enumerate(names):
+    stats = [_stats(table["variants"][name], key) for key, _ in columns]
+    means = [s["mean"] if s else np.nan for s in stats]
+    stds = [s["std"] if s else 0.0 for s in stats]
+    x = np.arange(len(columns)) + (i - (len(names) - 1) / 2) * width
+    ax.bar(x, means, width, yerr=stds, capsize=2, label=name)
+  ax.set_xticks(np.arange(len(columns)), [title for _, title in columns])
+  ax.axhline(0.5, color="grey", lw=0.8, ls=":")
+  ax.set_ylim(0, 1.05)
+  ax.set_ylabel("mean ± std over folds")
+  ax.legend(fontsize=7, ncol=3, loc="lower right")
+  ax.set_title("Ablations on held-out subjects (dotted: AUROC chance)")
+  return plots._save(fig, path)
+
+
+def results_page(table: dict, config, workdir, chart_name: str) -> str:
+  """docs/results.md from a crossval table (see crossval.collect)."""
+  num_folds = table["num_folds"]
+  columns = [
+    (key, title)
+    for key, title in COLUMNS
+    if any(_stats(v, key) for v in table["variants"].values())
+  ]
+  lines = [
+    "# Results: ablations on the demo protocol",
+    "",
+    "Generated by `python -m stress_jax.ablation --collect` from the fold summaries in "
+    f"`{workdir}`; do not edit by hand. Dataset `{config.data.name}`, "
+    f"{config.protocol.kind} protocol with {num_folds} folds of held-out subjects; each "
+    "fold's checkpoint is chosen on validation subjects. Mean ± sample standard deviation "
+    "over the finished folds (the folds column says how many). Localisation AUROC: 0.5 is "
+    "chance, 1.0 perfect (`stress_jax/faithfulness.py`).",
+    "",
+    f"Training: {config.train.num_epochs} epochs"
+    + (f" ({config.train.num_steps} steps)" if config.train.num_steps > 0 else "")
+    + f", batch {config.input.batch_size}, learning rate {config.optim.learning_rate}.",
+    "",
+  ]
+  header = ["variant", "what changes", "folds", *(title for _, title in columns)]
+  lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+  for name, variant in table["variants"].items():
+    cells = [name, DESCRIPTIONS.get(name, ""), f"{variant['finished']}/{num_folds}"]
+    cells += [_cell(_stats(variant, key)) for key, _ in columns]
+    lines.append("| " + " | ".join(cells) + " |")
+  lines += ["", *verdict(table), "", f"![ablation bar chart]({chart_name})", ""]
+  lines += [
+    "Per-fold figures: `crossval.md` in the workdir. Regenerate everything with "
+    "`python -m stress_jax.ablation` (or per job: `--variant=NAME --fold=i`, then "
+    "`--collect`).",
+    "",
+  ]
+  return "\n".join(lines)
+
+
+def write_results(workdir, config, results_dir, table: dict | None = None) -> pathlib.Path:
+  """Collects the finished folds and writes results.md and results.png into results_dir."""
+  from stress_jax import metrics
+
+  num_folds = crossval.count_folds(config)
+  if table is None:
+    table = crossval.collect(workdir, num_folds, ablations=True)
+  crossval.write_tables(workdir, table, config)
+  results_dir = pathlib.Path(results_dir)
+  results_dir.mkdir(parents=True, exist_ok=True)
+  bar_chart(results_dir / "results.png", table)
+  (results_dir / "results.json").write_text(json.dumps(metrics.json_safe(table), indent=2))
+  page = results_dir / "results.md"
+  page.write_text(results_page(table, config, workdir, "results.png"))
+  return page
+
+
+def run(config, workdir, results_dir, fold=None, variant=None, collect_only=False, train_fn=None):
+  """Trains what was asked (unless collect_only), then writes the results page."""
+  preempted = False
+  if not collect_only:
+    variants = None if variant is None else [variant]
+    result = crossval.run(
+      config, workdir, fold, ablations=True, train_fn=train_fn, variants=variants
+    )
+    preempted = result["preempted"]
+  return write_results(workdir, config, results_dir), preempted
+
+
+def main(argv):
+  from absl import flags, logging
+
+  if len(argv) > 1:
+    raise SystemExit(f"ablation: unexpected arguments {' '.join(argv[1:])}")
+  if not flags.FLAGS["verbosity"].present:
+    logging.set_verbosity(logging.WARNING)
+  fold = None if _FOLD.value < 0 else _FOLD.value
+  try:
+    page, preempted = run(
+      _CONFIG.value,
+      _WORKDIR.value,
+      _RESULTS_DIR.value,
+      fold=fold,
+      variant=_VARIANT.value,
+      collect_only=_COLLECT.value,
+    )
+  except crossval.CrossValError as error:
+    raise SystemExit(f"ablation: {error}") from None
+  except FileNotFoundError as error:
+    raise SystemExit(f"ablation: {str(error).splitlines()[0]}") from None
+  print(page.read_text(), flush=True)
+  if preempted:
+    from stress_jax import train
+
+    raise SystemExit(train.PREEMPTED_EXIT_CODE)
+
+
+if __name__ == "__main__":
+  from absl import app, flags
+  from ml_collections import config_flags
+
+  _CONFIG = config_flags.DEFINE_config_file(
+    "config", "stress_jax/configs/demo.py", "Config file (a get_config() module).", lock_config=True
+  )
+  _WORKDIR = flags.DEFINE_string("workdir", "runs/ablation", "Root of the variant/fold workdirs.")
+  _RESULTS_DIR = flags.DEFINE_string("results_dir", "docs", "Where results.md/.png are written.")
+  _FOLD = flags.DEFINE_integer("fold", -1, "Run only this fold (0-based); -1 = every fold.")
+  _VARIANT = flags.DEFINE_enum("variant", None, list(crossval.VARIANTS), "Run only this variant.")
+  _COLLECT = flags.DEFINE_boolean("collect", False, "Only gather finished folds into the page.")
+  app.run(main)

@@ -1,0 +1,100 @@
+"""Training objectives: plain cross-entropy, or the authors' triplet objective.
+
+The authors' earlier code trained on triplets of clips (anchor; positive: same label,
+another subject; negative: same subject, another label; see stress_jax/triplets.py for
+the sampling) and added to the cross-entropy of all three clips an embedding term
+
+  mean_sq(a, p) + max(0, margin - mean_sq(a, n))
+
+where a, p, n are the fused clip vectors before the classifier (StressNet's
+aux["embedding"]) and mean_sq is the squared distance averaged over the vector's
+entries. It pulls the anchor toward a clip of the same class from someone else and
+pushes it at least `margin` away from a clip of another class from the same person, so
+the embedding has to encode the stress level rather than the identity.
+
+Config (config.train): objective = "cross_entropy" | "triplet", triplet_margin (2.0 as
+in the authors' code), triplet_weight (the embedding term's weight; 1.0 = plain sum).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+import optax
+
+OBJECTIVES = ("cross_entropy", "triplet")
+
+
+@dataclasses.dataclass(frozen=True)
+class Objective:
+  """What train_step optimises; frozen so it can be closed over by jit."""
+
+  name: str = "cross_entropy"
+  margin: float = 2.0
+  weight: float = 1.0
+
+  def __post_init__(self):
+    if self.name not in OBJECTIVES:
+      raise ValueError(f"train.objective must be one of {', '.join(OBJECTIVES)}, got {self.name!r}")
+    if self.margin < 0 or self.weight < 0:
+      raise ValueError(
+        f"train.triplet_margin and train.triplet_weight must be >= 0, got "
+        f"{self.margin} and {self.weight}"
+      )
+
+  @property
+  def triplet(self) -> bool:
+    return self.name == "triplet"
+
+  @classmethod
+  def from_config(cls, train_config) -> Objective:
+    """From config.train; configs written before the option existed mean cross-entropy."""
+    get = train_config.get if hasattr(train_config, "get") else lambda k, d: d
+    return cls(
+      name=str(get("objective", "cross_entropy")),
+      margin=float(get("triplet_margin", 2.0)),
+      weight=float(get("triplet_weight", 1.0)),
+    )
+
+
+def cross_entropy(logits, labels, weights):
+  losses = optax.softmax_cross_entropy_with_integer_labels(logits.astype(jnp.float32), labels)
+  return (losses * weights).sum() / jnp.maximum(weights.sum(), 1.0)
+
+
+def flatten_triplets(batch: dict) -> dict:
+  """(B, 3, ...) triplet rows -> (3B, ...): all anchors, then positives, then negatives."""
+  return {
+    key: jnp.swapaxes(value, 0, 1).reshape(-1, *value.shape[2:]) for key, value in batch.items()
+  }
+
+
+def triplet_term(embeddings, margin: float, weights=None):
+  """The embedding term averaged over triplets; embeddings (3B, D) as flatten_triplets orders.
+
+  Returns (term, {"triplet_positive": mean_sq(a, p), "triplet_negative": mean_sq(a, n)}).
+  """
+  anchor, positive, negative = jnp.split(embeddings.astype(jnp.float32), 3, axis=0)
+  to_positive = jnp.mean(jnp.square(anchor - positive), axis=-1)
+  to_negative = jnp.mean(jnp.square(anchor - negative), axis=-1)
+  per_triplet = to_positive + jax.nn.relu(margin - to_negative)
+  if weights is None:
+    weights = jnp.ones_like(per_triplet)
+  total = jnp.maximum(weights.sum(), 1.0)
+  parts = {
+    "triplet_positive": (to_positive * weights).sum() / total,
+    "triplet_negative": (to_negative * weights).sum() / total,
+  }
+  return (per_triplet * weights).sum() / total, parts
+
+
+def training_loss(objective: Objective, logits, aux, labels, weights):
+  """(loss, extra metrics) for a batch already flattened (see flatten_triplets)."""
+  loss = cross_entropy(logits, labels, weights)
+  if not objective.triplet:
+    return loss, {}
+  anchor_weights = jnp.split(weights, 3)[0]
+  term, parts = triplet_term(aux["embedding"], objective.margin, anchor_weights)
+  return loss + objective.weight * term, {"cross_entropy": loss, "triplet": term, **parts}

@@ -1,0 +1,49 @@
+"""Applying the spatial attention map: residual x + a*x, gate a*x, softmax over cells."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from stress_jax.models import StressNetConfig
+from stress_jax.models.attention import SpatialAttention
+
+
+def _apply(mode, x, kernel=None, bias=0.0):
+  module = SpatialAttention(3, jnp.float32, mode)
+  variables = module.init(jax.random.key(0), x)
+  if kernel is not None:
+    variables = {"params": {"conv": {"kernel": kernel, "bias": jnp.full((1,), bias)}}}
+  return module.apply(variables, x), variables
+
+
+def test_modes_apply_the_map_as_documented():
+  x = jax.random.normal(jax.random.key(1), (2, 5, 5, 4))
+  (residual, a), variables = _apply("residual", x)
+  np.testing.assert_allclose(residual, x + a[..., None] * x, rtol=1e-6)
+  assert np.all((np.asarray(a) > 0) & (np.asarray(a) < 1))
+  params = variables["params"]["conv"]
+  (gated, a_gate), _ = _apply("gate", x, params["kernel"], params["bias"][0])
+  np.testing.assert_allclose(a_gate, a, rtol=1e-6)  # same map, applied without the residual
+  np.testing.assert_allclose(gated, a[..., None] * x, rtol=1e-6)
+  (soft, weights), _ = _apply("softmax", x, params["kernel"], params["bias"][0])
+  np.testing.assert_allclose(np.asarray(weights).sum(axis=(1, 2)), 1.0, rtol=1e-5)
+  np.testing.assert_allclose(soft, 25 * weights[..., None] * x, rtol=1e-5)
+  # The mean over cells of the softmax output is the weights' weighted sum of the cells.
+  np.testing.assert_allclose(
+    soft.mean(axis=(1, 2)), (weights[..., None] * x).sum(axis=(1, 2)), rtol=1e-5, atol=1e-6
+  )
+
+
+def test_softmax_with_flat_logits_leaves_features_unchanged():
+  x = jax.random.normal(jax.random.key(2), (1, 4, 4, 3))
+  (out, weights), _ = _apply("softmax", x, jnp.zeros((3, 3, 2, 1)))
+  np.testing.assert_allclose(weights, np.full((1, 4, 4), 1 / 16), rtol=1e-6)
+  np.testing.assert_allclose(out, x, rtol=1e-5, atol=1e-6)
+
+
+def test_unknown_mode_is_a_config_error():
+  with pytest.raises(ValueError, match="spatial_attention_mode must be one of"):
+    StressNetConfig(spatial_attention_mode="hard")
