@@ -83,6 +83,7 @@ def train_and_evaluate(config, workdir, allow_config_change=()) -> dict:
   A workdir that holds a run of another config or dataset is refused before anything
   is written (stress_jax/provenance.py), unless `allow_config_change` names the fields.
   """
+  started = time.time()
   workdir = storage.as_path(workdir)
   trainer = Trainer(config, workdir)
   fingerprint = provenance.fingerprint(config, trainer.handle)
@@ -179,7 +180,7 @@ def train_and_evaluate(config, workdir, allow_config_change=()) -> dict:
       )
     return {"preempted": True, "step": int(state.step)}
 
-  summary = final_evaluation(trainer, manager, state, workdir, writer)
+  summary = final_evaluation(trainer, manager, state, workdir, writer, started)
   writer.close()
   manager.close()
   return summary
@@ -189,7 +190,7 @@ def _scalars(result: dict) -> dict:
   return {k: v for k, v in result.items() if isinstance(v, (int, float))}
 
 
-def final_evaluation(trainer, manager, last_state, workdir, writer) -> dict:
+def final_evaluation(trainer, manager, last_state, workdir, writer, started=None) -> dict:
   """Test-subject metrics of the checkpoint selected on validation subjects."""
   best_step = manager.best_step()
   state = last_state
@@ -219,7 +220,12 @@ def final_evaluation(trainer, manager, last_state, workdir, writer) -> dict:
     "val_subjects": list(trainer.split.val),
     "label_names": list(trainer.handle.label_names),
     "test": test,
+    "epochs": int(trainer.num_epochs),
+    "steps": int(trainer.total_steps),
   }
+  if started is not None:
+    # This invocation only (a resumed run counts from its restart), dataset build included.
+    summary["wall_seconds"] = round(time.time() - started, 1)
   if faithfulness:
     summary["attention_faithfulness"] = faithfulness
   if jax.process_index() == 0:
