@@ -22,8 +22,10 @@ import json
 import pathlib
 
 import numpy as np
+from absl import flags
+from ml_collections import config_flags
 
-from stress_jax import crossval
+from stress_jax import cli, crossval
 
 # (crossval row key, title) of the page's columns; localisation AUROCs only where measured.
 COLUMNS = (
@@ -41,6 +43,31 @@ DESCRIPTIONS = {
   "no_image_stream": "landmark stream only",
   "triplet": "full model, triplet objective",
 }
+
+
+FLAGS = flags.FlagValues()
+_CONFIG = config_flags.DEFINE_config_file(
+  "config",
+  "stress_jax/configs/demo.py",
+  "Config file (a get_config() module).",
+  lock_config=True,
+  flag_values=FLAGS,
+)
+_WORKDIR = flags.DEFINE_string(
+  "workdir", "runs/ablation", "Root of the variant/fold workdirs.", flag_values=FLAGS
+)
+_RESULTS_DIR = flags.DEFINE_string(
+  "results_dir", "docs", "Where results.md/.png are written.", flag_values=FLAGS
+)
+_FOLD = flags.DEFINE_integer(
+  "fold", -1, "Run only this fold (0-based); -1 = every fold.", flag_values=FLAGS
+)
+_VARIANT = flags.DEFINE_enum(
+  "variant", None, list(crossval.VARIANTS), "Run only this variant.", flag_values=FLAGS
+)
+_COLLECT = flags.DEFINE_boolean(
+  "collect", False, "Only gather finished folds into the page.", flag_values=FLAGS
+)
 
 
 def _stats(variant: dict, key: str) -> dict | None:
@@ -185,26 +212,17 @@ def run(config, workdir, results_dir, fold=None, variant=None, collect_only=Fals
 
 
 def main(argv):
-  from absl import flags, logging
-
-  if len(argv) > 1:
-    raise SystemExit(f"ablation: unexpected arguments {' '.join(argv[1:])}")
-  if not flags.FLAGS["verbosity"].present:
-    logging.set_verbosity(logging.WARNING)
+  cli.unexpected_arguments(argv)
+  cli.quiet_logging("warning")
   fold = None if _FOLD.value < 0 else _FOLD.value
-  try:
-    page, preempted = run(
-      _CONFIG.value,
-      _WORKDIR.value,
-      _RESULTS_DIR.value,
-      fold=fold,
-      variant=_VARIANT.value,
-      collect_only=_COLLECT.value,
-    )
-  except crossval.CrossValError as error:
-    raise SystemExit(f"ablation: {error}") from None
-  except FileNotFoundError as error:
-    raise SystemExit(f"ablation: {str(error).splitlines()[0]}") from None
+  page, preempted = run(
+    _CONFIG.value,
+    _WORKDIR.value,
+    _RESULTS_DIR.value,
+    fold=fold,
+    variant=_VARIANT.value,
+    collect_only=_COLLECT.value,
+  )
   print(page.read_text(), flush=True)
   if preempted:
     from stress_jax import train
@@ -213,15 +231,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  from absl import app, flags
-  from ml_collections import config_flags
-
-  _CONFIG = config_flags.DEFINE_config_file(
-    "config", "stress_jax/configs/demo.py", "Config file (a get_config() module).", lock_config=True
-  )
-  _WORKDIR = flags.DEFINE_string("workdir", "runs/ablation", "Root of the variant/fold workdirs.")
-  _RESULTS_DIR = flags.DEFINE_string("results_dir", "docs", "Where results.md/.png are written.")
-  _FOLD = flags.DEFINE_integer("fold", -1, "Run only this fold (0-based); -1 = every fold.")
-  _VARIANT = flags.DEFINE_enum("variant", None, list(crossval.VARIANTS), "Run only this variant.")
-  _COLLECT = flags.DEFINE_boolean("collect", False, "Only gather finished folds into the page.")
-  app.run(main)
+  cli.run(main, FLAGS, "ablation")
