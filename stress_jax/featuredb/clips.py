@@ -34,7 +34,7 @@ from typing import Any
 
 import numpy as np
 
-from stress_jax.data.face_geometry import NUM_LANDMARKS
+from stress_jax.faces.geometry import NUM_LANDMARKS
 from stress_jax.featuredb.layout import (
   FEATURE_SHAPE,
   FLOAT16_MAX,

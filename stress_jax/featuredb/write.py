@@ -150,7 +150,7 @@ def write_database(
 ) -> dict:
   """Writes the database; returns what database.json holds."""
   from stress_jax import input_pipeline
-  from stress_jax.data.records import as_text
+  from stress_jax.faces.records import as_text
   from stress_jax.featuredb import trunk as trunk_lib
 
   output = os.path.abspath(os.path.expanduser(output))
