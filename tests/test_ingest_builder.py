@@ -112,6 +112,9 @@ def test_fixed_labels_are_checked_against_the_manifest(tmp_path, monkeypatch):
   assert built.info.features["label"].names == ["a", "b"]
   stored = [int(e["label"]) for split in built.as_data_source().values() for e in split]
   assert sorted(set(stored)) == [0, 1]
+  # Opened without the labels, as training opens it, it still reports the stored ones.
+  reopened = _SmallVideoFaces(config="video_test", data_dir=data_dir)
+  assert reopened.info.features["label"].names == ["a", "b"]
   with pytest.raises(build.BuildError, match="was built with labels a,b, not a,c"):
     build.build_dataset("stress_faces/video_test", data_dir=data_dir, labels=["a", "c"])
 
