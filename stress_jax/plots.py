@@ -158,29 +158,23 @@ def attention_figure(
   if cues is not None:
     for t in np.flatnonzero(cues):
       curve.axvspan(t - 0.5, t + 0.5, color=CUE_COLOUR, alpha=0.15, lw=0)
+  streams = (
+    (temporal, "o-", IMAGE_COLOUR, 3, 1.4, "image stream"),
+    (landmark_temporal, "s--", LANDMARK_COLOUR, 2.5, 1.1, "landmark stream"),
+  )
   drawn = False
-  if temporal is not None:
-    curve.plot(
-      x,
-      np.where(mask, temporal, np.nan),
-      "o-",
-      color=IMAGE_COLOUR,
-      ms=3,
-      lw=1.4,
-      label="image stream",
-    )
-    drawn = True
-  if landmark_temporal is not None:
-    curve.plot(
-      x,
-      np.where(mask, landmark_temporal, np.nan),
-      "s--",
-      color=LANDMARK_COLOUR,
-      ms=2.5,
-      lw=1.1,
-      label="landmark stream",
-    )
-    drawn = True
+  for weights, style, colour, marker_size, width, label in streams:
+    if weights is not None:
+      curve.plot(
+        x,
+        np.where(mask, weights, np.nan),
+        style,
+        color=colour,
+        ms=marker_size,
+        lw=width,
+        label=label,
+      )
+      drawn = True
   if mask.any():
     curve.axhline(1.0 / mask.sum(), color="0.4", ls=":", lw=1, label="uniform")
   handles, labels = curve.get_legend_handles_labels()

@@ -14,6 +14,8 @@ import time
 
 import numpy as np
 
+from stress_jax.faces.landmarks import fill_missing_landmarks
+
 # Windows per call of the whole model: bounds memory on long videos.
 BATCH_WINDOWS = 8
 
@@ -71,8 +73,6 @@ def frame_period(faces, preprocess) -> float:
 
 def predict_windows(model, faces, stride: int, period: float) -> list[Window]:
   """Every window of a processed video (`preprocess.VideoFaces`) through the whole model."""
-  from stress_jax.preprocess.clips import fill_missing_landmarks
-
   window = model.num_frames
   starts = window_starts(faces.num_frames, window, stride)
   if not len(starts):

@@ -113,3 +113,34 @@ def test_evaluate_export_predict(workdir, tmp_path):
     _module("stress_jax.predict", f"--model={feature_export}", f"--video={taken}")
   )
   assert "is a feature-map model (input_mode=features" in line
+
+
+def test_feature_writer_weights_converter_and_contact_sheet(tmp_path):
+  not_a_run = tmp_path / "not_a_run"
+  not_a_run.mkdir()
+  output = tmp_path / "features"
+  line = one_line_error(
+    _module("stress_jax.featuredb.write", "--source=x", f"--output={output}")
+    + [f"--workdir={not_a_run}"]
+  )
+  assert line.startswith(f"featuredb.write: error: {not_a_run}") and "config.json" in line
+  line = one_line_error(_module("stress_jax.featuredb.write", "--source=x", "--dtype=int8"))
+  assert line.startswith("featuredb.write: error: flag --dtype=int8:")
+  assert not output.exists()
+  line = one_line_error(_module("stress_jax.models.pretrained", "convert", "only_one.pth"))
+  assert line == (
+    "models.pretrained: error: expected the arguments convert IN.pth OUT.safetensors, "
+    "got convert only_one.pth"
+  )
+  line = one_line_error(
+    _module("stress_jax.models.pretrained", "convert", str(tmp_path / "a.pth"), "b.bin")
+  )
+  assert line == f"models.pretrained: error: pretrained weights {tmp_path / 'a.pth'}: no such file"
+  sheet = ["stress_jax.datasets.synthetic.contact_sheet", f"--output={tmp_path / 's.png'}"]
+  line = one_line_error(_module(*sheet, f"--data_dir={tmp_path / 'empty'}"))
+  assert (
+    line == f"contact_sheet: error: stress_faces/synthetic is not built in {tmp_path / 'empty'}"
+  )
+  line = one_line_error(_module(*sheet, "--frames=0"))
+  assert line == "contact_sheet: error: flag --frames=0: 0 is not a positive integer"
+  assert not (tmp_path / "s.png").exists()

@@ -11,6 +11,7 @@ import pytest
 
 from stress_jax.datasets import synthetic
 from stress_jax.faces import geometry as fg
+from stress_jax.faces import landmarks as landmarks_lib
 
 CANONICAL = np.array([fg.CANONICAL_RIGHT_EYE, fg.CANONICAL_LEFT_EYE]) * fg.CROP_SIZE
 
@@ -142,6 +143,15 @@ def test_mirror_landmarks_match_the_flipped_face():
   assert np.median(difference) <= 1 and difference.mean() < 2.5
 
 
+def test_fill_missing_landmarks_takes_nearest_valid_frame():
+  landmarks = np.arange(6, dtype=np.float32)[:, None, None] * np.ones((6, 68, 2), np.float32)
+  has_face = np.array([False, True, False, False, True, False])
+  filled = landmarks_lib.fill_missing_landmarks(landmarks, has_face)
+  np.testing.assert_array_equal(filled[:, 0, 0], [1, 1, 1, 4, 4, 4])
+  none = landmarks_lib.fill_missing_landmarks(np.zeros((3, 68, 2)), np.zeros(3, bool))
+  assert np.isfinite(none).all()
+
+
 def _project_modules_after_import(*modules: str) -> set[str]:
   code = (
     f"import sys, {', '.join(modules)}\n"
@@ -155,12 +165,19 @@ def test_face_primitives_and_models_stand_on_nothing_above_them():
   # The floors: stress_jax.faces imports nothing else of the project, and the models
   # import only those primitives, never a dataset, the preprocessing or a builder.
   package = {"stress_jax", "stress_jax.xla_cpu"}
-  faces = _project_modules_after_import("stress_jax.faces.geometry", "stress_jax.faces.records")
+  faces = _project_modules_after_import(
+    "stress_jax.faces.geometry", "stress_jax.faces.landmarks", "stress_jax.faces.records"
+  )
   assert faces == package | {
     "stress_jax.faces",
     "stress_jax.faces.geometry",
+    "stress_jax.faces.landmarks",
     "stress_jax.faces.records",
   }
   models = _project_modules_after_import("stress_jax.models")
   outside = {m for m in models if not m.startswith("stress_jax.models")} - package
   assert outside == {"stress_jax.faces", "stress_jax.faces.geometry"}
+  # A feature-database build worker reads .npy files: no video decoding or dlib for it.
+  worker = _project_modules_after_import("stress_jax.featuredb.clips")
+  assert "stress_jax.faces.landmarks" in worker
+  assert not {m for m in worker if m.startswith("stress_jax.preprocess")}

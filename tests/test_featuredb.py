@@ -142,11 +142,15 @@ def test_writer_refuses_an_existing_output(tmp_path):
     f"--output={tmp_path / 'db'}",
     f"--workdir={tmp_path / 'run'}",
   )
-  assert lines == [f"write: {tmp_path / 'db'} already exists; pass --overwrite to replace it"]
+  assert lines == [
+    f"featuredb.write: error: {tmp_path / 'db'} already exists; pass --overwrite to replace it"
+  ]
   lines = cli_error_lines(
     "stress_jax.featuredb.write", "--source=fake_clips", f"--output={tmp_path / 'new'}"
   )
-  assert lines == ["write: give exactly one trunk: --workdir=W or --pretrained=PATH"]
+  assert lines == [
+    "featuredb.write: error: give exactly one trunk: --workdir=W or --pretrained=PATH"
+  ]
 
 
 # --------------------------------------------------------------- writer parity

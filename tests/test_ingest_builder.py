@@ -91,21 +91,39 @@ def test_video_builder_builds_and_reads_back(tmp_path):
   np.testing.assert_allclose(eyes, [[0.33, 0.38], [0.67, 0.38]], atol=1e-4)
 
 
-def test_fixed_labels_are_checked_against_the_manifest(tmp_path):
-  manual = manual_dir(tmp_path)
-  data_dir = tmp_path / "tfds"
-  builder = StressFaces(
-    config=small_video_config(labels=("calm", "mild", "stress")), data_dir=str(data_dir)
-  )
-  prepare(builder, manual)
-  assert builder.info.features["label"].names == ["calm", "mild", "stress"]
+class _SmallVideoFaces(StressFaces, skip_registration=True):
+  """stress_faces with the test-sized video config, for `build.build_dataset`."""
 
-  write_manifest(manual, ["p1.mp4,person 1,panic,,,"])
-  builder = StressFaces(
-    config=small_video_config(labels=("calm", "mild", "stress")), data_dir=str(tmp_path / "b")
+  name = "stress_faces"
+  BUILDER_CONFIGS = [small_video_config()]
+
+
+def test_fixed_labels_are_checked_against_the_manifest(tmp_path, monkeypatch):
+  from stress_jax.data import build
+
+  monkeypatch.setattr(build, "builder_class", lambda dataset: _SmallVideoFaces)
+  manual = manual_dir(tmp_path)
+  write_manifest(manual, ["p1.mp4,person 1,b,,,", "p2.avi,person 2,a,,,"])
+  data_dir = str(tmp_path / "tfds")
+  # data.labels holds them as one string; the CLI's --labels gives a list.
+  built = build.build_dataset(
+    "stress_faces/video_test", data_dir=data_dir, manual_dir=manual, labels=" a, b"
   )
-  with pytest.raises(ManifestError, match="line 2: unknown label 'panic'"):
-    prepare(builder, manual)
+  assert built.info.features["label"].names == ["a", "b"]
+  stored = [int(e["label"]) for split in built.as_data_source().values() for e in split]
+  assert sorted(set(stored)) == [0, 1]
+  # Opened without the labels, as training opens it, it still reports the stored ones.
+  reopened = _SmallVideoFaces(config="video_test", data_dir=data_dir)
+  assert reopened.info.features["label"].names == ["a", "b"]
+  with pytest.raises(build.BuildError, match="was built with labels a,b, not a,c"):
+    build.build_dataset("stress_faces/video_test", data_dir=data_dir, labels=["a", "c"])
+
+  write_manifest(manual, ["p1.mp4,person 1,a,,,", "p2.avi,person 2,panic,,,"])
+  with pytest.raises(ManifestError, match="line 3: unknown label 'panic' .known: a, b."):
+    build.build_dataset(
+      "stress_faces/video_test", data_dir=str(tmp_path / "b"), manual_dir=manual, labels="a,b"
+    )
+  assert not list((tmp_path / "b").rglob("*.array_record*"))
 
 
 def _leftovers(data_dir: Path) -> list[str]:

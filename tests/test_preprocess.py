@@ -325,15 +325,6 @@ def test_every_frame_settings_give_exact_masks(tmp_path):
 # ---------------------------------------------------------------- clips
 
 
-def test_fill_missing_landmarks_takes_nearest_valid_frame():
-  landmarks = np.arange(6, dtype=np.float32)[:, None, None] * np.ones((6, 68, 2), np.float32)
-  has_face = np.array([False, True, False, False, True, False])
-  filled = clips.fill_missing_landmarks(landmarks, has_face)
-  np.testing.assert_array_equal(filled[:, 0, 0], [1, 1, 1, 4, 4, 4])
-  none = clips.fill_missing_landmarks(np.zeros((3, 68, 2)), np.zeros(3, bool))
-  assert np.isfinite(none).all()
-
-
 def test_clip_starts_and_threshold():
   has_face = np.array([1, 1, 1, 0, 1, 1, 0, 0, 0, 0, 1, 1], bool)
   starts, dropped = clips.clip_starts(has_face, num_frames=4, stride=2, min_valid_fraction=0.75)

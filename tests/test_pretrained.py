@@ -294,7 +294,7 @@ def test_convert_cli_writes_the_same_tensors(weight_files, tmp_path):
      str(tmp_path / "absent.pth"), str(out)],
     env=subprocess_env(), cwd=REPO, capture_output=True, text=True, timeout=120,
   )  # fmt: skip
-  assert failed.returncode == 1
+  assert failed.returncode == 2
   assert failed.stderr.strip().splitlines() == [
-    f"error: pretrained weights {tmp_path / 'absent.pth'}: no such file"
+    f"models.pretrained: error: pretrained weights {tmp_path / 'absent.pth'}: no such file"
   ]

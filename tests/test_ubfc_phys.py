@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import tensorflow_datasets as tfds
 
-from stress_jax.data import records
+from stress_jax.faces import records
 from stress_jax.preprocess import ingest, ubfc_phys
 from stress_jax.preprocess.config import PreprocessConfig
 from tests import real_media

@@ -15,7 +15,7 @@ import pytest
 import tensorflow_datasets as tfds
 
 from stress_jax.configs import yonsei as yonsei_config
-from stress_jax.data import records
+from stress_jax.faces import records
 from stress_jax.featuredb import clips, layout, npy, yonsei
 from tests import featuredb_fixtures as fixtures
 from tfds_builders.yonsei_stress import REPORT_NAME, YonseiStress, load_build_report

@@ -9,6 +9,9 @@ once and train:
       --config.data.manual_dir=/path/to/videos
 
 (train.py builds the dataset itself when it is missing and data.manual_dir is set.)
+`data.labels` ('calm,mild,stress', the build's --labels) declares the class names in
+label order; empty keeps the builder's no_stress,stress. A manifest label outside
+them stops the build.
 The build writes `ingest_report.json` next to the dataset: per source its status,
 frames read, frames with a face, clips written and dropped.
 
@@ -29,6 +32,7 @@ def get_config():
   preprocess = PreprocessConfig()
   config.data.name = "stress_faces/video"
   config.data.manual_dir = ""  # --config.data.manual_dir=/path/to/videos
+  config.data.labels = ""  # e.g. --config.data.labels=calm,stress; "" = no_stress,stress
   config.data.num_frames = preprocess.num_frames
   config.preprocess = ml_collections.ConfigDict(preprocess.to_dict())
 

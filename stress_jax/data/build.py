@@ -148,6 +148,13 @@ def remove_stale_incomplete(builder) -> list[str]:
   return removed
 
 
+def declared_labels(labels: str | Sequence[str] | None) -> tuple[str, ...]:
+  """--labels or data.labels ('a,b' or a sequence) as class names; () means the config's."""
+  if isinstance(labels, str):
+    labels = labels.split(",")
+  return tuple(label.strip() for label in labels or () if label.strip())
+
+
 def _builder_kwargs(cls, config, labels) -> dict:
   """A named config, and with --labels the class names a video build declares."""
   if not labels:
@@ -166,21 +173,25 @@ def build_dataset(
   manual_dir: str | None = None,
   overwrite: bool = False,
   beam_pipeline_options: str | Sequence[str] | Mapping | None = None,
-  labels: Sequence[str] | None = None,
+  labels: str | Sequence[str] | None = None,
 ) -> tfds.core.DatasetBuilder:
   """Prepares `name` (optionally 'dataset/config') as array_record shards; returns its builder.
 
-  An already prepared dataset is reused unless `overwrite`. Failures the user can
+  `labels` ('a,b' as config.data.labels holds it, or a sequence) declares a video
+  build's class names; empty keeps the config's. An already prepared dataset is
+  reused unless `overwrite` (with other labels it is refused). Failures the user can
   fix (a bad manifest, no usable source, a missing manual_dir) raise BuildError.
   """
   from stress_jax.preprocess.ingest import IngestError
 
+  labels = declared_labels(labels)
   dataset, config = split_name(name, config)
   cls = builder_class(dataset)
   kwargs = _builder_kwargs(cls, config, labels)
   builder = cls(**kwargs, data_dir=data_dir or None, file_format="array_record")
   if builder.is_prepared() and not overwrite:
-    built = list(builder.info.features["label"].names)
+    # The stored names: this builder's info holds the ones just asked for.
+    built = tfds.builder_from_directory(builder.data_dir).info.features["label"].names
     if labels and built != list(labels):
       raise BuildError(
         f"{builder.data_dir} was built with labels {','.join(built)}, not "

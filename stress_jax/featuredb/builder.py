@@ -23,7 +23,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 import tensorflow_datasets as tfds
 from etils import epath
 
-from stress_jax.data import records
+from stress_jax.faces import records
 from stress_jax.featuredb import beam as beam_steps
 from stress_jax.featuredb import clips, layout
 

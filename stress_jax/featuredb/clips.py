@@ -34,7 +34,8 @@ from typing import Any
 
 import numpy as np
 
-from stress_jax.data.face_geometry import NUM_LANDMARKS
+from stress_jax.faces.geometry import NUM_LANDMARKS
+from stress_jax.faces.landmarks import fill_missing_landmarks
 from stress_jax.featuredb.layout import (
   FEATURE_SHAPE,
   FLOAT16_MAX,
@@ -271,8 +272,6 @@ def float16_errors(values: np.ndarray, halves: np.ndarray) -> dict[str, float]:
 
 def _clip_landmarks(plan: ClipPlan, length: int, problems: list) -> tuple[np.ndarray, int]:
   """(T, 68, 2) float32 landmarks of the clip and how many of its frames had an entry."""
-  from stress_jax.preprocess.clips import fill_missing_landmarks
-
   landmarks = np.zeros((length, NUM_LANDMARKS, 2), np.float32)
   found = np.zeros((length,), bool)
   tables: dict[str, Any] = {}

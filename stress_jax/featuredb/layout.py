@@ -217,32 +217,24 @@ def scan_database(
   folders: dict[tuple[str, str], list[str]] = {}
   subjects: set[str] = set()
 
-  def stray(entry, detail):
-    if not is_private(entry.name):
-      problems.append(problem("stray_file", rel(entry.path, root), detail))
+  def named_folders(path: str, kind: str, parse):
+    """(folder path, parsed name) of each `kind` folder in `path`; the rest noted."""
+    for entry in sorted(os.scandir(path), key=lambda e: e.name):
+      if is_private(entry.name):
+        continue
+      if not entry.is_dir():
+        problems.append(problem("stray_file", rel(entry.path, root), f"not a {kind} folder"))
+        continue
+      parsed = parse(entry.name)
+      if parsed is None:
+        problems.append(problem("unexpected_folder", rel(entry.path, root), f"not a {kind}"))
+        continue
+      yield entry.path, parsed
 
-  for entry in sorted(os.scandir(root), key=lambda e: e.name):
-    if not entry.is_dir():
-      stray(entry, "not a subject folder")
-      continue
-    if is_private(entry.name):
-      continue
-    subject = layout.subject(entry.name)
-    if subject is None:
-      problems.append(problem("unexpected_folder", rel(entry.path, root), "not a subject"))
-      continue
+  for subject_dir, subject in named_folders(root, "subject", layout.subject):
     subjects.add(subject)
-    for child in sorted(os.scandir(entry.path), key=lambda e: e.name):
-      if not child.is_dir():
-        stray(child, "not a label folder")
-        continue
-      if is_private(child.name):
-        continue
-      label = layout.label(child.name)
-      if label is None:
-        problems.append(problem("unexpected_folder", rel(child.path, root), "not a label"))
-        continue
-      folders.setdefault((subject, label), []).append(child.path)
+    for label_dir, label in named_folders(subject_dir, "label", layout.label):
+      folders.setdefault((subject, label), []).append(label_dir)
   if layout.required_labels:
     for subject in sorted(subjects):
       for label in layout.label_names:

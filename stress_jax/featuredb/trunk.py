@@ -12,8 +12,10 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
+from stress_jax import cli
 
-class TrunkError(Exception):
+
+class TrunkError(cli.UserError):
   """A problem with the trunk the user named; its message is one line."""
 
 

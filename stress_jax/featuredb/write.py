@@ -30,7 +30,9 @@ import shutil
 from collections.abc import Sequence
 
 import numpy as np
+from absl import flags
 
+from stress_jax import cli
 from stress_jax.featuredb.layout import (
   FEATURE_SHAPE,
   LANDMARKS_NAME,
@@ -41,8 +43,44 @@ from stress_jax.featuredb.layout import (
 
 WRITTEN_DTYPES = ("float32", "float16")
 
+FLAGS = flags.FlagValues()
+_SOURCE = flags.DEFINE_string(
+  "source", None, "A built pixel dataset (name[/config]) or a manifest dir.", flag_values=FLAGS
+)
+_OUTPUT = flags.DEFINE_string(
+  "output", None, "The database folder to write (must not exist).", flag_values=FLAGS
+)
+_DATA_DIR = flags.DEFINE_string(
+  "data_dir", None, "Where --source is built (TFDS data_dir).", flag_values=FLAGS
+)
+_WORKDIR = flags.DEFINE_string(
+  "workdir", None, "A training workdir whose trunk to use.", flag_values=FLAGS
+)
+_CHECKPOINT = flags.DEFINE_string(
+  "checkpoint", "best", "With --workdir: best, latest or a step number.", flag_values=FLAGS
+)
+_PRETRAINED = flags.DEFINE_string(
+  "pretrained", None, "ResNet-18 weights (.safetensors or .pth).", flag_values=FLAGS
+)
+_PIXEL_NORM = flags.DEFINE_string(
+  "pixel_norm", "", "With --pretrained: model.pixel_norm (default imagenet).", flag_values=FLAGS
+)
+_DTYPE = flags.DEFINE_enum(
+  "dtype", "float32", list(WRITTEN_DTYPES), "Stored dtype of the maps.", flag_values=FLAGS
+)
+_OVERWRITE = flags.DEFINE_boolean(
+  "overwrite", False, "Replace an existing --output.", flag_values=FLAGS
+)
+_BATCH_SIZE = flags.DEFINE_integer(
+  "batch_size", 8, "Clips per trunk call.", lower_bound=1, flag_values=FLAGS
+)
+_VIDEO_CONFIG = flags.DEFINE_string(
+  "video_config", "video", "stress_faces config a manifest is ingested as.", flag_values=FLAGS
+)
+flags.mark_flags_as_required(["source", "output"], flag_values=FLAGS)
 
-class WriteError(Exception):
+
+class WriteError(cli.UserError):
   """A problem with what the user asked for; its message is one line naming it."""
 
 
@@ -150,7 +188,7 @@ def write_database(
 ) -> dict:
   """Writes the database; returns what database.json holds."""
   from stress_jax import input_pipeline
-  from stress_jax.data.records import as_text
+  from stress_jax.faces.records import as_text
   from stress_jax.featuredb import trunk as trunk_lib
 
   output = os.path.abspath(os.path.expanduser(output))
@@ -228,13 +266,9 @@ def write_database(
 
 
 def main(argv: Sequence[str]) -> None:
-  from absl import flags, logging
-
-  if len(argv) > 1:
-    raise SystemExit(f"write: unexpected arguments {' '.join(argv[1:])}")
-  if not flags.FLAGS["verbosity"].present:
-    # orbax logs every read-only open at INFO/WARNING; nothing there is for the user.
-    logging.set_verbosity(logging.ERROR)
+  cli.unexpected_arguments(argv)
+  # orbax logs every read-only open at INFO/WARNING; nothing there is for the user.
+  cli.quiet_logging("error")
   try:
     metadata = write_database(
       _OUTPUT.value,
@@ -249,53 +283,13 @@ def main(argv: Sequence[str]) -> None:
       batch_size=_BATCH_SIZE.value,
       video_config=_VIDEO_CONFIG.value,
     )
-  except (WriteError, ValueError, OSError) as error:
-    if flags.FLAGS.verbosity >= 1:
-      raise
-    raise SystemExit(f"write: {str(error).splitlines()[0]}") from None
+  except (ValueError, OSError) as error:  # e.g. a manifest the ingest refuses, a full disk
+    raise WriteError(cli.one_line(error)) from error
   print(
     f"{_OUTPUT.value}: {metadata['frames']} frames, labels {', '.join(metadata['label_names'])}"
     f" ({metadata['feature_dtype']}, landmarks: {'yes' if metadata['landmarks'] else 'no'})"
   )
 
 
-def _define_flags():
-  from absl import flags
-
-  return (
-    flags.DEFINE_string("source", None, "A built pixel dataset (name[/config]) or a manifest dir."),
-    flags.DEFINE_string("output", None, "The database folder to write (must not exist)."),
-    flags.DEFINE_string("data_dir", None, "Where --source is built (TFDS data_dir)."),
-    flags.DEFINE_string("workdir", None, "A training workdir whose trunk to use."),
-    flags.DEFINE_string("checkpoint", "best", "With --workdir: best, latest or a step number."),
-    flags.DEFINE_string("pretrained", None, "ResNet-18 weights (.safetensors or .pth)."),
-    flags.DEFINE_string(
-      "pixel_norm", "", "With --pretrained: model.pixel_norm (default imagenet)."
-    ),
-    flags.DEFINE_enum("dtype", "float32", list(WRITTEN_DTYPES), "Stored dtype of the maps."),
-    flags.DEFINE_boolean("overwrite", False, "Replace an existing --output."),
-    flags.DEFINE_integer("batch_size", 8, "Clips per trunk call."),
-    flags.DEFINE_string("video_config", "video", "stress_faces config a manifest is ingested as."),
-  )
-
-
 if __name__ == "__main__":
-  from absl import app, flags
-
-  # Defined here, as the other entry points of this checkout do, so that importing
-  # write_database never registers flags that another module's CLI also defines.
-  (
-    _SOURCE,
-    _OUTPUT,
-    _DATA_DIR,
-    _WORKDIR,
-    _CHECKPOINT,
-    _PRETRAINED,
-    _PIXEL_NORM,
-    _DTYPE,
-    _OVERWRITE,
-    _BATCH_SIZE,
-    _VIDEO_CONFIG,
-  ) = _define_flags()
-  flags.mark_flags_as_required(["source", "output"])
-  app.run(main)
+  cli.run(main, FLAGS, "featuredb.write")

@@ -26,19 +26,25 @@ from __future__ import annotations
 
 import pathlib
 import re
-import sys
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 import numpy as np
-from absl import logging
+from absl import flags, logging
 from flax import traverse_util
+
+# Not imported by stress_jax.models itself, so the models still stand on the face
+# primitives alone (tests/test_face_geometry.py); only loading weights reaches the CLI.
+from stress_jax import cli
 
 BN_NAMES = {"scale": "weight", "bias": "bias", "mean": "running_mean", "var": "running_var"}
 TORCH_MODULES = {"proj_conv": "downsample.0", "proj_bn": "downsample.1"}
 HEAD_LAYER = "layer4"
 
 
-class PretrainedError(ValueError):
+FLAGS = flags.FlagValues()  # `convert IN OUT` is positional; only absl's own flags
+
+
+class PretrainedError(cli.UserError, ValueError):
   """A pretrained-weights file that cannot be read or does not fit the model (one line)."""
 
 
@@ -217,29 +223,13 @@ def convert(source: str, destination: str) -> int:
   return len(tensors)
 
 
-def main(argv: list[str]) -> int:
-  import argparse
-
-  parser = argparse.ArgumentParser(
-    prog="python -m stress_jax.models.pretrained",
-    description="Convert a torchvision/timm ResNet-18 state dict (.pth) to .safetensors.",
-  )
-  commands = parser.add_subparsers(dest="command", required=True)
-  command = commands.add_parser("convert", help="IN.pth -> OUT.safetensors (needs torch)")
-  command.add_argument("source")
-  command.add_argument("destination")
-  parser.add_argument("--verbosity", type=int, default=0, help="1: tracebacks on errors")
-  args = parser.parse_args(argv)
-  try:
-    count = convert(args.source, args.destination)
-  except PretrainedError as error:
-    if args.verbosity >= 1:
-      raise
-    print(f"error: {error}", file=sys.stderr)
-    return 1
-  print(f"wrote {count} tensors to {args.destination}")
-  return 0
+def main(argv: Sequence[str]) -> None:
+  if len(argv) != 4 or argv[1] != "convert":
+    given = " ".join(argv[1:]) or "nothing"
+    raise cli.UserError(f"expected the arguments convert IN.pth OUT.safetensors, got {given}")
+  count = convert(argv[2], argv[3])
+  print(f"wrote {count} tensors to {argv[3]}")
 
 
 if __name__ == "__main__":
-  sys.exit(main(sys.argv[1:]))
+  cli.run(main, FLAGS, "models.pretrained")

@@ -77,7 +77,7 @@ def clip_features(num_frames: int, label_names: Sequence[str] | None = None):
   """
   import tensorflow_datasets as tfds
 
-  from stress_jax.data import records
+  from stress_jax.faces import records
 
   spec = records.clip_features(num_frames, label_names or ("_",), synthetic=False)
   if label_names is not None:

@@ -38,6 +38,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from stress_jax.faces.landmarks import fill_missing_landmarks
 from stress_jax.preprocess import clips as clips_lib
 from stress_jax.preprocess import decode
 from stress_jax.preprocess.config import PreprocessConfig
@@ -217,7 +218,7 @@ def process_source(
   else:
     summary["status"] = OK
     lengths = np.array([len(j) for j in jpegs], np.int64)
-    filled = clips_lib.fill_missing_landmarks(np.stack(landmarks), has_face)
+    filled = fill_missing_landmarks(np.stack(landmarks), has_face)
     if scratch_file is not None:
       np.savez(
         scratch_file,

@@ -34,7 +34,7 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image
 
-from stress_jax.data import face_geometry
+from stress_jax.faces import geometry as face_geometry
 from stress_jax.preprocess import boxes as geo
 from stress_jax.preprocess.boxes import DETECTOR_WINDOW, detection_scales, prominence
 from stress_jax.preprocess.config import PreprocessConfig

@@ -140,6 +140,11 @@ class StressFaces(tfds.core.GeneratorBasedBuilder):
       if config.kind != "video":
         raise ValueError(f"labels are declared for video configs only, not {config.name!r}")
       return self._labels
+    stored = self.data_path / "label.labels.txt"  # TFDS's file of the `label` feature
+    if config.kind == "video" and stored.exists():
+      # A build with declared labels stores them; opened from the config alone (as
+      # training opens it, tfds.builder) the builder must report those, not the defaults.
+      return tuple(name for name in stored.read_text().splitlines() if name)
     return config.label_names
 
   def _info(self) -> tfds.core.DatasetInfo:

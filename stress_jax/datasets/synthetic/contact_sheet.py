@@ -11,15 +11,31 @@ the clip's cue region over its middle frame.
 
 from __future__ import annotations
 
-import argparse
 import pathlib
-import sys
 from collections.abc import Sequence
 
 import numpy as np
+from absl import flags
 
+from stress_jax import cli
 from stress_jax.datasets import synthetic
 from stress_jax.faces import records
+
+FLAGS = flags.FlagValues()
+_OUTPUT = flags.DEFINE_string("output", None, "PNG path.", flag_values=FLAGS)
+_DATA_DIR = flags.DEFINE_string(
+  "data_dir", None, "Read a prepared dataset from here.", flag_values=FLAGS
+)
+_CONFIG = flags.DEFINE_string(
+  "config", "synthetic", "stress_faces config (with --data_dir).", flag_values=FLAGS
+)
+_CLIPS_PER_CLASS = flags.DEFINE_integer(
+  "clips_per_class", 2, "Rows per class.", lower_bound=1, flag_values=FLAGS
+)
+_FRAMES = flags.DEFINE_integer(
+  "frames", 8, "Frames shown per clip.", lower_bound=1, flag_values=FLAGS
+)
+flags.mark_flags_as_required(["output"], flag_values=FLAGS)
 
 
 def _as_clip(example: dict) -> dict:
@@ -63,7 +79,10 @@ def stored_clips(
 
   # Read back from the prepared files alone (their dataset_info.json carries the
   # features): the builder's code is not needed, nor imported.
-  builder = tfds.builder(f"stress_faces/{config}", data_dir=data_dir)
+  try:
+    builder = tfds.builder(f"stress_faces/{config}", data_dir=data_dir)
+  except tfds.core.registered.DatasetNotFoundError:
+    raise cli.UserError(f"stress_faces/{config} is not built in {data_dir}") from None
   label_names = builder.info.features["label"].names
   sources = builder.as_data_source()
   wanted = {c: clips_per_class for c in range(len(label_names))}
@@ -157,23 +176,18 @@ def draw_contact_sheet(
   return output
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-  parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-  parser.add_argument("--output", required=True, help="PNG path")
-  parser.add_argument("--data_dir", default=None, help="read a prepared dataset from here")
-  parser.add_argument("--config", default="synthetic", help="stress_faces config (with --data_dir)")
-  parser.add_argument("--clips_per_class", type=int, default=2)
-  parser.add_argument("--frames", type=int, default=8, help="frames shown per clip")
-  args = parser.parse_args(argv)
-  if args.data_dir:
-    clips, names = stored_clips(args.data_dir, args.config, args.clips_per_class)
+def main(argv: Sequence[str]) -> None:
+  cli.unexpected_arguments(argv)
+  cli.quiet_logging("error")  # TFDS logs its probing of --data_dir
+  if _DATA_DIR.value:
+    clips, names = stored_clips(_DATA_DIR.value, _CONFIG.value, _CLIPS_PER_CLASS.value)
   else:
-    config = synthetic.SimulatorConfig(num_classes=2 if args.config == "synthetic_binary" else 3)
-    clips, names = simulated_clips(config, args.clips_per_class), list(config.label_names)
-  path = draw_contact_sheet(clips, names, args.output, args.frames)
+    num_classes = 2 if _CONFIG.value == "synthetic_binary" else 3
+    config = synthetic.SimulatorConfig(num_classes=num_classes)
+    clips, names = simulated_clips(config, _CLIPS_PER_CLASS.value), list(config.label_names)
+  path = draw_contact_sheet(clips, names, _OUTPUT.value, _FRAMES.value)
   print(f"wrote {path}")
-  return 0
 
 
 if __name__ == "__main__":
-  sys.exit(main())
+  cli.run(main, FLAGS, "contact_sheet")
