@@ -121,6 +121,7 @@ def open_dataset(data_config) -> DatasetHandle:
           config=config_name or None,
           data_dir=str(local_dir),
           manual_dir=data_config.manual_dir or None,
+          labels=data_config.get("labels", ""),
         )
       builder = tfds.builder(data_config.name, data_dir=data_dir)
     else:
@@ -129,6 +130,7 @@ def open_dataset(data_config) -> DatasetHandle:
         config=config_name or None,
         data_dir=data_dir,
         manual_dir=data_config.manual_dir or None,
+        labels=data_config.get("labels", ""),
       )
   features = builder.info.features
   label_names, label_map = _task_labels(data_config, builder)
