@@ -7,9 +7,7 @@ defaults (see `preprocess_settings`).
 
 from __future__ import annotations
 
-import pathlib
-
-from stress_jax import cli
+from stress_jax import cli, storage
 
 
 def preprocess_settings(workdir, config, num_frames: int) -> tuple[dict, str]:
@@ -58,9 +56,9 @@ def _built_dataset_preprocess(config) -> dict | None:
   return dict(handle.builder.info.metadata or {}).get("preprocess")
 
 
-def check_output(output) -> pathlib.Path:
-  """A new folder, an empty one, or an earlier export (which is replaced)."""
-  output = pathlib.Path(output)
+def check_output(output):
+  """A new folder, an empty one, or an earlier export (which is replaced); local or gs://."""
+  output = storage.as_path(output)
   if output.exists() and not output.is_dir():
     raise cli.UserError(f"--output={output} is a file; give a folder")
   if output.is_dir() and any(output.iterdir()) and not (output / "config.json").is_file():

@@ -204,7 +204,9 @@ def test_indivisible_batch_is_a_one_line_error(fake_data_dir, tmp_path):
     text=True,
     timeout=240,
   )
-  assert result.returncode == 1
+  assert result.returncode == 2  # cli.USER_ERROR_EXIT_CODE
   lines = result.stderr.strip().splitlines()
-  assert lines[-1].startswith("train.py: input.batch_size=6 does not divide over the 4 devices")
+  assert lines[-1].startswith(
+    "train.py: error: input.batch_size=6 does not divide over the 4 devices"
+  )
   assert "Traceback" not in result.stderr

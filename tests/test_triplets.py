@@ -149,7 +149,7 @@ def test_triplet_train_steps_run_and_reduce_the_loss(input_mode):
   tx = optax.adam(1e-2)
   schedule = optax.constant_schedule(1e-2)
   plain = {k: v[:, 0] for k, v in batch.items()}
-  state = steps.init_state(model, tx, jax.random.key(0), plain, jnp.float32)
+  state = steps.init_state(model, tx, jax.random.key(0), plain, dtype=jnp.float32)
   objective = objectives.Objective("triplet", margin=2.0, weight=1.0)
   step = jax.jit(
     functools.partial(
