@@ -95,8 +95,6 @@ def conv_table(frames: int = 192, repeats: int = 5) -> dict:
   channels_last (its faster layout here). GFLOP/s counts 3x the forward FLOPs. The
   forward alone (what inference runs) is timed too, torch under inference_mode.
   """
-  import statistics
-  import time
 
   import jax
   import jax.numpy as jnp
@@ -105,15 +103,10 @@ def conv_table(frames: int = 192, repeats: int = 5) -> dict:
 
   torch.set_num_threads(os.cpu_count())
 
+  from benchmarks.common import median_time
+
   def median(fn):
-    fn()
-    fn()
-    times = []
-    for _ in range(repeats):
-      started = time.perf_counter()
-      fn()
-      times.append(time.perf_counter() - started)
-    return statistics.median(times)
+    return median_time(fn, repeats, warmup=2)[0]
 
   rows = []
   totals = {"xla_s": 0.0, "torch_s": 0.0, "xla_forward_s": 0.0, "torch_forward_s": 0.0}

@@ -23,7 +23,6 @@ import pathlib
 
 import numpy as np
 from absl import flags
-from ml_collections import config_flags
 
 from stress_jax import cli, crossval
 
@@ -46,13 +45,7 @@ DESCRIPTIONS = {
 
 
 FLAGS = flags.FlagValues()
-_CONFIG = config_flags.DEFINE_config_file(
-  "config",
-  "stress_jax/configs/demo.py",
-  "Config file (a get_config() module).",
-  lock_config=True,
-  flag_values=FLAGS,
-)
+_CONFIG = cli.define_config_flag(FLAGS)
 _WORKDIR = flags.DEFINE_string(
   "workdir", "runs/ablation", "Root of the variant/fold workdirs.", flag_values=FLAGS
 )

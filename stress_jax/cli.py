@@ -63,6 +63,19 @@ def guarded(main, name: str | None = None):
   return wrapper
 
 
+def define_config_flag(flag_values: flags.FlagValues, default: str = "stress_jax/configs/demo.py"):
+  """The --config flag (a get_config() module, overridable by --config.x) of a tool."""
+  from ml_collections import config_flags
+
+  return config_flags.DEFINE_config_file(
+    "config",
+    default,
+    "Config file (a get_config() module).",
+    lock_config=True,
+    flag_values=flag_values,
+  )
+
+
 def unexpected_arguments(argv) -> None:
   if len(argv) > 1:
     raise UserError(f"unexpected arguments: {' '.join(argv[1:])}")

@@ -31,18 +31,11 @@ import json
 import pathlib
 
 from absl import flags
-from ml_collections import config_flags
 
 from stress_jax import cli, storage
 
 FLAGS = flags.FlagValues()
-_CONFIG = config_flags.DEFINE_config_file(
-  "config",
-  "stress_jax/configs/demo.py",
-  "Config file (a get_config() module).",
-  lock_config=True,
-  flag_values=FLAGS,
-)
+_CONFIG = cli.define_config_flag(FLAGS)
 _WORKDIR = flags.DEFINE_string(
   "workdir", None, "Root of the fold workdirs and the tables.", flag_values=FLAGS
 )
