@@ -96,9 +96,8 @@ class Trainer:
     self.model = build_model(config.model)
     self.dtype = compute_dtype(config.model)
     self.schedule = learning_rate_schedule(config.optim, self.total_steps)
-    # .get: a workdir's config.json from before these fields still evaluates.
-    freeze = bool(config.model.get("freeze_trunk", False))
-    self.tx = make_optimizer(config.optim, self.total_steps, freeze)
+    # The model's own config: its defaults cover a config.json from before these fields.
+    self.tx = make_optimizer(config.optim, self.total_steps, self.model.config.freeze_trunk)
 
     sample = dummy_batch(self.handle, self.global_batch)
     self.init_rng = init_rng
@@ -128,7 +127,7 @@ class Trainer:
     if not path:
       return None
     weights = pretrained.load_for_model(path, self._abstract_variables)
-    pixel_norm = self.config.model.get("pixel_norm", "fixed")
+    pixel_norm = self.model.config.pixel_norm
     if pixel_norm != "imagenet":
       logging.warning(
         "model.pretrained with pixel_norm=%r: ImageNet weights expect pixel_norm='imagenet'",
@@ -137,10 +136,6 @@ class Trainer:
     return {
       k: jax.make_array_from_process_local_data(self.replicated, v) for k, v in weights.items()
     }
-
-  def abstract_state(self):
-    sample = {k: jax.ShapeDtypeStruct(v.shape, v.dtype) for k, v in self._sample.items()}
-    return jax.eval_shape(self._init, self.init_rng, sample, None)
 
   def train_iterator(self):
     dataset = input_pipeline.train_dataset(
