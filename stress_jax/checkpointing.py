@@ -112,9 +112,13 @@ class CheckpointManager:
       self.directory, item_names=("state", "data"), options=options
     )
 
-  def save(self, step: int, state, data_state: dict, *, val_metrics=None, force=False) -> None:
+  def save(self, step: int, state, data_state: dict, *, val_metrics=None, force=False) -> bool:
+    if force and step in self._manager.all_steps():
+      # orbax itself saves at the step all hosts agreed to stop on (its preemption
+      # sync point), so a step may already be written when the loop forces its save.
+      return False
     metrics = None if val_metrics is None else {SELECTION_METRIC: selection_score(val_metrics)}
-    self._manager.save(
+    return self._manager.save(
       step,
       args=ocp.args.Composite(
         state=ocp.args.StandardSave(state), data=ocp.args.JsonSave(data_state)
