@@ -89,3 +89,15 @@ def test_a_checkpoint_of_another_model_is_refused_not_moved(tmp_path):
     manager.restore_latest(_state(0, width=4))
   manager.close()
   assert (tmp_path / "checkpoints" / "1").is_dir()
+
+
+def test_forced_save_of_a_step_already_written_is_skipped(tmp_path):
+  # At a preemption sync point orbax writes the step itself inside an ordinary save, and
+  # the loop's forced save of the same step follows: it must not raise.
+  _saved(tmp_path, steps=(1, 2))
+  manager = checkpointing.CheckpointManager(tmp_path, TRAIN)
+  assert manager.save(2, _state(2), {"step": 2}, force=True) is False
+  assert manager.save(3, _state(3), {"step": 3}, force=True) is True
+  manager.wait()
+  assert manager.all_steps() == [1, 2, 3]
+  manager.close()

@@ -81,18 +81,6 @@ def explicit_run(fake_data_dir, tmp_path_factory):
   return workdir
 
 
-def test_slurm_job_step_trains_like_explicit_flags(fake_data_dir, explicit_run, tmp_path):
-  port = free_port()
-  workdir = tmp_path / "slurm"
-  outs = finish(start(workdir, fake_data_dir, [slurm_env(i, port) for i in range(2)], (), ()))
-  assert "jax.distributed from the SLURM environment: 2 process(es)" in outs[0]
-  assert "2 device(s) x 2 process(es)" in outs[0]
-  explicit, slurm = final_params(explicit_run), final_params(workdir)
-  assert int(slurm["step"]) == STEPS
-  assert_trees_close(explicit["params"], slurm["params"], rtol=0, atol=1e-6)
-  assert_trees_close(explicit["batch_stats"], slurm["batch_stats"], rtol=0, atol=1e-6)
-
-
 def _logged_step(workdir) -> int:
   path = workdir / "metrics.jsonl"
   if not path.exists():
@@ -101,9 +89,10 @@ def _logged_step(workdir) -> int:
   return max((r["step"] for r in rows if "train/loss" in r), default=0)
 
 
-def test_sigterm_to_one_host_stops_both_at_one_step_and_resumes(
+def test_slurm_job_preempted_on_one_host_stops_both_and_resumes_to_the_explicit_run(
   fake_data_dir, explicit_run, tmp_path
 ):
+  """A SLURM-started job trains like explicit flags, through a SIGTERM to one host."""
   port = free_port()
   workdir = tmp_path / "preempted"
   procs = start(workdir, fake_data_dir, [slurm_env(i, port, 77) for i in range(2)], (), ())
@@ -123,10 +112,13 @@ def test_sigterm_to_one_host_stops_both_at_one_step_and_resumes(
 
   port = free_port()
   outs = finish(start(workdir, fake_data_dir, [slurm_env(i, port, 78) for i in range(2)], (), ()))
+  assert "jax.distributed from the SLURM environment: 2 process(es)" in outs[0]
+  assert "2 device(s) x 2 process(es)" in outs[0]
   assert f"resuming at step {stopped}" in outs[0]
   straight, resumed = final_params(explicit_run), final_params(workdir)
   assert int(resumed["step"]) == STEPS
   assert_trees_close(straight["params"], resumed["params"], rtol=0, atol=1e-6)
+  assert_trees_close(straight["batch_stats"], resumed["batch_stats"], rtol=0, atol=1e-6)
   assert_trees_close(straight["opt_state"], resumed["opt_state"], rtol=0, atol=1e-6)
 
 
