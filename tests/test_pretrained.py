@@ -254,7 +254,7 @@ def test_surplus_trunk_block_is_an_error(torch_model):
 def test_head_of_another_width_stays_random_with_a_log_line(torch_model, caplog):
   tensors = {k: v.numpy() for k, v in torch_model.state_dict().items()}
   config = paper_model_config(head_width=64)
-  with caplog.at_level("WARNING"):
+  with caplog.at_level("WARNING", logger="absl"):
     weights = pw.match_weights(tensors, _abstract(config), "w.safetensors")
   assert not any(k.startswith(("params/head", "batch_stats/head")) for k in weights)
   assert "params/trunk/stage3_block2/conv2/kernel" in weights
