@@ -9,7 +9,9 @@ works when imported once the tool's FLAGS are parsed), then ends with
 
 `run` parses the tool's flags together with absl's own (--verbosity, --help) and
 maps a `UserError` (bad input the user can fix) to one line on stderr and exit
-status 2; `--verbosity=1` shows the traceback instead.
+status 2; `--verbosity=1` shows the traceback instead. The `define_*` helpers
+define the flags several tools share, and `flag_arguments` hands a tool's flags to
+the function whose parameters they name.
 """
 
 from __future__ import annotations
