@@ -87,16 +87,19 @@ class VideoFaces:
     )
 
 
+def _no_face() -> tuple:
+  """A frame without a face: zero crop and crop landmarks, NaN box and image landmarks."""
+  blank = np.zeros((CROP_SIZE, CROP_SIZE, 3), np.uint8), np.zeros((68, 2), np.float32)
+  return (*blank, np.full((4,), np.nan), np.full((68, 2), np.nan))
+
+
 def _face_frame(frame, found: tuple | None = None) -> FaceFrame:
   """The FaceFrame of `frame` (a decoded frame, or a held FaceFrame that lost its face).
 
   `found` is (crop, crop landmarks, box, image landmarks) of the face, None without one.
   """
   has_face = found is not None
-  if not has_face:
-    found = (np.zeros((CROP_SIZE, CROP_SIZE, 3), np.uint8), np.zeros((68, 2), np.float32))
-    found += (np.full((4,), np.nan), np.full((68, 2), np.nan))
-  crop, landmarks, box, points = found
+  crop, landmarks, box, points = found if has_face else _no_face()
   return FaceFrame(
     crop=crop,
     landmarks=landmarks,
