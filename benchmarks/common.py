@@ -21,36 +21,25 @@ import numpy as np
 # included, should run under the same ones.
 import stress_jax  # noqa: F401
 
-# Per-device training batch (clips) and timed repeats, full run (False) and --quick
-# (True). The paper config's per-device batch is what fits a 2-core CPU in reasonable
-# time; the demo config's is its own.
+# Per-device training batch (clips) and timed repeats: (full run, --quick). The paper
+# config's per-device batch is what fits a 2-core CPU in reasonable time; the demo
+# config's is its own.
+_SETTING_PAIRS = dict(
+  paper_batch=(4, 2),
+  demo_batch=(16, 16),
+  train_repeats=(6, 3),
+  train_warmup=(2, 2),
+  infer_batch=(4, 2),
+  stream_frames=(300, 100),
+  pipeline_batches=(30, 8),
+  peak_repeats=(9, 5),
+  breakdown_repeats=(5, 3),
+  profile_steps=(2, 1),
+  e2e_seconds=(20.0, 5.0),
+)
+# quick (bool) -> the settings of that run.
 SETTINGS = {
-  False: dict(
-    paper_batch=4,
-    demo_batch=16,
-    train_repeats=6,
-    train_warmup=2,
-    infer_batch=4,
-    stream_frames=300,
-    pipeline_batches=30,
-    peak_repeats=9,
-    breakdown_repeats=5,
-    profile_steps=2,
-    e2e_seconds=20.0,
-  ),
-  True: dict(
-    paper_batch=2,
-    demo_batch=16,
-    train_repeats=3,
-    train_warmup=2,
-    infer_batch=2,
-    stream_frames=100,
-    pipeline_batches=8,
-    peak_repeats=5,
-    breakdown_repeats=3,
-    profile_steps=1,
-    e2e_seconds=5.0,
-  ),
+  quick: {name: pair[quick] for name, pair in _SETTING_PAIRS.items()} for quick in (False, True)
 }
 
 

@@ -55,20 +55,13 @@ GOALS = (
 
 FLAGS = flags.FlagValues()
 _CONFIG = cli.define_config_flag(FLAGS)
-_WORKDIR = flags.DEFINE_string(
-  "workdir", "runs/ablation", "Root of the variant/fold workdirs.", flag_values=FLAGS
-)
+_WORKDIR = cli.define_workdir(FLAGS, "Root of the variant/fold workdirs.", "runs/ablation")
 _RESULTS_DIR = flags.DEFINE_string(
   "results_dir", "docs", "Where results.md/.png are written.", flag_values=FLAGS
 )
-_FOLD = flags.DEFINE_integer(
-  "fold", -1, "Run only this fold (0-based); -1 = every fold.", flag_values=FLAGS
-)
+_FOLD, _COLLECT = cli.define_fold_flags(FLAGS, "page")
 _VARIANT = flags.DEFINE_enum(
   "variant", None, list(crossval.VARIANTS), "Run only this variant.", flag_values=FLAGS
-)
-_COLLECT = flags.DEFINE_boolean(
-  "collect", False, "Only gather finished folds into the page.", flag_values=FLAGS
 )
 
 

@@ -9,18 +9,26 @@ works when imported once the tool's FLAGS are parsed), then ends with
 
 `run` parses the tool's flags together with absl's own (--verbosity, --help) and
 maps a `UserError` (bad input the user can fix) to one line on stderr and exit
-status 2; `--verbosity=1` shows the traceback instead.
+status 2; `--verbosity=1` shows the traceback instead. The `define_*` helpers
+define the flags several tools share, and `flag_arguments` hands a tool's flags to
+the function whose parameters they name.
 """
 
 from __future__ import annotations
 
+import inspect
 import logging as pylogging
 import os
 import sys
 
 from absl import app, flags
 
+# The define_* helpers below define flags for the tool that calls them: absl then files
+# each flag under that tool's module (its --help lists it), not under this one.
+flags.disclaim_key_flags()
+
 USER_ERROR_EXIT_CODE = 2
+CHECKPOINT_HELP = "best, latest or a step number."
 
 
 class UserError(Exception):
@@ -74,6 +82,62 @@ def define_config_flag(flag_values: flags.FlagValues, default: str = "stress_jax
     lock_config=True,
     flag_values=flag_values,
   )
+
+
+# Flags several tools share: each name has one type and default everywhere; the help
+# says what it means to the tool at hand.
+
+
+def define_workdir(flag_values, help: str, default: str | None = None, required: bool = False):
+  return flags.DEFINE_string("workdir", default, help, flag_values=flag_values, required=required)
+
+
+def define_data_dir(flag_values: flags.FlagValues, help: str):
+  return flags.DEFINE_string("data_dir", None, help, flag_values=flag_values)
+
+
+def define_output(flag_values, help: str, default: str | None = None, required: bool = False):
+  return flags.DEFINE_string("output", default, help, flag_values=flag_values, required=required)
+
+
+def define_overwrite(flag_values: flags.FlagValues, help: str):
+  return flags.DEFINE_boolean("overwrite", False, help, flag_values=flag_values)
+
+
+def define_num_pictures(flag_values: flags.FlagValues, default: int, help: str):
+  return flags.DEFINE_integer("num_pictures", default, help, flag_values=flag_values)
+
+
+def define_trained_model(
+  flag_values: flags.FlagValues,
+  workdir_help: str = "A training workdir (holds config.json).",
+  optional: bool = False,
+):
+  """--workdir (a training run; required unless `optional`) and --checkpoint (which of its)."""
+  workdir = define_workdir(flag_values, workdir_help, required=not optional)
+  checkpoint_help = f"With --workdir: {CHECKPOINT_HELP}" if optional else CHECKPOINT_HELP
+  checkpoint = flags.DEFINE_string("checkpoint", "best", checkpoint_help, flag_values=flag_values)
+  return workdir, checkpoint
+
+
+def define_fold_flags(flag_values: flags.FlagValues, gathered_into: str):
+  """--fold (one fold of the protocol) and --collect (only tabulate the finished folds)."""
+  fold = flags.DEFINE_integer(
+    "fold", -1, "Run only this fold (0-based); -1 = every fold.", flag_values=flag_values
+  )
+  collect_help = f"Only gather finished folds into the {gathered_into}."
+  return fold, flags.DEFINE_boolean("collect", False, collect_help, flag_values=flag_values)
+
+
+def flag_arguments(flag_values: flags.FlagValues, function) -> dict:
+  """The tool's own flags that `function` takes as parameters of the same name, with values.
+
+  Only flags the tool defined count: `run` also files absl's (--verbosity, ...) in
+  `flag_values`, and those are no function's business.
+  """
+  own = {flag.name for defined in flag_values.flags_by_module_dict().values() for flag in defined}
+  parameters = inspect.signature(function).parameters
+  return {name: flag_values[name].value for name in parameters if name in own}
 
 
 def unexpected_arguments(argv) -> None:

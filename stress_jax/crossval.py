@@ -36,17 +36,10 @@ from stress_jax import cli, storage
 
 FLAGS = flags.FlagValues()
 _CONFIG = cli.define_config_flag(FLAGS)
-_WORKDIR = flags.DEFINE_string(
-  "workdir", None, "Root of the fold workdirs and the tables.", flag_values=FLAGS
-)
-_FOLD = flags.DEFINE_integer(
-  "fold", -1, "Run only this fold (0-based); -1 = every fold.", flag_values=FLAGS
-)
+_WORKDIR = cli.define_workdir(FLAGS, "Root of the fold workdirs and the tables.", required=True)
+_FOLD, _COLLECT = cli.define_fold_flags(FLAGS, "tables")
 _ABLATIONS = flags.DEFINE_boolean(
   "ablations", False, "Also the four model switches.", flag_values=FLAGS
-)
-_COLLECT = flags.DEFINE_boolean(
-  "collect", False, "Only gather finished folds into the tables.", flag_values=FLAGS
 )
 _ALLOW_CHANGE = flags.DEFINE_list(
   "allow_config_change",
@@ -55,7 +48,6 @@ _ALLOW_CHANGE = flags.DEFINE_list(
   "train.num_epochs: finished folds then train on instead of being skipped.",
   flag_values=FLAGS,
 )
-flags.mark_flag_as_required("workdir", flag_values=FLAGS)
 
 # Variant -> config overrides ("section.field": value).
 VARIANTS = {

@@ -38,22 +38,10 @@ from stress_jax import cli, storage
 SPLITS = ("test", "val", "train", "all")
 
 FLAGS = flags.FlagValues()
-_WORKDIR = flags.DEFINE_string(
-  "workdir", None, "A training workdir (holds config.json).", flag_values=FLAGS
-)
-_SPLIT = flags.DEFINE_enum(
-  "split", "test", list(SPLITS), "Which subjects to evaluate.", flag_values=FLAGS
-)
-_CHECKPOINT = flags.DEFINE_string(
-  "checkpoint", "best", "best, latest or a step number.", flag_values=FLAGS
-)
-_NUM_PICTURES = flags.DEFINE_integer(
-  "num_pictures", 2, "Attention pictures per class.", flag_values=FLAGS
-)
-_DATA_DIR = flags.DEFINE_string(
-  "data_dir", None, "Overrides the config's data.data_dir.", flag_values=FLAGS
-)
-flags.mark_flag_as_required("workdir", flag_values=FLAGS)
+cli.define_trained_model(FLAGS)
+flags.DEFINE_enum("split", "test", list(SPLITS), "Which subjects to evaluate.", flag_values=FLAGS)
+cli.define_num_pictures(FLAGS, 2, "Attention pictures per class.")
+cli.define_data_dir(FLAGS, "Overrides the config's data.data_dir.")
 
 
 class EvaluationError(cli.UserError):
@@ -380,9 +368,7 @@ def main(argv):
   cli.quiet_logging("error")
   from stress_jax import report
 
-  result = evaluate(
-    _WORKDIR.value, _SPLIT.value, _CHECKPOINT.value, _NUM_PICTURES.value, _DATA_DIR.value
-  )
+  result = evaluate(**cli.flag_arguments(FLAGS, evaluate))
   print(report.format_evaluation(result), flush=True)
 
 

@@ -65,20 +65,14 @@ DEFAULT_PLATFORMS = ("cpu", "cuda", "tpu")
 PARITY_TOLERANCE = 1e-5
 
 FLAGS = flags.FlagValues()
-_WORKDIR = flags.DEFINE_string(
-  "workdir", None, "A training workdir (holds config.json).", flag_values=FLAGS
-)
-_OUTPUT = flags.DEFINE_string("output", None, "The export folder to write.", flag_values=FLAGS)
-_CHECKPOINT = flags.DEFINE_string(
-  "checkpoint", "best", "best, latest or a step number.", flag_values=FLAGS
-)
+_WORKDIR, _CHECKPOINT = cli.define_trained_model(FLAGS)
+_OUTPUT = cli.define_output(FLAGS, "The export folder to write.", required=True)
 _PLATFORMS = flags.DEFINE_string(
   "platforms",
   ",".join(DEFAULT_PLATFORMS),
   "Comma-separated platforms to lower for.",
   flag_values=FLAGS,
 )
-flags.mark_flags_as_required(["workdir", "output"], flag_values=FLAGS)
 
 
 class ExportedModel:

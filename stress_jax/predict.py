@@ -70,31 +70,25 @@ __all__ = [
 ]
 
 FLAGS = flags.FlagValues()
-_MODEL = flags.DEFINE_string(
+flags.DEFINE_string(
   "model", None, "An export folder (python -m stress_jax.export).", flag_values=FLAGS
 )
-_VIDEO = flags.DEFINE_string(
+flags.DEFINE_string(
   "video",
   None,
   "A video file, a folder of frames (image files in name order), or a camera index with --stream.",
   flag_values=FLAGS,
 )
-_OUTPUT = flags.DEFINE_string("output", "predictions", "Where the results go.", flag_values=FLAGS)
-_STRIDE = flags.DEFINE_integer(
-  "stride", 0, "Frames between window starts; 0 = T/2.", flag_values=FLAGS
-)
-_STREAM = flags.DEFINE_boolean(
+cli.define_output(FLAGS, "Where the results go.", default="predictions")
+flags.DEFINE_integer("stride", 0, "Frames between window starts; 0 = T/2.", flag_values=FLAGS)
+flags.DEFINE_boolean(
   "stream", False, "Frame-by-frame with cached frame vectors.", flag_values=FLAGS
 )
-_NUM_PICTURES = flags.DEFINE_integer(
-  "num_pictures", 3, "Attention pictures (one per class).", flag_values=FLAGS
-)
-_FPS = flags.DEFINE_float(
+cli.define_num_pictures(FLAGS, 3, "Attention pictures (one per class).")
+flags.DEFINE_float(
   "fps", None, "Decode rate; default: the export's preprocess.fps.", flag_values=FLAGS
 )
-_MAX_FRAMES = flags.DEFINE_integer(
-  "max_frames", 0, "Stop after this many frames; 0 = all.", flag_values=FLAGS
-)
+flags.DEFINE_integer("max_frames", 0, "Stop after this many frames; 0 = all.", flag_values=FLAGS)
 flags.mark_flags_as_required(["model", "video"], flag_values=FLAGS)
 
 
@@ -143,7 +137,7 @@ def _check_source(video) -> None:
 
 
 def run(
-  model_dir,
+  model,
   video,
   output="predictions",
   stride: int = 0,
@@ -152,10 +146,13 @@ def run(
   fps: float | None = None,
   max_frames: int = 0,
 ) -> dict:
-  """The CLI's work; returns a summary (counts, paths, frames/s in streaming)."""
+  """The CLI's work; returns a summary (counts, paths, frames/s in streaming).
+
+  The parameters are the flags of the same name: `model` is the export folder.
+  """
   from stress_jax.preprocess import DecodeError, FacePipeline
 
-  model = _load_model(model_dir)
+  model = _load_model(model)
   camera = isinstance(video, int) or (isinstance(video, str) and video.strip().isdigit())
   if camera and not stream:
     raise PredictError("a camera (integer --video) needs --stream")
@@ -227,16 +224,7 @@ def format_summary(summary: dict) -> str:
 def main(argv):
   cli.unexpected_arguments(argv)
   cli.quiet_logging("error")
-  summary = run(
-    _MODEL.value,
-    _VIDEO.value,
-    _OUTPUT.value,
-    _STRIDE.value,
-    _STREAM.value,
-    _NUM_PICTURES.value,
-    _FPS.value,
-    _MAX_FRAMES.value,
-  )
+  summary = run(**cli.flag_arguments(FLAGS, run))
   print(format_summary(summary), flush=True)
 
 

@@ -19,9 +19,7 @@ START = "<!-- demo-results:start -->"
 END = "<!-- demo-results:end -->"
 
 FLAGS = flags.FlagValues()
-_WORKDIR = flags.DEFINE_string(
-  "workdir", "runs/demo", "A finished run's workdir.", flag_values=FLAGS
-)
+_WORKDIR = cli.define_workdir(FLAGS, "A finished run's workdir.", "runs/demo")
 _MARKDOWN = flags.DEFINE_string(
   "markdown", "README.md", "The file whose marked block is rewritten.", flag_values=FLAGS
 )

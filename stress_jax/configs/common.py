@@ -117,3 +117,18 @@ def base_config() -> ml_collections.ConfigDict:
     )
   )
   return config
+
+
+def video_clips_config(name: str, preprocess) -> ml_collections.ConfigDict:
+  """base_config() for dataset `name`: face clips cut from recorded videos by the face
+  pipeline `preprocess` (a PreprocessConfig), with the training such recordings share."""
+  config = base_config()
+  config.data.name = name
+  config.data.num_frames = preprocess.num_frames
+  # The settings the build ran with, for tools that run the same pipeline on new videos.
+  config.preprocess = ml_collections.ConfigDict(preprocess.to_dict())
+  config.model.dropout_rate = 0.5
+  config.input.batch_size = 16
+  config.optim.learning_rate = 1e-3
+  config.train.num_epochs = 20
+  return config

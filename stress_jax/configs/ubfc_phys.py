@@ -13,8 +13,6 @@ with a face, the detection scale used and clips, each subject's group (test/ctrl
 and every missing or empty file of the copy, which is skipped.
 """
 
-import ml_collections
-
 from stress_jax.configs import common
 from tfds_builders.ubfc_phys.ubfc_phys_dataset_builder import UbfcPhys
 
@@ -24,12 +22,8 @@ def get_config(scheme: str = "tasks"):
   builder_config = UbfcPhys.builder_configs.get(scheme)
   if builder_config is None:
     raise ValueError(f"unknown UBFC-Phys config {scheme!r}; known: tasks, binary")
-  preprocess = builder_config.preprocess
-  config = common.base_config()
-  config.data.name = f"ubfc_phys/{scheme}"
+  config = common.video_clips_config(f"ubfc_phys/{scheme}", builder_config.preprocess)
   config.data.build_if_missing = False  # manual download: build with stress_jax.data.build
-  config.data.num_frames = preprocess.num_frames
-  config.preprocess = ml_collections.ConfigDict(preprocess.to_dict())
 
   # 56 subjects: 10-fold subject-independent cross-validation, 5 validation subjects.
   config.protocol.kind = "kfold"
@@ -37,9 +31,5 @@ def get_config(scheme: str = "tasks"):
   config.protocol.num_val_subjects = 5
 
   config.model.num_classes = len(builder_config.label_names)
-  config.model.dropout_rate = 0.5
-  config.input.batch_size = 16
-  config.optim.learning_rate = 1e-3
   config.optim.warmup_steps = 200
-  config.train.num_epochs = 20
   return config

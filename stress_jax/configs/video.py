@@ -21,30 +21,19 @@ uses, for tools that run the same pipeline on new videos (see
 the dataset.
 """
 
-import ml_collections
-
 from stress_jax.configs import common
 from stress_jax.preprocess.config import PreprocessConfig
 
 
 def get_config():
-  config = common.base_config()
-  preprocess = PreprocessConfig()
-  config.data.name = "stress_faces/video"
+  config = common.video_clips_config("stress_faces/video", PreprocessConfig())
   config.data.manual_dir = ""  # --config.data.manual_dir=/path/to/videos
   config.data.labels = ""  # e.g. --config.data.labels=calm,stress; "" = no_stress,stress
-  config.data.num_frames = preprocess.num_frames
-  config.preprocess = ml_collections.ConfigDict(preprocess.to_dict())
 
   # Few subjects in a typical own recording: leave-one-subject-out, 1 validation subject.
   config.protocol.kind = "loso"
   config.protocol.num_val_subjects = 1
 
   # model.num_classes follows the dataset's labels (the manifest's) at train time.
-  config.model.dropout_rate = 0.5
-
-  config.input.batch_size = 16
-  config.optim.learning_rate = 1e-3
   config.optim.warmup_steps = 100
-  config.train.num_epochs = 20
   return config

@@ -29,30 +29,25 @@ from absl import flags
 from stress_jax import cli
 
 FLAGS = flags.FlagValues()
-_CONFIG = flags.DEFINE_string("config", None, "Builder config name.", flag_values=FLAGS)
-_DATA_DIR = flags.DEFINE_string(
-  "data_dir", None, "Default: $TFDS_DATA_DIR or ~/tensorflow_datasets.", flag_values=FLAGS
-)
-_MANUAL_DIR = flags.DEFINE_string(
-  "manual_dir", None, "Where manually downloaded data lie.", flag_values=FLAGS
-)
-_OVERWRITE = flags.DEFINE_boolean(
-  "overwrite", False, "Rebuild even if prepared.", flag_values=FLAGS
-)
-_BEAM = flags.DEFINE_string(
+flags.DEFINE_string("config", None, "Builder config name.", flag_values=FLAGS)
+cli.define_data_dir(FLAGS, "Default: $TFDS_DATA_DIR or ~/tensorflow_datasets.")
+flags.DEFINE_string("manual_dir", None, "Where manually downloaded data lie.", flag_values=FLAGS)
+cli.define_overwrite(FLAGS, "Rebuild even if prepared.")
+flags.DEFINE_string(
   "beam_pipeline_options",
   None,
   "Comma-separated Beam flags, e.g. runner=DirectRunner.",
   flag_values=FLAGS,
 )
-_FILE_FORMAT = flags.DEFINE_enum(
+# Not a build_dataset parameter: array_record is the one format (the flag says why).
+flags.DEFINE_enum(
   "file_format",
   "array_record",
   ["array_record"],
   "Shard format; grain reads array_record only (tfrecord would need TensorFlow).",
   flag_values=FLAGS,
 )
-_LABELS = flags.DEFINE_list(
+flags.DEFINE_list(
   "labels",
   None,
   "video configs: the class names, in label order; a manifest label outside them stops "
@@ -240,15 +235,7 @@ def main(argv: Sequence[str]) -> None:
     )
   cli.quiet_logging("error")
   start = time.perf_counter()
-  builder = build_dataset(
-    argv[1],
-    config=_CONFIG.value,
-    data_dir=_DATA_DIR.value,
-    manual_dir=_MANUAL_DIR.value,
-    overwrite=_OVERWRITE.value,
-    beam_pipeline_options=_BEAM.value,
-    labels=_LABELS.value,
-  )
+  builder = build_dataset(argv[1], **cli.flag_arguments(FLAGS, build_dataset))
   seconds = time.perf_counter() - start
   splits = builder.info.splits
   examples = sum(split.num_examples for split in splits.values())

@@ -44,40 +44,30 @@ from stress_jax.featuredb.layout import (
 WRITTEN_DTYPES = ("float32", "float16")
 
 FLAGS = flags.FlagValues()
-_SOURCE = flags.DEFINE_string(
-  "source", None, "A built pixel dataset (name[/config]) or a manifest dir.", flag_values=FLAGS
+flags.DEFINE_string(
+  "source",
+  None,
+  "A built pixel dataset (name[/config]) or a manifest dir.",
+  flag_values=FLAGS,
+  required=True,
 )
-_OUTPUT = flags.DEFINE_string(
-  "output", None, "The database folder to write (must not exist).", flag_values=FLAGS
-)
-_DATA_DIR = flags.DEFINE_string(
-  "data_dir", None, "Where --source is built (TFDS data_dir).", flag_values=FLAGS
-)
-_WORKDIR = flags.DEFINE_string(
-  "workdir", None, "A training workdir whose trunk to use.", flag_values=FLAGS
-)
-_CHECKPOINT = flags.DEFINE_string(
-  "checkpoint", "best", "With --workdir: best, latest or a step number.", flag_values=FLAGS
-)
-_PRETRAINED = flags.DEFINE_string(
+cli.define_output(FLAGS, "The database folder to write (must not exist).", required=True)
+cli.define_data_dir(FLAGS, "Where --source is built (TFDS data_dir).")
+cli.define_trained_model(FLAGS, "A training workdir whose trunk to use.", optional=True)
+flags.DEFINE_string(
   "pretrained", None, "ResNet-18 weights (.safetensors or .pth).", flag_values=FLAGS
 )
-_PIXEL_NORM = flags.DEFINE_string(
+flags.DEFINE_string(
   "pixel_norm", "", "With --pretrained: model.pixel_norm (default imagenet).", flag_values=FLAGS
 )
-_DTYPE = flags.DEFINE_enum(
+flags.DEFINE_enum(
   "dtype", "float32", list(WRITTEN_DTYPES), "Stored dtype of the maps.", flag_values=FLAGS
 )
-_OVERWRITE = flags.DEFINE_boolean(
-  "overwrite", False, "Replace an existing --output.", flag_values=FLAGS
-)
-_BATCH_SIZE = flags.DEFINE_integer(
-  "batch_size", 8, "Clips per trunk call.", lower_bound=1, flag_values=FLAGS
-)
-_VIDEO_CONFIG = flags.DEFINE_string(
+cli.define_overwrite(FLAGS, "Replace an existing --output.")
+flags.DEFINE_integer("batch_size", 8, "Clips per trunk call.", lower_bound=1, flag_values=FLAGS)
+flags.DEFINE_string(
   "video_config", "video", "stress_faces config a manifest is ingested as.", flag_values=FLAGS
 )
-flags.mark_flags_as_required(["source", "output"], flag_values=FLAGS)
 
 
 class WriteError(cli.UserError):
@@ -270,23 +260,11 @@ def main(argv: Sequence[str]) -> None:
   # orbax logs every read-only open at INFO/WARNING; nothing there is for the user.
   cli.quiet_logging("error")
   try:
-    metadata = write_database(
-      _OUTPUT.value,
-      _SOURCE.value,
-      data_dir=_DATA_DIR.value,
-      workdir=_WORKDIR.value,
-      checkpoint=_CHECKPOINT.value,
-      pretrained=_PRETRAINED.value,
-      pixel_norm=_PIXEL_NORM.value,
-      dtype=_DTYPE.value,
-      overwrite=_OVERWRITE.value,
-      batch_size=_BATCH_SIZE.value,
-      video_config=_VIDEO_CONFIG.value,
-    )
+    metadata = write_database(**cli.flag_arguments(FLAGS, write_database))
   except (ValueError, OSError) as error:  # e.g. a manifest the ingest refuses, a full disk
     raise WriteError(cli.one_line(error)) from error
   print(
-    f"{_OUTPUT.value}: {metadata['frames']} frames, labels {', '.join(metadata['label_names'])}"
+    f"{FLAGS.output}: {metadata['frames']} frames, labels {', '.join(metadata['label_names'])}"
     f" ({metadata['feature_dtype']}, landmarks: {'yes' if metadata['landmarks'] else 'no'})"
   )
 

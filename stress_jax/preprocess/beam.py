@@ -15,6 +15,7 @@ from pathlib import Path
 
 from stress_jax.preprocess import examples, ingest
 from stress_jax.preprocess.config import PreprocessConfig
+from stress_jax.preprocess.manifest import Row
 
 REPORT_TAG = "report"
 
@@ -28,19 +29,11 @@ def process(element: dict):
   """Beam FlatMap: a job -> (key, example) pairs, and its report entry on REPORT_TAG."""
   from apache_beam.pvalue import TaggedOutput
 
-  row, config = element["row"], PreprocessConfig(**element["config"])
-  result = ingest.SourceResult(
-    line=row["line"],
-    path=row["path"],
-    video=row["path"],
-    subject=row["subject"],
-    label=row["label"],
-    session=row["session"],
-    split=row["split"],
-  )
+  row, config = Row(**element["row"]), PreprocessConfig(**element["config"])
+  result = ingest.SourceResult.for_row(row)
   with tempfile.TemporaryDirectory() as scratch:
     summary = ingest.process_source(
-      element["source"], config, Path(scratch) / "clips.npz", start_s=None, end_s=None
+      element["source"], config, Path(scratch) / "clips.npz", start_s=row.start_s, end_s=row.end_s
     )
     for key, value in summary.items():
       setattr(result, key, value)

@@ -87,15 +87,27 @@ class VideoFaces:
     )
 
 
-def _without_face(time: float, source_index: int) -> FaceFrame:
+def _no_face() -> tuple:
+  """A frame without a face: zero crop and crop landmarks, NaN box and image landmarks."""
+  blank = np.zeros((CROP_SIZE, CROP_SIZE, 3), np.uint8), np.zeros((68, 2), np.float32)
+  return (*blank, np.full((4,), np.nan), np.full((68, 2), np.nan))
+
+
+def _face_frame(frame, found: tuple | None = None) -> FaceFrame:
+  """The FaceFrame of `frame` (a decoded frame, or a held FaceFrame that lost its face).
+
+  `found` is (crop, crop landmarks, box, image landmarks) of the face, None without one.
+  """
+  has_face = found is not None
+  crop, landmarks, box, points = found if has_face else _no_face()
   return FaceFrame(
-    crop=np.zeros((CROP_SIZE, CROP_SIZE, 3), np.uint8),
-    landmarks=np.zeros((68, 2), np.float32),
-    has_face=False,
-    time=time,
-    source_index=source_index,
-    box=np.full((4,), np.nan, np.float32),
-    image_landmarks=np.full((68, 2), np.nan, np.float32),
+    crop=crop,
+    landmarks=landmarks,
+    has_face=has_face,
+    time=frame.time,
+    source_index=frame.source_index,
+    box=box.astype(np.float32),
+    image_landmarks=points.astype(np.float32),
   )
 
 
@@ -127,20 +139,12 @@ class FacePipeline:
       box, points, confirmed = tracker.track(gray)
       if points is None:
         for held in pending:
-          yield _without_face(held.time, held.source_index)
+          yield _face_frame(held)
         pending.clear()
-        yield _without_face(frame.time, frame.source_index)
+        yield _face_frame(frame)
         continue
       crop, crop_landmarks, _ = face_geometry.align_face(frame.rgb, points, CROP_SIZE)
-      face = FaceFrame(
-        crop=crop,
-        landmarks=crop_landmarks,
-        has_face=True,
-        time=frame.time,
-        source_index=frame.source_index,
-        box=box.astype(np.float32),
-        image_landmarks=points.astype(np.float32),
-      )
+      face = _face_frame(frame, (crop, crop_landmarks, box, points))
       if confirmed:
         yield from pending
         pending.clear()

@@ -51,7 +51,7 @@ from stress_jax.preprocess.examples import (  # noqa: F401
   set_label_names,
   split_examples,
 )
-from stress_jax.preprocess.manifest import Manifest, read_manifest
+from stress_jax.preprocess.manifest import Manifest, Row, read_manifest
 from stress_jax.preprocess.report import (
   CORRUPT,
   EMPTY,
@@ -118,6 +118,12 @@ class SourceResult:
   clips_dropped: int = 0
   seconds: float = 0.0
   scratch: str = ""  # the npz with this source's clips, while it exists
+
+  @classmethod
+  def for_row(cls, row: Row) -> SourceResult:
+    """The result of a manifest row before it is processed: who, what and where from."""
+    named_alike = ("line", "path", "subject", "label", "session", "split")
+    return cls(video=row.video_id, **{name: getattr(row, name) for name in named_alike})
 
   def report_entry(self) -> dict:
     entry = dataclasses.asdict(self)
@@ -266,17 +272,7 @@ def process_manifest(
     job_config = config.replace(decode_threads=max(1, (os.cpu_count() or 1) // workers))
   results, jobs = [], []
   for index, row in enumerate(manifest.rows):
-    results.append(
-      SourceResult(
-        line=row.line,
-        path=row.path,
-        video=row.video_id,
-        subject=row.subject,
-        label=row.label,
-        session=row.session,
-        split=row.split,
-      )
-    )
+    results.append(SourceResult.for_row(row))
     jobs.append(
       dict(
         source=str(manifest.source(row)),

@@ -22,10 +22,8 @@ from stress_jax.datasets import synthetic
 from stress_jax.faces import records
 
 FLAGS = flags.FlagValues()
-_OUTPUT = flags.DEFINE_string("output", None, "PNG path.", flag_values=FLAGS)
-_DATA_DIR = flags.DEFINE_string(
-  "data_dir", None, "Read a prepared dataset from here.", flag_values=FLAGS
-)
+_OUTPUT = cli.define_output(FLAGS, "PNG path.", required=True)
+_DATA_DIR = cli.define_data_dir(FLAGS, "Read a prepared dataset from here.")
 _CONFIG = flags.DEFINE_string(
   "config", "synthetic", "stress_faces config (with --data_dir).", flag_values=FLAGS
 )
@@ -35,7 +33,6 @@ _CLIPS_PER_CLASS = flags.DEFINE_integer(
 _FRAMES = flags.DEFINE_integer(
   "frames", 8, "Frames shown per clip.", lower_bound=1, flag_values=FLAGS
 )
-flags.mark_flags_as_required(["output"], flag_values=FLAGS)
 
 
 def _as_clip(example: dict) -> dict:
