@@ -160,7 +160,7 @@ def train_setup(config_name: str, batch_size: int, dtype: str | None = None, **m
   host_batch = synthetic_batch(batch_size, num_frames)
   jitted = trainer.jit_steps(model, tx, schedule, compute, trainer.make_mesh(), host_batch)
   batch = input_pipeline.to_global(host_batch, jitted.data_sharding)
-  state = jitted.init(jax.random.key(0), batch)
+  state = jitted.init(jax.random.key(0))
   return dict(
     config=cfg,
     model=model,

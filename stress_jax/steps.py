@@ -111,6 +111,22 @@ def dummy_batch(handle: input_pipeline.DatasetHandle, batch_size: int) -> dict:
 def init_state(model, tx, rng, batch: dict, pretrained=None, *, dtype) -> TrainState:
   """A fresh state; `pretrained` ({"params/trunk/...": array}, pretrained.load_for_model)
   replaces those variables before the optimizer state is built from the parameters."""
+  variables = init_variables(model, rng, batch, pretrained, dtype=dtype)
+  return state_from_variables(variables, tx)
+
+
+def state_from_variables(variables: dict, tx) -> TrainState:
+  params = variables["params"]
+  return TrainState(
+    step=jnp.zeros((), jnp.int32),
+    params=params,
+    batch_stats=variables.get("batch_stats", {}),
+    opt_state=tx.init(params),
+  )
+
+
+def init_variables(model, rng, batch: dict, pretrained=None, *, dtype) -> dict:
+  """The model's params and batch_stats; only the batch's shapes matter."""
   batch = input_pipeline.device_preprocess(batch, dtype)
   variables = model.init(
     {"params": rng, "dropout": rng},
@@ -121,13 +137,7 @@ def init_state(model, tx, rng, batch: dict, pretrained=None, *, dtype) -> TrainS
   )
   if pretrained:
     variables = pretrained_weights.merge(variables, pretrained)
-  params = variables["params"]
-  return TrainState(
-    step=jnp.zeros((), jnp.int32),
-    params=params,
-    batch_stats=variables.get("batch_stats", {}),
-    opt_state=tx.init(params),
-  )
+  return dict(variables)
 
 
 def _variables(state: TrainState) -> dict:

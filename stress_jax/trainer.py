@@ -30,8 +30,10 @@ from stress_jax.steps import (
   dummy_batch,
   eval_step,
   init_state,
+  init_variables,
   learning_rate_schedule,
   make_optimizer,
+  state_from_variables,
   train_step,
 )
 
@@ -111,14 +113,12 @@ class Trainer:
     abstract = steps.abstract_state
     self._abstract_variables = {"params": abstract.params, "batch_stats": abstract.batch_stats}
     self._init = steps.init
-    self._sample = sample
     self.p_train_step = steps.train_step
     self.p_eval_step = steps.eval_step
 
   def initial_state(self) -> TrainState:
     """The step-0 state, with model.pretrained's weights when it names a file."""
-    sample = {k: jax.device_put(v, self.data_sharding) for k, v in self._sample.items()}
-    return self._init(self.init_rng, sample, self._pretrained())
+    return self._init(self.init_rng, self._pretrained())
 
   def _pretrained(self) -> dict | None:
     # Read here, not in __init__: evaluation builds a Trainer from a run's config.json
@@ -192,7 +192,7 @@ class JittedSteps:
   replicated: NamedSharding
   state_shardings: Any
   abstract_state: Any  # the TrainState's shapes and dtypes
-  init: Callable  # (rng, batch, pretrained=None) -> TrainState, placed with state_shardings
+  init: Callable  # (rng, pretrained=None) -> TrainState, placed with state_shardings
   train_step: Callable  # (state, batch, rng) -> (state, metrics); donates state
   eval_step: Callable  # (state, batch) -> (probabilities, aux)
 
@@ -206,15 +206,34 @@ def jit_steps(model, tx, schedule, dtype, mesh, sample, objective=None) -> Jitte
   """
   data_sharding = NamedSharding(mesh, P("data"))
   replicated = NamedSharding(mesh, P())
-  init = functools.partial(init_state, model, tx, dtype=dtype)
-  abstract = jax.eval_shape(init, jax.random.key(0), sample)
+  abstract = jax.eval_shape(
+    functools.partial(init_state, model, tx, dtype=dtype), jax.random.key(0), sample
+  )
   state_shardings = jax.tree.map(lambda _: replicated, abstract)
+  # Initialisation needs only the input's shapes. One clip of zeros made inside the
+  # program keeps the variables' program free of the batch size, the data sharding and
+  # the optimizer, so runs of one model share it, and the persistent compilation cache
+  # too: XLA:CPU takes seconds to compile the initialisers' random number generation.
+  clip = {k: ((1, *np.shape(v)[1:]), np.asarray(v).dtype) for k, v in sample.items()}
+
+  def variables(rng, pretrained):
+    zeros = {k: jax.numpy.zeros(shape, dt) for k, (shape, dt) in clip.items()}
+    return init_variables(model, rng, zeros, pretrained, dtype=dtype)
+
+  make_variables = jax.jit(variables, out_shardings=replicated)
+  make_state = jax.jit(
+    functools.partial(state_from_variables, tx=tx), out_shardings=state_shardings
+  )
+
+  def init(rng, pretrained=None):
+    return make_state(make_variables(rng, pretrained))
+
   return JittedSteps(
     data_sharding=data_sharding,
     replicated=replicated,
     state_shardings=state_shardings,
     abstract_state=abstract,
-    init=jax.jit(init, out_shardings=state_shardings),
+    init=init,
     train_step=jax.jit(
       functools.partial(
         train_step, model=model, tx=tx, schedule=schedule, dtype=dtype, objective=objective
