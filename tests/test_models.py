@@ -436,6 +436,8 @@ def test_invalid_configs_raise():
     build_model(tiny(image_stream=False, landmark_stream=False))
   with pytest.raises(ValueError, match="unknown model config"):
     build_model({**TINY, "stage_width": (8,)})
+  # A field older runs wrote that never changed the function still loads.
+  assert build_model({**TINY, "conv_chunk_images": 32}).config == build_model(TINY).config
   cfg = tiny(input_mode="features")
   x, _, mask = make_inputs(cfg)
   model = build_model(cfg)

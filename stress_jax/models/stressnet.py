@@ -117,6 +117,9 @@ class StressNetConfig:
     if isinstance(cfg, cls):
       return cfg
     values = dict(cfg.to_dict() if hasattr(cfg, "to_dict") else cfg)
+    for name in RETIRED_FIELDS.intersection(values):
+      # An older run's config.json: the field never changed the computed function.
+      del values[name]
     known = {field.name for field in dataclasses.fields(cls)}
     unknown = sorted(set(values) - known)
     if unknown:
@@ -134,6 +137,11 @@ class StressNetConfig:
   def feature_channels(self) -> int:
     """Channels of the stage-3 map the head reads (the feature-mode input)."""
     return self.stage_widths[-1]
+
+
+# Fields older versions wrote into config.json that changed only how fast the model ran
+# (conv_chunk_images: a chunked convolution, replaced by nn.Conv); their runs still load.
+RETIRED_FIELDS = frozenset({"conv_chunk_images"})
 
 
 def normalize_pixels(x, pixel_norm: str = "fixed"):
