@@ -38,11 +38,10 @@ class Objective:
   def __post_init__(self):
     if self.name not in OBJECTIVES:
       raise ValueError(f"train.objective must be one of {', '.join(OBJECTIVES)}, got {self.name!r}")
-    if self.margin < 0 or self.weight < 0:
-      raise ValueError(
-        f"train.triplet_margin and train.triplet_weight must be >= 0, got "
-        f"{self.margin} and {self.weight}"
-      )
+    # The error names the one field that is wrong, as the config spells it.
+    for field, value in (("triplet_margin", self.margin), ("triplet_weight", self.weight)):
+      if value < 0:
+        raise ValueError(f"train.{field} must be >= 0, got {value}")
 
   @property
   def triplet(self) -> bool:

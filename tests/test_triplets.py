@@ -122,6 +122,10 @@ def test_triplet_term_by_hand():
 def test_objective_config_is_checked():
   with pytest.raises(ValueError, match="train.objective must be one of"):
     objectives.Objective("contrastive")
+  with pytest.raises(ValueError, match=r"^train.triplet_weight must be >= 0, got -1.0$"):
+    objectives.Objective("triplet", margin=2.0, weight=-1.0)
+  with pytest.raises(ValueError, match=r"^train.triplet_margin must be >= 0, got -0.5$"):
+    objectives.Objective("triplet", margin=-0.5)
   assert objectives.Objective.from_config(tiny_config.get_config().train).name == "cross_entropy"
 
 
