@@ -151,11 +151,13 @@ def bar_chart(path, table: dict) -> pathlib.Path:
     stds = [s["std"] if s else 0.0 for s in stats]
     x = np.arange(len(columns)) + (i - (len(names) - 1) / 2) * width
     ax.bar(x, means, width, yerr=stds, capsize=2, label=name)
-  ax.set_xticks(np.arange(len(columns)), [title for _, title in columns])
+  ax.set_xticks(
+    np.arange(len(columns)), [title.replace(" AUROC", "\nAUROC") for _, title in columns]
+  )
   ax.axhline(0.5, color="grey", lw=0.8, ls=":")
   ax.set_ylim(0, 1.05)
   ax.set_ylabel("mean ± std over folds")
-  ax.legend(fontsize=7, ncol=3, loc="lower right")
+  ax.legend(fontsize=7, ncol=len(names), loc="upper center", bbox_to_anchor=(0.5, -0.16))
   ax.set_title("Ablations on held-out subjects (dotted: AUROC chance)")
   return plots._save(fig, path)
 
