@@ -14,6 +14,12 @@ the embedding has to encode the stress level rather than the identity.
 
 Config (config.train): objective = "cross_entropy" | "triplet", triplet_margin (2.0 as
 in the authors' code), triplet_weight (the embedding term's weight; 1.0 = plain sum).
+
+Either objective adds `stream_weight` (config.train.stream_loss_weight) times the mean
+of the per-stream cross-entropies when the model returns them (model.stream_heads:
+aux["image_logits"], aux["landmark_logits"]). Our choice, not the authors': without it
+a stream whose evidence the fused classifier does not need gets no gradient that
+rewards its attention for finding the cues (docs/spatial_attention.md, section 6).
 """
 
 from __future__ import annotations
@@ -34,12 +40,18 @@ class Objective:
   name: str = "cross_entropy"
   margin: float = 2.0
   weight: float = 1.0
+  stream_weight: float = 0.0
 
   def __post_init__(self):
     if self.name not in OBJECTIVES:
       raise ValueError(f"train.objective must be one of {', '.join(OBJECTIVES)}, got {self.name!r}")
     # The error names the one field that is wrong, as the config spells it.
-    for field, value in (("triplet_margin", self.margin), ("triplet_weight", self.weight)):
+    fields = (
+      ("triplet_margin", self.margin),
+      ("triplet_weight", self.weight),
+      ("stream_loss_weight", self.stream_weight),
+    )
+    for field, value in fields:
       if value < 0:
         raise ValueError(f"train.{field} must be >= 0, got {value}")
 
@@ -55,6 +67,7 @@ class Objective:
       name=str(get("objective", "cross_entropy")),
       margin=float(get("triplet_margin", 2.0)),
       weight=float(get("triplet_weight", 1.0)),
+      stream_weight=float(get("stream_loss_weight", 0.0)),
     )
 
 
@@ -89,11 +102,23 @@ def triplet_term(embeddings, margin: float, weights=None):
   return (per_triplet * weights).sum() / total, parts
 
 
+STREAM_LOGITS = ("image_logits", "landmark_logits")
+
+
 def training_loss(objective: Objective, logits, aux, labels, weights):
   """(loss, extra metrics) for a batch already flattened (see flatten_triplets)."""
   loss = cross_entropy(logits, labels, weights)
-  if not objective.triplet:
-    return loss, {}
-  anchor_weights = jnp.split(weights, 3)[0]
-  term, parts = triplet_term(aux["embedding"], objective.margin, anchor_weights)
-  return loss + objective.weight * term, {"cross_entropy": loss, "triplet": term, **parts}
+  total, terms = loss, {}
+  streams = [cross_entropy(aux[key], labels, weights) for key in STREAM_LOGITS if key in aux]
+  if streams and objective.stream_weight > 0:
+    term = sum(streams) / len(streams)
+    total = total + objective.stream_weight * term
+    terms["stream_cross_entropy"] = term
+  if objective.triplet:
+    anchor_weights = jnp.split(weights, 3)[0]
+    term, parts = triplet_term(aux["embedding"], objective.margin, anchor_weights)
+    total = total + objective.weight * term
+    terms.update(triplet=term, **parts)
+  if terms:
+    terms["cross_entropy"] = loss
+  return total, terms

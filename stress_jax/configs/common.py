@@ -29,11 +29,16 @@ def model_config() -> ml_collections.ConfigDict:
       # How the spatial map is applied (models/attention.py): "residual" x + a*x as in
       # the authors' code, "gate" a*x, "softmax" a softmax over cells (a*x scaled by h*w).
       spatial_attention_mode="residual",
+      # What the map's conv reads: "pooled" (CBAM's channel mean and max) or "channels".
+      spatial_attention_input="pooled",
       temporal_attention=True,
       attention_hidden=128,
       landmark_stream=True,
       landmark_hidden=128,
       image_stream=True,
+      # A classifier per stream whose loss (train.stream_loss_weight) is added in
+      # training, so each stream's attention keeps its own reason to find the cues.
+      stream_heads=False,
       dropout_rate=0.5,
       num_classes=3,
       # compute dtype: "float32", "bfloat16" or "auto" (bfloat16 on TPU/GPU, float32 on
@@ -114,6 +119,9 @@ def base_config() -> ml_collections.ConfigDict:
       objective="cross_entropy",
       triplet_margin=2.0,
       triplet_weight=1.0,
+      # Weight of the per-stream cross-entropies (read when model.stream_heads is on),
+      # added to the fused classifier's.
+      stream_loss_weight=0.5,
     )
   )
   return config

@@ -14,12 +14,16 @@ MASKED_SCORE = -1e9
 
 
 SPATIAL_MODES = ("residual", "gate", "softmax")
+# What the map's conv reads: CBAM's channel mean and max ("pooled"), or every channel.
+SPATIAL_INPUTS = ("pooled", "channels")
 
 
 class SpatialAttention(nn.Module):
   """CBAM spatial attention; by default applied residually: x + a * x.
 
-  logits = conv_kxk([mean_c(x), max_c(x)]) give one (h, w) map per image. The conv has a
+  logits = conv_kxk([mean_c(x), max_c(x)]) give one (h, w) map per image (`inputs`
+  "pooled", CBAM); with `inputs` "channels" the conv reads all of x's channels, so
+  whether a cell carries evidence need not survive a two-number summary. The conv has a
   bias and no BatchNorm (CBAM puts a BN there; with a single output channel a bias does
   the same job and keeps the map independent of batch statistics). `mode`:
 
@@ -36,14 +40,21 @@ class SpatialAttention(nn.Module):
   kernel_size: int = 7
   dtype: Any = jnp.float32
   mode: str = "residual"
+  inputs: str = "pooled"
 
   @nn.compact
   def __call__(self, x):
     if self.mode not in SPATIAL_MODES:
       raise ValueError(f"spatial_attention_mode must be one of {SPATIAL_MODES}, got {self.mode!r}")
-    pooled = jnp.concatenate(
-      [jnp.mean(x, axis=-1, keepdims=True), jnp.max(x, axis=-1, keepdims=True)], axis=-1
-    )
+    if self.inputs not in SPATIAL_INPUTS:
+      raise ValueError(
+        f"spatial_attention_input must be one of {SPATIAL_INPUTS}, got {self.inputs!r}"
+      )
+    pooled = x
+    if self.inputs == "pooled":
+      pooled = jnp.concatenate(
+        [jnp.mean(x, axis=-1, keepdims=True), jnp.max(x, axis=-1, keepdims=True)], axis=-1
+      )
     logits = nn.Conv(
       1,
       (self.kernel_size, self.kernel_size),

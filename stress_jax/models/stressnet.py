@@ -22,6 +22,10 @@ Outputs: `apply(...)` returns (logits (B, num_classes) float32, aux) with
   aux["temporal_attention"]           (B,T) image-stream frame weights
   aux["landmark_temporal_attention"]  (B,T) landmark-stream frame weights
 The first two exist only with the image stream, the last only with the landmark stream.
+With `stream_heads` (and both streams), training calls (train=True) also return
+aux["image_logits"] and aux["landmark_logits"] (B, num_classes): each stream's own
+classifier over its pooled vector, which the loss adds (stress_jax/objectives.py) so that
+each stream's attention keeps a gradient that rewards its own evidence after fusion.
 With `with_embedding=True`, also aux["embedding"] (B, D): the fused clip vector that the
 classifier reads (before dropout), for the triplet objective.
 """
@@ -37,7 +41,12 @@ import jax
 import jax.numpy as jnp
 
 from stress_jax.faces.geometry import LEFT_EYE, NUM_LANDMARKS, RIGHT_EYE
-from stress_jax.models.attention import SPATIAL_MODES, SpatialAttention, TemporalAttentionPool
+from stress_jax.models.attention import (
+  SPATIAL_INPUTS,
+  SPATIAL_MODES,
+  SpatialAttention,
+  TemporalAttentionPool,
+)
 from stress_jax.models.resnet import ResidualHead, ResNetTrunk
 
 # Frames arrive in [0, 1]; a fixed (x - 0.5) / 0.25 maps a typical face crop to roughly
@@ -76,11 +85,13 @@ class StressNetConfig:
   spatial_attention: bool = True
   spatial_kernel_size: int = 7
   spatial_attention_mode: str = "residual"
+  spatial_attention_input: str = "pooled"
   temporal_attention: bool = True
   attention_hidden: int = 128
   landmark_stream: bool = True
   landmark_hidden: int = 128
   image_stream: bool = True
+  stream_heads: bool = False
   dropout_rate: float = 0.5
   num_classes: int = 3
   dtype: str = "float32"
@@ -101,6 +112,11 @@ class StressNetConfig:
       raise ValueError(
         f"spatial_attention_mode must be one of {SPATIAL_MODES}, "
         f"got {self.spatial_attention_mode!r}"
+      )
+    if self.spatial_attention_input not in SPATIAL_INPUTS:
+      raise ValueError(
+        f"spatial_attention_input must be one of {SPATIAL_INPUTS}, "
+        f"got {self.spatial_attention_input!r}"
       )
     if self.dtype not in _DTYPES:
       raise ValueError(f"dtype must be one of {sorted(_DTYPES)}, got {self.dtype!r}")
@@ -212,6 +228,8 @@ class StressNet(nn.Module):
   landmark_mlp                 per-frame landmark MLP
   landmark_temporal_attention  landmark-stream frame scoring MLP
   classifier                   Dense(num_classes) over the fused clip vector
+  image_classifier             Dense(num_classes) over the image stream's clip vector
+  landmark_classifier          the same over the landmark stream's (both: stream_heads)
   """
 
   config: StressNetConfig
@@ -225,7 +243,10 @@ class StressNet(nn.Module):
       self.head = ResidualHead(cfg.head_width, cfg.head_blocks, dtype)
       if cfg.spatial_attention:
         self.spatial_attention = SpatialAttention(
-          cfg.spatial_kernel_size, dtype, cfg.spatial_attention_mode
+          cfg.spatial_kernel_size,
+          dtype,
+          cfg.spatial_attention_mode,
+          cfg.spatial_attention_input,
         )
       self.temporal_attention = TemporalAttentionPool(
         cfg.attention_hidden, cfg.temporal_attention, dtype
@@ -238,6 +259,17 @@ class StressNet(nn.Module):
     self.dropout = nn.Dropout(cfg.dropout_rate)
     # float32 whatever the compute dtype: logits feed a softmax cross-entropy.
     self.classifier = nn.Dense(cfg.num_classes, dtype=jnp.float32, param_dtype=jnp.float32)
+    if self.has_stream_heads:
+      self.image_classifier = nn.Dense(cfg.num_classes, dtype=jnp.float32, param_dtype=jnp.float32)
+      self.landmark_classifier = nn.Dense(
+        cfg.num_classes, dtype=jnp.float32, param_dtype=jnp.float32
+      )
+
+  @property
+  def has_stream_heads(self) -> bool:
+    # With one stream its head would read what the classifier reads: nothing to add.
+    cfg = self.config
+    return cfg.stream_heads and cfg.image_stream and cfg.landmark_stream
 
   def encode_frames(self, inputs, frame_mask, train: bool = False):
     """Per-frame image encoding, independent across frames except for BN batch stats.
@@ -335,6 +367,11 @@ class StressNet(nn.Module):
     if with_embedding:
       aux["embedding"] = clip
     clip = self.dropout(clip, deterministic=not train)
+    if self.has_stream_heads:
+      image, landmark = jnp.split(clip, [parts[0].shape[-1]], axis=-1)
+      stream_logits = self.image_classifier(image), self.landmark_classifier(landmark)
+      if train:
+        aux["image_logits"], aux["landmark_logits"] = stream_logits
     return self.classifier(clip), aux
 
   def __call__(
