@@ -420,6 +420,43 @@ def test_each_switch_removes_exactly_its_parameters():
   assert classifier == (landmark_width, C)
 
 
+def test_stream_heads_add_one_classifier_per_stream_and_logits_only_in_training():
+  cfg = tiny(input_mode="features", stream_heads=True)
+  paths = param_paths(cfg)
+  head_width, landmark_width = 32, 16
+  assert paths["image_classifier/kernel"] == (head_width, C)
+  assert paths["landmark_classifier/kernel"] == (landmark_width, C)
+  assert set(paths) - set(param_paths(tiny(input_mode="features"))) == {
+    f"{s}_classifier/{leaf}" for s in ("image", "landmark") for leaf in ("kernel", "bias")
+  }
+  model = build_model(cfg)
+  x, landmarks, mask = make_inputs(cfg)
+  variables = init_variables(model, jax.random.key(0))
+  _, aux = model.apply(variables, x, landmarks, mask)
+  assert "image_logits" not in aux and "landmark_logits" not in aux
+  rngs = {"dropout": jax.random.key(1)}
+  logits, aux = model.apply(
+    variables, x, landmarks, mask, train=True, rngs=rngs, mutable=["batch_stats"]
+  )[0]
+  assert aux["image_logits"].shape == aux["landmark_logits"].shape == logits.shape
+  # The image head reads the image stream's pooled vector alone: landmarks do not reach it.
+  # (Moving the mouth: landmark features do not change under a translation of the face.)
+  moved = model.apply(
+    variables,
+    x,
+    landmarks.at[:, :, 48:68].add(0.05),
+    mask,
+    train=True,
+    rngs=rngs,
+    mutable=["batch_stats"],
+  )[0][1]
+  np.testing.assert_allclose(moved["image_logits"], aux["image_logits"], rtol=1e-6)
+  assert not np.allclose(moved["landmark_logits"], aux["landmark_logits"])
+  # One stream: its head would duplicate the classifier, so none is made.
+  alone = param_paths(tiny(input_mode="features", stream_heads=True, image_stream=False))
+  assert not any(p.endswith("_classifier/kernel") for p in alone)
+
+
 def test_image_only_and_landmark_only_models_run():
   image_only = tiny(input_mode="features", landmark_stream=False)
   x, landmarks, mask = make_inputs(image_only)

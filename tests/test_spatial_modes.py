@@ -47,3 +47,26 @@ def test_softmax_with_flat_logits_leaves_features_unchanged():
 def test_unknown_mode_is_a_config_error():
   with pytest.raises(ValueError, match="spatial_attention_mode must be one of"):
     StressNetConfig(spatial_attention_mode="hard")
+
+
+def test_channels_input_reads_every_channel_and_pooled_only_mean_and_max():
+  x = jax.random.normal(jax.random.key(3), (1, 4, 4, 6))
+  module = SpatialAttention(1, jnp.float32, "softmax", "channels")
+  variables = module.init(jax.random.key(0), x)
+  assert variables["params"]["conv"]["kernel"].shape == (1, 1, 6, 1)
+  kernel = jnp.arange(6, dtype=jnp.float32).reshape(1, 1, 6, 1) / 6
+  params = {"params": {"conv": {"kernel": kernel, "bias": jnp.zeros((1,))}}}
+  _, weights = module.apply(params, x)
+  # A 1x1 conv over the channels: the map is the softmax of each cell's projection.
+  logits = (x[0] @ kernel[0, 0]).reshape(-1)
+  np.testing.assert_allclose(
+    np.asarray(weights).reshape(-1), jax.nn.softmax(logits), rtol=1e-5, atol=1e-7
+  )
+  # A channel that neither the mean nor the max sees changes only the "channels" map.
+  y = x.at[..., 0].set(jnp.minimum(x[..., 0], x.min()) + jnp.arange(16.0).reshape(1, 4, 4) * 1e-3)
+  pooled = SpatialAttention(1, jnp.float32, "softmax", "pooled")
+  pooled_params = pooled.init(jax.random.key(0), x)
+  assert pooled_params["params"]["conv"]["kernel"].shape == (1, 1, 2, 1)
+  with pytest.raises(ValueError, match="spatial_attention_input must be one of"):
+    StressNetConfig(spatial_attention_input="mean")
+  assert not np.allclose(module.apply(params, y)[1], weights)

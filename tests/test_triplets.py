@@ -119,6 +119,37 @@ def test_triplet_term_by_hand():
   assert float(plain) == pytest.approx(np.log(3)) and extra == {}
 
 
+def test_stream_cross_entropies_are_added_with_their_weight():
+  labels = jnp.array([0, 1, 2, 0])
+  weights = jnp.array([1.0, 1.0, 1.0, 0.0])  # the last row is padding
+  logits = jnp.zeros((4, 3))
+  image = jnp.eye(3)[jnp.array([0, 1, 2, 1])] * 5.0  # confident and right on valid rows
+  landmark = jnp.zeros((4, 3))
+  aux = {"image_logits": image, "landmark_logits": landmark}
+  objective = objectives.Objective(stream_weight=0.5)
+  loss, terms = objectives.training_loss(objective, logits, aux, labels, weights)
+  right = float(objectives.cross_entropy(image, labels, weights))
+  assert right == pytest.approx(-np.log(np.exp(5) / (np.exp(5) + 2)), rel=1e-5)
+  stream = (right + np.log(3)) / 2
+  assert float(terms["stream_cross_entropy"]) == pytest.approx(stream, rel=1e-5)
+  assert float(terms["cross_entropy"]) == pytest.approx(np.log(3))
+  assert float(loss) == pytest.approx(np.log(3) + 0.5 * stream, rel=1e-5)
+  # Weight 0 (the default) leaves the plain loss, whatever the model returns.
+  plain, extra = objectives.training_loss(objectives.Objective(), logits, aux, labels, weights)
+  assert float(plain) == pytest.approx(np.log(3)) and extra == {}
+  # With the triplet objective both terms add up.
+  both = objectives.Objective("triplet", weight=1.0, stream_weight=0.5)
+  embeddings = jnp.zeros((6, 2))
+  loss, terms = objectives.training_loss(
+    both,
+    jnp.zeros((6, 3)),
+    {"embedding": embeddings, "landmark_logits": jnp.zeros((6, 3))},
+    jnp.zeros(6, jnp.int32),
+    jnp.ones(6),
+  )
+  assert float(loss) == pytest.approx(np.log(3) + 0.5 * np.log(3) + 2.0, rel=1e-5)
+
+
 def test_objective_config_is_checked():
   with pytest.raises(ValueError, match="train.objective must be one of"):
     objectives.Objective("contrastive")
@@ -126,6 +157,8 @@ def test_objective_config_is_checked():
     objectives.Objective("triplet", margin=2.0, weight=-1.0)
   with pytest.raises(ValueError, match=r"^train.triplet_margin must be >= 0, got -0.5$"):
     objectives.Objective("triplet", margin=-0.5)
+  with pytest.raises(ValueError, match=r"^train.stream_loss_weight must be >= 0, got -1.0$"):
+    objectives.Objective(stream_weight=-1.0)
   assert objectives.Objective.from_config(tiny_config.get_config().train).name == "cross_entropy"
 
 

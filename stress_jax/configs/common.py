@@ -35,6 +35,8 @@ def model_config() -> ml_collections.ConfigDict:
       attention_hidden=128,
       landmark_stream=True,
       landmark_hidden=128,
+      # The shape landmark deviations are taken from: the clip's "mean" or "median".
+      landmark_reference="mean",
       image_stream=True,
       # A classifier per stream whose loss (train.stream_loss_weight) is added in
       # training, so each stream's attention keeps its own reason to find the cues.

@@ -90,6 +90,7 @@ class StressNetConfig:
   attention_hidden: int = 128
   landmark_stream: bool = True
   landmark_hidden: int = 128
+  landmark_reference: str = "mean"
   image_stream: bool = True
   stream_heads: bool = False
   dropout_rate: float = 0.5
@@ -117,6 +118,10 @@ class StressNetConfig:
       raise ValueError(
         f"spatial_attention_input must be one of {SPATIAL_INPUTS}, "
         f"got {self.spatial_attention_input!r}"
+      )
+    if self.landmark_reference not in LANDMARK_REFERENCES:
+      raise ValueError(
+        f"landmark_reference must be one of {LANDMARK_REFERENCES}, got {self.landmark_reference!r}"
       )
     if self.dtype not in _DTYPES:
       raise ValueError(f"dtype must be one of {sorted(_DTYPES)}, got {self.dtype!r}")
@@ -168,7 +173,25 @@ def normalize_pixels(x, pixel_norm: str = "fixed"):
   return (x - jnp.asarray(mean, x.dtype)) / jnp.asarray(std, x.dtype)
 
 
-def landmark_features(landmarks, frame_mask):
+LANDMARK_REFERENCES = ("mean", "median")
+
+
+def masked_median(values, frame_mask):
+  """Median over T of (B, T, D) taken over each clip's valid frames; zeros if none.
+
+  Even counts average the two middle values, as numpy.median does.
+  """
+  mask = frame_mask.astype(bool)
+  ordered = jnp.sort(jnp.where(mask[..., None], values, jnp.inf), axis=1)
+  count = jnp.sum(mask, axis=1)
+  low = jnp.maximum((count - 1) // 2, 0)[:, None, None]
+  high = jnp.minimum(count // 2, jnp.maximum(count - 1, 0))[:, None, None]
+  pick = lambda index: jnp.take_along_axis(ordered, index, axis=1)  # noqa: E731
+  middle = 0.5 * (pick(low) + pick(high))
+  return jnp.where((count > 0)[:, None, None], middle, 0.0)
+
+
+def landmark_features(landmarks, frame_mask, reference: str = "mean"):
   """Per-frame landmark descriptor: (B,T,68,2) crop units, (B,T) -> (B,T,408) float32.
 
   Each frame's 68 points are centred on their mean (steadier than the eye midpoint,
@@ -176,7 +199,12 @@ def landmark_features(landmarks, frame_mask):
   mean of points 36-41 and 42-47), so the descriptor ignores where the face sits in the
   crop and how large it is. Velocity is the normalised shape minus the previous frame's;
   it is 0 on the first frame and wherever this or the previous frame is masked.
-  Deviation is the normalised shape minus the mean shape of the clip's valid frames.
+  Deviation is the normalised shape minus the clip's reference shape over its valid
+  frames: their mean, or (`reference="median"`) their per-coordinate median. With the
+  mean, cue frames pull the reference toward themselves, so the frames *without* a cue
+  deviate too (the other way) and say as much about the cue as the cue frames do; the
+  median of a clip whose cues fill less than half of it is the person's rest shape,
+  and only cue frames deviate from it (docs/spatial_attention.md, section 7).
   Layout: [shape (136), velocity (136), deviation (136)]. Masked frames are zeroed
   before use, so their content cannot reach the output.
   """
@@ -196,11 +224,16 @@ def landmark_features(landmarks, frame_mask):
   velocity = jnp.where((mask & previous_valid)[..., None], shape - previous, 0.0)
   # Deviation from the clip's own mean shape: people differ at rest (brow height,
   # mouth width), so a cue is a change against the person's baseline, not a value.
-  weights = mask[..., None].astype(jnp.float32)
-  clip_mean = jnp.sum(shape * weights, axis=1, keepdims=True) / jnp.maximum(
-    jnp.sum(weights, axis=1, keepdims=True), 1.0
-  )
-  deviation = jnp.where(mask[..., None], shape - clip_mean, 0.0)
+  if reference not in LANDMARK_REFERENCES:
+    raise ValueError(f"landmark_reference must be one of {LANDMARK_REFERENCES}, got {reference!r}")
+  if reference == "median":
+    baseline = masked_median(shape, mask)
+  else:
+    weights = mask[..., None].astype(jnp.float32)
+    baseline = jnp.sum(shape * weights, axis=1, keepdims=True) / jnp.maximum(
+      jnp.sum(weights, axis=1, keepdims=True), 1.0
+    )
+  deviation = jnp.where(mask[..., None], shape - baseline, 0.0)
   return jnp.concatenate([shape, velocity, deviation], axis=-1)
 
 
@@ -359,7 +392,9 @@ class StressNet(nn.Module):
     if cfg.landmark_stream:
       if landmarks is None:
         raise ValueError("landmark_stream=True needs landmarks (B, T, 68, 2)")
-      per_frame = self.landmark_mlp(landmark_features(landmarks, mask).astype(cfg.compute_dtype))
+      per_frame = self.landmark_mlp(
+        landmark_features(landmarks, mask, cfg.landmark_reference).astype(cfg.compute_dtype)
+      )
       pooled, weights = self.landmark_temporal_attention(per_frame, mask)
       parts.append(pooled)
       aux["landmark_temporal_attention"] = weights
