@@ -370,6 +370,31 @@ def test_landmark_features_normalise_position_scale_and_velocity():
   np.testing.assert_array_equal(features[~valid], 0.0)
 
 
+def test_median_reference_leaves_frames_without_a_cue_at_zero_deviation():
+  # Seven frames of one resting face; frames 2 and 3 press the lips (a cue); frame 6 is
+  # padding whose garbage must not shift the reference.
+  rng = np.random.default_rng(5)
+  rest = rng.uniform(0.2, 0.8, (68, 2))
+  rest[36:42], rest[42:48] = [0.33, 0.38], [0.67, 0.38]
+  clip = np.repeat(rest[None], 7, axis=0)
+  clip[2:4, 48:68, 1] -= 0.04
+  clip[6] = 50.0
+  mask = np.array([[True] * 6 + [False]])
+  landmarks = jnp.asarray(clip[None], jnp.float32)
+  deviation = {
+    ref: np.asarray(landmark_features(landmarks, jnp.asarray(mask), ref))[0, :, 272:]
+    for ref in ("median", "mean")
+  }
+  rest_frames, cue_frames = [0, 1, 4, 5], [2, 3]
+  np.testing.assert_allclose(deviation["median"][rest_frames], 0.0, atol=1e-6)
+  assert np.abs(deviation["median"][cue_frames]).max() > 0.05
+  # The mean is pulled toward the cue frames, so the rest frames deviate (the other way).
+  assert np.abs(deviation["mean"][rest_frames]).max() > 0.02
+  np.testing.assert_array_equal(deviation["median"][6], 0.0)
+  with pytest.raises(ValueError, match="landmark_reference must be one of"):
+    StressNetConfig(landmark_reference="mode")
+
+
 # --- ablation switches ------------------------------------------------------------------
 
 

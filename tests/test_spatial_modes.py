@@ -54,7 +54,7 @@ def test_channels_input_reads_every_channel_and_pooled_only_mean_and_max():
   module = SpatialAttention(1, jnp.float32, "softmax", "channels")
   variables = module.init(jax.random.key(0), x)
   assert variables["params"]["conv"]["kernel"].shape == (1, 1, 6, 1)
-  kernel = jnp.arange(6, dtype=jnp.float32).reshape(1, 1, 6, 1) / 6
+  kernel = (jnp.arange(6, dtype=jnp.float32) + 1).reshape(1, 1, 6, 1) / 6
   params = {"params": {"conv": {"kernel": kernel, "bias": jnp.zeros((1,))}}}
   _, weights = module.apply(params, x)
   # A 1x1 conv over the channels: the map is the softmax of each cell's projection.
@@ -62,11 +62,14 @@ def test_channels_input_reads_every_channel_and_pooled_only_mean_and_max():
   np.testing.assert_allclose(
     np.asarray(weights).reshape(-1), jax.nn.softmax(logits), rtol=1e-5, atol=1e-7
   )
-  # A channel that neither the mean nor the max sees changes only the "channels" map.
-  y = x.at[..., 0].set(jnp.minimum(x[..., 0], x.min()) + jnp.arange(16.0).reshape(1, 4, 4) * 1e-3)
+  # Reordering the channels keeps each cell's mean and max, so only the "channels" map moves.
+  y = x[..., ::-1]
+  assert not np.allclose(module.apply(params, y)[1], weights, atol=1e-4)
   pooled = SpatialAttention(1, jnp.float32, "softmax", "pooled")
   pooled_params = pooled.init(jax.random.key(0), x)
   assert pooled_params["params"]["conv"]["kernel"].shape == (1, 1, 2, 1)
+  np.testing.assert_allclose(
+    pooled.apply(pooled_params, y)[1], pooled.apply(pooled_params, x)[1], rtol=1e-6
+  )
   with pytest.raises(ValueError, match="spatial_attention_input must be one of"):
     StressNetConfig(spatial_attention_input="mean")
-  assert not np.allclose(module.apply(params, y)[1], weights)
