@@ -41,6 +41,8 @@ def model_config() -> ml_collections.ConfigDict:
       # A classifier per stream whose loss (train.stream_loss_weight) is added in
       # training, so each stream's attention keeps its own reason to find the cues.
       stream_heads=False,
+      # With stream_heads: frame weights learn from their own stream's head only.
+      detach_stream_attention=False,
       dropout_rate=0.5,
       num_classes=3,
       # compute dtype: "float32", "bfloat16" or "auto" (bfloat16 on TPU/GPU, float32 on

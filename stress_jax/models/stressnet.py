@@ -26,6 +26,8 @@ With `stream_heads` (and both streams), training calls (train=True) also return
 aux["image_logits"] and aux["landmark_logits"] (B, num_classes): each stream's own
 classifier over its pooled vector, which the loss adds (stress_jax/objectives.py) so that
 each stream's attention keeps a gradient that rewards its own evidence after fusion.
+With `detach_stream_attention` as well, the frame weights learn from the stream heads
+only (the logits are unchanged; only the gradient path differs).
 With `with_embedding=True`, also aux["embedding"] (B, D): the fused clip vector that the
 classifier reads (before dropout), for the triplet objective.
 """
@@ -93,6 +95,9 @@ class StressNetConfig:
   landmark_reference: str = "mean"
   image_stream: bool = True
   stream_heads: bool = False
+  # With stream heads: each stream's frame weights learn only from its own head; the
+  # fused classifier reads the same pooled vectors with the weights behind a stop_gradient.
+  detach_stream_attention: bool = False
   dropout_rate: float = 0.5
   num_classes: int = 3
   dtype: str = "float32"
@@ -122,6 +127,11 @@ class StressNetConfig:
     if self.landmark_reference not in LANDMARK_REFERENCES:
       raise ValueError(
         f"landmark_reference must be one of {LANDMARK_REFERENCES}, got {self.landmark_reference!r}"
+      )
+    if self.detach_stream_attention and not self.stream_heads:
+      raise ValueError(
+        "detach_stream_attention needs stream_heads: without them the temporal attention "
+        "would get no gradient at all"
       )
     if self.dtype not in _DTYPES:
       raise ValueError(f"dtype must be one of {sorted(_DTYPES)}, got {self.dtype!r}")
@@ -387,7 +397,7 @@ class StressNet(nn.Module):
       if frame_vectors is None:
         raise ValueError("image_stream=True needs frame vectors")
       pooled, weights = self.temporal_attention(frame_vectors, mask)
-      parts.append(pooled)
+      parts.append((pooled, weights, frame_vectors))
       aux["temporal_attention"] = weights
     if cfg.landmark_stream:
       if landmarks is None:
@@ -396,14 +406,31 @@ class StressNet(nn.Module):
         landmark_features(landmarks, mask, cfg.landmark_reference).astype(cfg.compute_dtype)
       )
       pooled, weights = self.landmark_temporal_attention(per_frame, mask)
-      parts.append(pooled)
+      parts.append((pooled, weights, per_frame))
       aux["landmark_temporal_attention"] = weights
-    clip = jnp.concatenate(parts, axis=-1)
+    heads = self.has_stream_heads
+    fused = [p for p, _, _ in parts]
+    if heads and cfg.detach_stream_attention:
+      # Same values as `pooled`; only the gradient path differs. Fused, the streams can
+      # split the work (one attends to cue frames, the other to rest frames) and each
+      # stream's weights would follow that split rather than its own evidence.
+      fused = [
+        jnp.sum(
+          jax.lax.stop_gradient(w)[..., None]
+          * jnp.where(mask[..., None], v, 0).astype(jnp.float32),
+          axis=1,
+        )
+        for _, w, v in parts
+      ]
+    clip = jnp.concatenate(fused, axis=-1)
     if with_embedding:
       aux["embedding"] = clip
     clip = self.dropout(clip, deterministic=not train)
-    if self.has_stream_heads:
-      image, landmark = jnp.split(clip, [parts[0].shape[-1]], axis=-1)
+    if heads:
+      own = clip
+      if cfg.detach_stream_attention:
+        own = self.dropout(jnp.concatenate([p for p, _, _ in parts], -1), deterministic=not train)
+      image, landmark = jnp.split(own, [parts[0][0].shape[-1]], axis=-1)
       stream_logits = self.image_classifier(image), self.landmark_classifier(landmark)
       if train:
         aux["image_logits"], aux["landmark_logits"] = stream_logits
