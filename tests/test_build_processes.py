@@ -72,3 +72,36 @@ def test_next_build_removes_stale_incomplete_folders(tmp_path, capsys):
   assert build.remove_stale_incomplete(builder) == [str(stale)]
   assert not stale.exists() and other.exists()  # another dataset's folder is left alone
   assert f"removed {stale}" in capsys.readouterr().err
+
+
+BUILD_AFTER_READY = """
+import sys
+from stress_jax.data import build
+print("ready", flush=True)
+build.build_dataset("stress_faces/synthetic_tiny", data_dir=sys.argv[1])
+"""
+
+
+def test_a_second_build_of_one_dataset_waits_for_the_first(tmp_path):
+  # The test holds the lock as a running build would, with its incomplete folder in
+  # place: a second build must neither delete that folder nor start until it is free.
+  builder = StressFaces(config="synthetic_tiny", data_dir=str(tmp_path))
+  running = tmp_path / "stress_faces" / "synthetic_tiny" / "incomplete.RUN_1.0.0"
+  running.mkdir(parents=True)
+  with build.build_lock(builder.data_dir):
+    second = subprocess.Popen(
+      [sys.executable, "-c", BUILD_AFTER_READY, str(tmp_path)],
+      stdout=subprocess.PIPE,
+      text=True,
+      env=subprocess_env(),
+      cwd=REPO,
+    )
+    try:
+      assert second.stdout.readline().strip() == "ready"
+      time.sleep(3)
+      assert second.poll() is None and running.exists()
+    except BaseException:
+      second.kill()
+      raise
+  assert second.wait(timeout=300) == 0
+  assert StressFaces(config="synthetic_tiny", data_dir=str(tmp_path)).is_prepared()

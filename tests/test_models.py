@@ -482,6 +482,48 @@ def test_stream_heads_add_one_classifier_per_stream_and_logits_only_in_training(
   assert not any(p.endswith("_classifier/kernel") for p in alone)
 
 
+def test_detached_stream_attention_learns_only_from_its_own_head():
+  cfg = tiny(input_mode="features", stream_heads=True, detach_stream_attention=True)
+  model = build_model(cfg)
+  x, landmarks, mask = make_inputs(cfg)
+  variables = init_variables(model, jax.random.key(0))
+  rngs = {"dropout": jax.random.key(1)}
+
+  def output(params, name):
+    logits, aux = model.apply(
+      {**variables, "params": params}, x, landmarks, mask, True, rngs=rngs, mutable=["batch_stats"]
+    )[0]
+    return {"fused": logits, "image": aux["image_logits"], "landmark": aux["landmark_logits"]}[
+      name
+    ].sum()
+
+  def size(grads, module):
+    return sum(float(jnp.abs(leaf).sum()) for leaf in jax.tree.leaves(grads[module]))
+
+  reached = {
+    name: {
+      module: size(jax.grad(output)(variables["params"], name), module)
+      for module in ("temporal_attention", "landmark_temporal_attention", "classifier")
+    }
+    for name in ("fused", "image", "landmark")
+  }
+  assert reached["fused"]["temporal_attention"] == 0.0
+  assert reached["fused"]["landmark_temporal_attention"] == 0.0
+  assert reached["fused"]["classifier"] > 0
+  assert reached["image"]["temporal_attention"] > 0
+  assert reached["image"]["landmark_temporal_attention"] == 0.0
+  assert reached["landmark"]["landmark_temporal_attention"] > 0
+  # Only the gradient path differs: evaluation logits equal the undetached model's.
+  plain = build_model(tiny(input_mode="features", stream_heads=True))
+  np.testing.assert_allclose(
+    model.apply(variables, x, landmarks, mask)[0],
+    plain.apply(variables, x, landmarks, mask)[0],
+    rtol=1e-6,
+  )
+  with pytest.raises(ValueError, match="detach_stream_attention needs stream_heads"):
+    StressNetConfig(detach_stream_attention=True)
+
+
 def test_image_only_and_landmark_only_models_run():
   image_only = tiny(input_mode="features", landmark_stream=False)
   x, landmarks, mask = make_inputs(image_only)

@@ -12,12 +12,17 @@ in `tfds_builders/`, with the `tfds build` flags that apply here (--config,
 
 From Python (what train.py calls when a dataset is missing): `build_dataset(...)`.
 A build first removes the `incomplete.*` folders an interrupted build of the same
-dataset left behind, and shows one progress bar (TFDS's per-split bars are off).
+dataset left behind, and shows one progress bar (TFDS's per-split bars are off). On a
+local disk, builds of one dataset take turns (a file lock), so parallel jobs that
+each build on demand (ablation folds) wait for the first instead of racing it.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import importlib
+import os
 import shutil
 import sys
 import time
@@ -127,8 +132,9 @@ def beam_options(options: str | Sequence[str] | Mapping | None):
 def remove_stale_incomplete(builder) -> list[str]:
   """Deletes `incomplete.*` folders an interrupted build of this dataset left behind.
 
-  Two builds of one dataset into one data_dir at the same time are not supported
-  (TFDS does not guard against it either): the second would delete the first's.
+  Called under `build_lock`, so on a local disk it never deletes a running build's
+  folder; on a bucket two builds of one dataset at once are not supported (TFDS does
+  not guard against it either): the second would delete the first's.
   """
   from etils import epath
 
@@ -141,6 +147,25 @@ def remove_stale_incomplete(builder) -> list[str]:
   for path in removed:
     print(f"removed {path}, left by an interrupted build", file=sys.stderr, flush=True)
   return removed
+
+
+@contextlib.contextmanager
+def build_lock(dataset_dir: str):
+  """Serialises builds of one dataset version on a local disk (parallel ablation folds).
+
+  The second process waits, then finds the dataset prepared. No lock on buckets.
+  """
+  if "://" in str(dataset_dir):
+    yield
+    return
+  parent = os.path.dirname(os.path.abspath(dataset_dir))
+  os.makedirs(parent, exist_ok=True)
+  with open(os.path.join(parent, ".build.lock"), "w") as handle:
+    fcntl.flock(handle, fcntl.LOCK_EX)
+    try:
+      yield
+    finally:
+      fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def declared_labels(labels: str | Sequence[str] | None) -> tuple[str, ...]:
@@ -177,13 +202,22 @@ def build_dataset(
   reused unless `overwrite` (with other labels it is refused). Failures the user can
   fix (a bad manifest, no usable source, a missing manual_dir) raise BuildError.
   """
-  from stress_jax.preprocess.ingest import IngestError
-
   labels = declared_labels(labels)
   dataset, config = split_name(name, config)
   cls = builder_class(dataset)
   kwargs = _builder_kwargs(cls, config, labels)
-  builder = cls(**kwargs, data_dir=data_dir or None, file_format="array_record")
+
+  def make():
+    return cls(**kwargs, data_dir=data_dir or None, file_format="array_record")
+
+  with build_lock(make().data_dir):
+    # Made again under the lock: a build that finished while we waited is read from disk.
+    return _prepare(make(), overwrite, manual_dir, beam_pipeline_options, labels)
+
+
+def _prepare(builder, overwrite, manual_dir, beam_pipeline_options, labels):
+  from stress_jax.preprocess.ingest import IngestError
+
   if builder.is_prepared() and not overwrite:
     # The stored names: this builder's info holds the ones just asked for.
     built = tfds.builder_from_directory(builder.data_dir).info.features["label"].names
