@@ -24,6 +24,11 @@ def get_config():
   model.attention_hidden = 64
   model.landmark_hidden = 64
   model.dropout_rate = 0.3
+  # Cells compete for the spatial map, and each stream's frame weights learn from that
+  # stream's own classifier (docs/spatial_attention.md, section 7, has the experiments).
+  model.spatial_attention_mode = "softmax"
+  model.stream_heads = True
+  model.detach_stream_attention = True
   model.num_classes = 3
 
   config.input.batch_size = 16
