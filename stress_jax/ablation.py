@@ -120,9 +120,11 @@ def goal_lines(table: dict) -> list[str]:
     if stats is None:
       verdict_cell, mean_cell = "not measured", "-"
     else:
-      mean_cell = f"{stats['mean']:.3f}"
       gap = stats["mean"] - target
-      verdict_cell = "met" if gap >= 0 else f"missed by {-gap:.3f}"
+      # Enough digits that a miss never reads as "missed by 0.000".
+      digits = 3 if gap >= 0 or -gap >= 0.0005 else 5
+      mean_cell = f"{stats['mean']:.{digits}f}"
+      verdict_cell = "met" if gap >= 0 else f"missed by {-gap:.{digits}f}"
     lines.append(f"| {titles[key]} | >= {target:.3f} | {mean_cell} | {verdict_cell} |")
   lines += [
     "",

@@ -132,3 +132,14 @@ def test_triplet_variant_trains_for_real_and_reaches_the_page(fake_data_dir, tmp
   assert any("train/triplet" in row for row in rows)
   text = (docs / "results.md").read_text()
   assert "| triplet | full model, triplet objective | 1/2 |" in text
+
+
+def test_a_goal_missed_by_less_than_the_shown_digits_says_so():
+  def table(mean):
+    stats = {"mean": mean, "std": 0.0, "n": 4}
+    return {"variants": {"full": {"mean_std": {"accuracy": stats}}}}
+
+  assert "| accuracy | >= 0.882 | 0.88181 | missed by 0.00019 |" in ablation.goal_lines(
+    table(0.88181)
+  )
+  assert "| accuracy | >= 0.882 | 0.882 | met |" in ablation.goal_lines(table(0.8821))
