@@ -35,6 +35,10 @@ class UserError(Exception):
   """Something the user asked for or gave cannot work; the message is one line naming it."""
 
 
+class ConfigError(UserError, ValueError):
+  """A config value that cannot work (an unknown mode, a negative weight, a bad pairing)."""
+
+
 def one_line(error: BaseException) -> str:
   """An exception's message folded to one line."""
   text = " ".join(part.strip() for part in str(error).splitlines() if part.strip())

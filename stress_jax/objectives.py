@@ -30,6 +30,8 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from stress_jax.cli import ConfigError
+
 OBJECTIVES = ("cross_entropy", "triplet")
 
 
@@ -44,7 +46,9 @@ class Objective:
 
   def __post_init__(self):
     if self.name not in OBJECTIVES:
-      raise ValueError(f"train.objective must be one of {', '.join(OBJECTIVES)}, got {self.name!r}")
+      raise ConfigError(
+        f"train.objective must be one of {', '.join(OBJECTIVES)}, got {self.name!r}"
+      )
     # The error names the one field that is wrong, as the config spells it.
     fields = (
       ("triplet_margin", self.margin),
@@ -53,7 +57,7 @@ class Objective:
     )
     for field, value in fields:
       if value < 0:
-        raise ValueError(f"train.{field} must be >= 0, got {value}")
+        raise ConfigError(f"train.{field} must be >= 0, got {value}")
 
   @property
   def triplet(self) -> bool:

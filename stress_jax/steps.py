@@ -13,7 +13,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from stress_jax import input_pipeline
+from stress_jax import cli, input_pipeline
 from stress_jax.models import pretrained as pretrained_weights
 from stress_jax.objectives import Objective, cross_entropy, flatten_triplets, training_loss
 
@@ -92,7 +92,7 @@ def _make_optimizer(optim_config, total_steps: int) -> optax.GradientTransformat
       optax.sgd(schedule, momentum=optim_config.momentum, nesterov=True),
     )
   else:
-    raise ValueError(f"unknown optimizer {optim_config.name!r}; use 'adamw' or 'sgd'")
+    raise cli.ConfigError(f"unknown optimizer {optim_config.name!r}; use 'adamw' or 'sgd'")
   if optim_config.clip_norm and optim_config.clip_norm > 0:
     return optax.chain(optax.clip_by_global_norm(optim_config.clip_norm), update)
   return update

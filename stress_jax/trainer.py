@@ -104,6 +104,13 @@ class Trainer:
     sample = dummy_batch(self.handle, self.global_batch)
     self.init_rng = init_rng
     self.objective = Objective.from_config(config.train)
+    model_config = self.model.config
+    if model_config.detach_stream_attention and self.model.has_stream_heads:
+      if self.objective.stream_weight <= 0:
+        raise cli.ConfigError(
+          "model.detach_stream_attention needs train.stream_loss_weight > 0: the frame "
+          "weights learn only from the stream heads' loss"
+        )
     steps = jit_steps(
       self.model, self.tx, self.schedule, self.dtype, self.mesh, sample, self.objective
     )

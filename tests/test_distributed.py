@@ -202,3 +202,26 @@ def test_indivisible_batch_is_a_one_line_error(fake_data_dir, tmp_path):
     "train.py: error: input.batch_size=6 does not divide over the 4 devices"
   )
   assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize(
+  "override, message",
+  [
+    ("--config.model.spatial_attention_mode=hard", "spatial_attention_mode must be one of"),
+    ("--config.train.stream_loss_weight=0", "model.detach_stream_attention needs"),
+  ],
+)
+def test_bad_config_values_are_one_line_errors(fake_data_dir, tmp_path, override, message):
+  result = subprocess.run(
+    train_command(tmp_path / "run", fake_data_dir, override),
+    env=subprocess_env(),
+    cwd=REPO,
+    capture_output=True,
+    text=True,
+    timeout=240,
+  )
+  assert result.returncode == 2, result.stderr[-2000:]
+  assert result.stderr.strip().splitlines()[-1].startswith(f"train.py: error: {message}")
+  assert "Traceback" not in result.stderr
+  # Refused before anything was written.
+  assert not (tmp_path / "run" / "checkpoints").exists()

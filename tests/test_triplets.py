@@ -208,3 +208,14 @@ def test_triplet_train_steps_run_and_reduce_the_loss(input_mode):
     )
   assert int(state.step) == 3
   assert np.all(np.isfinite(losses)) and losses[-1] < losses[0]
+
+
+def test_detached_attention_without_a_stream_loss_is_refused(fake_data_dir, tmp_path):
+  from stress_jax.trainer import Trainer
+
+  config = tiny_config.get_config()
+  config.data.data_dir = str(fake_data_dir)
+  assert config.model.stream_heads and config.model.detach_stream_attention
+  config.train.stream_loss_weight = 0.0
+  with pytest.raises(ValueError, match="detach_stream_attention needs train.stream_loss_weight"):
+    Trainer(config, tmp_path / "run")

@@ -8,6 +8,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from stress_jax.cli import ConfigError
+
 # Stands in for -inf on masked scores: exp() of it underflows to exactly 0 in float32,
 # while a true -inf would give NaN (inf - inf) on a clip whose frames are all masked.
 MASKED_SCORE = -1e9
@@ -45,9 +47,9 @@ class SpatialAttention(nn.Module):
   @nn.compact
   def __call__(self, x):
     if self.mode not in SPATIAL_MODES:
-      raise ValueError(f"spatial_attention_mode must be one of {SPATIAL_MODES}, got {self.mode!r}")
+      raise ConfigError(f"spatial_attention_mode must be one of {SPATIAL_MODES}, got {self.mode!r}")
     if self.inputs not in SPATIAL_INPUTS:
-      raise ValueError(
+      raise ConfigError(
         f"spatial_attention_input must be one of {SPATIAL_INPUTS}, got {self.inputs!r}"
       )
     pooled = x

@@ -42,6 +42,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from stress_jax.cli import ConfigError
 from stress_jax.faces.geometry import LEFT_EYE, NUM_LANDMARKS, RIGHT_EYE
 from stress_jax.models.attention import (
   SPATIAL_INPUTS,
@@ -111,34 +112,34 @@ class StressNetConfig:
 
   def __post_init__(self):
     if self.pixel_norm not in PIXEL_NORMS:
-      raise ValueError(f"pixel_norm must be one of {sorted(PIXEL_NORMS)}, got {self.pixel_norm!r}")
+      raise ConfigError(f"pixel_norm must be one of {sorted(PIXEL_NORMS)}, got {self.pixel_norm!r}")
     if self.input_mode not in ("pixels", "features"):
-      raise ValueError(f"input_mode must be 'pixels' or 'features', got {self.input_mode!r}")
+      raise ConfigError(f"input_mode must be 'pixels' or 'features', got {self.input_mode!r}")
     if self.spatial_attention_mode not in SPATIAL_MODES:
-      raise ValueError(
+      raise ConfigError(
         f"spatial_attention_mode must be one of {SPATIAL_MODES}, "
         f"got {self.spatial_attention_mode!r}"
       )
     if self.spatial_attention_input not in SPATIAL_INPUTS:
-      raise ValueError(
+      raise ConfigError(
         f"spatial_attention_input must be one of {SPATIAL_INPUTS}, "
         f"got {self.spatial_attention_input!r}"
       )
     if self.landmark_reference not in LANDMARK_REFERENCES:
-      raise ValueError(
+      raise ConfigError(
         f"landmark_reference must be one of {LANDMARK_REFERENCES}, got {self.landmark_reference!r}"
       )
     if self.detach_stream_attention and not self.stream_heads:
-      raise ValueError(
+      raise ConfigError(
         "detach_stream_attention needs stream_heads: without them the temporal attention "
         "would get no gradient at all"
       )
     if self.dtype not in _DTYPES:
-      raise ValueError(f"dtype must be one of {sorted(_DTYPES)}, got {self.dtype!r}")
+      raise ConfigError(f"dtype must be one of {sorted(_DTYPES)}, got {self.dtype!r}")
     if not (self.image_stream or self.landmark_stream):
-      raise ValueError("StressNet needs at least one stream: image_stream or landmark_stream")
+      raise ConfigError("StressNet needs at least one stream: image_stream or landmark_stream")
     if len(self.stage_widths) != len(self.stage_blocks):
-      raise ValueError(
+      raise ConfigError(
         f"stage_widths {self.stage_widths} and stage_blocks {self.stage_blocks} differ in length"
       )
 
@@ -154,7 +155,7 @@ class StressNetConfig:
     known = {field.name for field in dataclasses.fields(cls)}
     unknown = sorted(set(values) - known)
     if unknown:
-      raise ValueError(f"unknown model config fields: {unknown}")
+      raise ConfigError(f"unknown model config fields: {unknown}")
     for name in ("stage_widths", "stage_blocks"):
       if name in values:
         values[name] = tuple(int(v) for v in values[name])
@@ -178,7 +179,7 @@ RETIRED_FIELDS = frozenset({"conv_chunk_images"})
 def normalize_pixels(x, pixel_norm: str = "fixed"):
   """[0, 1] RGB pixels (..., 3) -> the trunk's input scale for `pixel_norm` (PIXEL_NORMS)."""
   if pixel_norm not in PIXEL_NORMS:
-    raise ValueError(f"pixel_norm must be one of {sorted(PIXEL_NORMS)}, got {pixel_norm!r}")
+    raise ConfigError(f"pixel_norm must be one of {sorted(PIXEL_NORMS)}, got {pixel_norm!r}")
   mean, std = PIXEL_NORMS[pixel_norm]
   return (x - jnp.asarray(mean, x.dtype)) / jnp.asarray(std, x.dtype)
 
@@ -235,7 +236,7 @@ def landmark_features(landmarks, frame_mask, reference: str = "mean"):
   # Deviation from the clip's own mean shape: people differ at rest (brow height,
   # mouth width), so a cue is a change against the person's baseline, not a value.
   if reference not in LANDMARK_REFERENCES:
-    raise ValueError(f"landmark_reference must be one of {LANDMARK_REFERENCES}, got {reference!r}")
+    raise ConfigError(f"landmark_reference must be one of {LANDMARK_REFERENCES}, got {reference!r}")
   if reference == "median":
     baseline = masked_median(shape, mask)
   else:
