@@ -164,6 +164,27 @@ def bar_chart(path, table: dict) -> pathlib.Path:
   return plots._save(fig, path)
 
 
+def model_line(config) -> str:
+  """The full model's attention and loss settings, which the results depend on."""
+  model = config.model
+  get = model.get if hasattr(model, "get") else lambda key, default: default
+  heads = bool(get("stream_heads", False))
+  parts = [
+    f"spatial map `{get('spatial_attention_mode', 'residual')}` over "
+    f"`{get('spatial_attention_input', 'pooled')}` input ({get('spatial_kernel_size', 7)}x"
+    f"{get('spatial_kernel_size', 7)} conv)",
+    "per-stream heads "
+    + (f"on (loss weight {config.train.get('stream_loss_weight', 0.0)})" if heads else "off"),
+  ]
+  if heads:
+    parts.append(
+      "frame weights learn from "
+      + ("their own stream's head only" if get("detach_stream_attention", False) else "all losses")
+    )
+  parts.append(f"landmark deviation from the clip's {get('landmark_reference', 'mean')}")
+  return "Full model: " + "; ".join(parts) + " (see `docs/method.md`)."
+
+
 def results_page(table: dict, config, workdir, chart_name: str) -> str:
   """docs/results.md from a crossval table (see crossval.collect)."""
   num_folds = table["num_folds"]
@@ -185,6 +206,8 @@ def results_page(table: dict, config, workdir, chart_name: str) -> str:
     f"Training: {config.train.num_epochs} epochs"
     + (f" ({config.train.num_steps} steps)" if config.train.num_steps > 0 else "")
     + f", batch {config.input.batch_size}, learning rate {config.optim.learning_rate}.",
+    "",
+    model_line(config),
     "",
   ]
   header = ["variant", "what changes", "folds", *(title for _, title in columns)]
