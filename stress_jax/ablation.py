@@ -74,34 +74,52 @@ def _cell(stats: dict | None) -> str:
   return "-" if stats is None else f"{stats['mean']:.3f} ± {stats['std']:.3f}"
 
 
+def _fold_values(variant: dict, key: str) -> dict[int, float]:
+  return {row["fold"]: row[key] for row in variant.get("folds", []) if row.get(key) is not None}
+
+
 def verdict(table: dict) -> list[str]:
-  """Sentences comparing the full model with each ablation on mean accuracy and macro-F1."""
+  """Sentences comparing the full model with each ablation on accuracy and macro-F1.
+
+  Means are taken over the folds both finished, so a variant with fewer folds is not
+  compared against the full model's mean over other folds.
+  """
   variants = table["variants"]
   full = variants.get("full")
   if full is None or _stats(full, "accuracy") is None:
     return ["The full model has no finished fold yet, so nothing is compared."]
-  lines, not_better = [], []
+  lines, compared = [], False
   for name, variant in variants.items():
-    if name == "full" or _stats(variant, "accuracy") is None:
+    if name == "full":
       continue
-    gaps = [
-      _stats(full, key)["mean"] - _stats(variant, key)["mean"]
-      for key in ("accuracy", "macro_f1")
-      if _stats(full, key) and _stats(variant, key)
-    ]
-    if min(gaps) <= 0:
-      not_better.append(name)
-  if not_better:
-    for name in not_better:
-      ours, theirs = full["mean_std"], variants[name]["mean_std"]
-      lines.append(
-        f"**The full model is not better than `{name}`**: mean accuracy "
-        f"{ours['accuracy']['mean']:.3f} vs {theirs['accuracy']['mean']:.3f}, macro-F1 "
-        f"{ours['macro_f1']['mean']:.3f} vs {theirs['macro_f1']['mean']:.3f}."
-      )
-  else:
+    means, folds = {}, None
+    for key in ("accuracy", "macro_f1"):
+      ours, theirs = _fold_values(full, key), _fold_values(variant, key)
+      folds = sorted(set(ours) & set(theirs))
+      if folds:
+        means[key] = tuple(sum(values[f] for f in folds) / len(folds) for values in (ours, theirs))
+    if "accuracy" not in means:
+      continue
+    compared = True
+    if min(ours - theirs for ours, theirs in means.values()) > 0:
+      continue
+    where = ""
+    if len(folds) < len(_fold_values(full, "accuracy")):
+      where = f" (on the fold{'s' if len(folds) > 1 else ''} both finished: "
+      where += ", ".join(str(f) for f in folds) + ")"
     lines.append(
-      "The full model's mean accuracy and macro-F1 are above those of every finished ablation."
+      f"**The full model is not better than `{name}`**{where}: mean accuracy "
+      + ", macro-F1 ".join(
+        f"{means[key][0]:.3f} vs {means[key][1]:.3f}"
+        for key in ("accuracy", "macro_f1")
+        if key in means
+      )
+      + "."
+    )
+  if compared and not lines:
+    lines.append(
+      "The full model's mean accuracy and macro-F1 are above those of every finished "
+      "ablation (each on the folds both finished)."
     )
   lines.append(
     "With few folds the standard deviations are wide; a difference smaller than them is not "

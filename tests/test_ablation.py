@@ -145,3 +145,32 @@ def test_a_goal_missed_by_less_than_the_shown_digits_says_so():
     table(0.88181)
   )
   assert "| accuracy | >= 0.882 | 0.882 | met |" in ablation.goal_lines(table(0.8821))
+
+
+def test_a_variant_with_fewer_folds_is_compared_on_the_folds_both_finished():
+  def variant(accuracies):
+    rows = [{"fold": f, "accuracy": a, "macro_f1": a} for f, a in accuracies.items()]
+    mean = sum(accuracies.values()) / len(accuracies)
+    stats = {"mean": mean, "std": 0.0, "n": len(rows)}
+    return {"folds": rows, "mean_std": {"accuracy": stats, "macro_f1": stats}}
+
+  # Over all four folds the full model's mean (0.8) is below the partial variant's 0.85,
+  # but on fold 0, the one both finished, it is better (0.9 vs 0.85).
+  table = {
+    "variants": {
+      "full": variant({0: 0.9, 1: 0.7, 2: 0.8, 3: 0.8}),
+      "triplet": variant({0: 0.85}),
+      "no_image_stream": variant({0: 0.95, 1: 0.75, 2: 0.85, 3: 0.85}),
+    }
+  }
+  lines = ablation.verdict(table)
+  assert not any("`triplet`" in line for line in lines)
+  assert (
+    "**The full model is not better than `no_image_stream`**: mean accuracy 0.800 vs 0.850, "
+    "macro-F1 0.800 vs 0.850." in lines
+  )
+  table["variants"]["triplet"] = variant({0: 0.95, 2: 0.85})
+  assert (
+    "**The full model is not better than `triplet`** (on the folds both finished: 0, 2): "
+    "mean accuracy 0.850 vs 0.900, macro-F1 0.850 vs 0.900." in ablation.verdict(table)
+  )
