@@ -23,20 +23,14 @@ import sys
 
 from absl import app, flags
 
+from stress_jax.errors import ConfigError, UserError  # noqa: F401 (re-exported: cli.ConfigError)
+
 # The define_* helpers below define flags for the tool that calls them: absl then files
 # each flag under that tool's module (its --help lists it), not under this one.
 flags.disclaim_key_flags()
 
 USER_ERROR_EXIT_CODE = 2
 CHECKPOINT_HELP = "best, latest or a step number."
-
-
-class UserError(Exception):
-  """Something the user asked for or gave cannot work; the message is one line naming it."""
-
-
-class ConfigError(UserError, ValueError):
-  """A config value that cannot work (an unknown mode, a negative weight, a bad pairing)."""
 
 
 def one_line(error: BaseException) -> str:

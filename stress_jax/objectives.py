@@ -30,7 +30,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from stress_jax.cli import ConfigError
+from stress_jax.errors import ConfigError
 
 OBJECTIVES = ("cross_entropy", "triplet")
 

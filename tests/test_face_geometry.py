@@ -162,8 +162,9 @@ def _project_modules_after_import(*modules: str) -> set[str]:
 
 
 def test_face_primitives_and_models_stand_on_nothing_above_them():
-  # The floors: stress_jax.faces imports nothing else of the project, and the models
-  # import only those primitives, never a dataset, the preprocessing or a builder.
+  # The floors: stress_jax.faces and stress_jax.errors import nothing else of the
+  # project, and the models import only those, never a dataset, the preprocessing or a
+  # builder.
   package = {"stress_jax", "stress_jax.xla_cpu"}
   faces = _project_modules_after_import(
     "stress_jax.faces.geometry", "stress_jax.faces.landmarks", "stress_jax.faces.records"
@@ -176,7 +177,8 @@ def test_face_primitives_and_models_stand_on_nothing_above_them():
   }
   models = _project_modules_after_import("stress_jax.models")
   outside = {m for m in models if not m.startswith("stress_jax.models")} - package
-  assert outside == {"stress_jax.faces", "stress_jax.faces.geometry"}
+  assert outside == {"stress_jax.errors", "stress_jax.faces", "stress_jax.faces.geometry"}
+  assert _project_modules_after_import("stress_jax.errors") == package | {"stress_jax.errors"}
   # A feature-database build worker reads .npy files: no video decoding or dlib for it.
   worker = _project_modules_after_import("stress_jax.featuredb.clips")
   assert "stress_jax.faces.landmarks" in worker

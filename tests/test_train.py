@@ -75,10 +75,12 @@ def test_four_fake_devices_match_one_device(fake_data_dir, reference_run, tmp_pa
     if change <= 1e-6
   }
   # A frame-scoring MLP's output bias shifts every frame's score alike, which the
-  # softmax over frames ignores: its gradient is zero. Everything else must move.
+  # softmax over frames ignores: its gradient is zero; so does the softmax spatial map's
+  # conv bias (the demo config's mode) over cells. Everything else must move.
   assert unchanged == {
     "['temporal_attention']['score_out']['bias']",
     "['landmark_temporal_attention']['score_out']['bias']",
+    "['spatial_attention']['conv']['bias']",
   }
   assert_trees_close(one["params"], four["params"], rtol=1e-4, atol=2e-6)
   assert_trees_close(one["batch_stats"], four["batch_stats"], rtol=1e-4, atol=2e-6)

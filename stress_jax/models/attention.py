@@ -8,7 +8,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from stress_jax.cli import ConfigError
+from stress_jax.errors import ConfigError
 
 # Stands in for -inf on masked scores: exp() of it underflows to exactly 0 in float32,
 # while a true -inf would give NaN (inf - inf) on a clip whose frames are all masked.

@@ -42,7 +42,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from stress_jax.cli import ConfigError
+from stress_jax.errors import ConfigError
 from stress_jax.faces.geometry import LEFT_EYE, NUM_LANDMARKS, RIGHT_EYE
 from stress_jax.models.attention import (
   SPATIAL_INPUTS,
