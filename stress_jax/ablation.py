@@ -25,6 +25,7 @@ import numpy as np
 from absl import flags
 
 from stress_jax import cli, crossval
+from stress_jax.models.stressnet import StressNetConfig
 
 # (crossval row key, title) of the page's columns; localisation AUROCs only where measured.
 COLUMNS = (
@@ -183,23 +184,31 @@ def bar_chart(path, table: dict) -> pathlib.Path:
 
 
 def model_line(config) -> str:
-  """The full model's attention and loss settings, which the results depend on."""
-  model = config.model
-  get = model.get if hasattr(model, "get") else lambda key, default: default
-  heads = bool(get("stream_heads", False))
-  parts = [
-    f"spatial map `{get('spatial_attention_mode', 'residual')}` over "
-    f"`{get('spatial_attention_input', 'pooled')}` input ({get('spatial_kernel_size', 7)}x"
-    f"{get('spatial_kernel_size', 7)} conv)",
+  """The full model's image-stream, attention and loss settings, which the results depend on."""
+  values = dict(config.model.to_dict() if hasattr(config.model, "to_dict") else config.model)
+  # dtype "auto" is resolved only when a run starts; it does not change what is stated here.
+  values["dtype"] = "float32"
+  model = StressNetConfig.from_any(values)
+  parts = []
+  if model.input_mode == "pixels":
+    grid = 112 // (4 * 2 ** (len(model.stage_widths) - 1))
+    parts.append(f"trunk stages {'/'.join(map(str, model.stage_widths))}, so a {grid}x{grid} map")
+  parts += [
+    f"spatial map `{model.spatial_attention_mode}` over `{model.spatial_attention_input}` "
+    f"input ({model.spatial_kernel_size}x{model.spatial_kernel_size} conv)",
     "per-stream heads "
-    + (f"on (loss weight {config.train.get('stream_loss_weight', 0.0)})" if heads else "off"),
+    + (
+      f"on (loss weight {config.train.get('stream_loss_weight', 0.0)})"
+      if model.stream_heads
+      else "off"
+    ),
   ]
-  if heads:
+  if model.stream_heads:
     parts.append(
       "frame weights learn from "
-      + ("their own stream's head only" if get("detach_stream_attention", False) else "all losses")
+      + ("their own stream's head only" if model.detach_stream_attention else "all losses")
     )
-  parts.append(f"landmark deviation from the clip's {get('landmark_reference', 'mean')}")
+  parts.append(f"landmark deviation from the clip's {model.landmark_reference}")
   return "Full model: " + "; ".join(parts) + " (see `docs/method.md`)."
 
 

@@ -84,7 +84,7 @@ def test_every_variant_and_fold_then_the_page(config, tmp_path):
   for name in ("no_spatial_attention", "no_landmark_stream", "triplet"):
     assert f"not better than `{name}`" not in text
   assert "![ablation bar chart](results.png)" in text
-  assert "Full model: spatial map `softmax`" in text
+  assert "so a 7x7 map; spatial map `softmax`" in text
   assert "frame weights learn from their own stream's head only" in text
   assert "| accuracy | >= 0.882 | 0.800 | missed by 0.082 |" in text
   assert "| temporal AUROC | >= 0.900 | 0.900 | met |" in text

@@ -96,6 +96,18 @@ def masked_softmax(scores, frame_mask):
   return exp / jnp.where(total > 0, total, 1.0)
 
 
+def pool_frames(weights, vectors, frame_mask):
+  """sum_t weights_t * vectors_t (B, D) float32 over (B, T) weights and (B, T, D) vectors.
+
+  Masked frames' vectors are replaced by zeros first, so whatever they hold cannot reach
+  the output even through a weight that is not exactly zero.
+  """
+  vectors = jnp.where(frame_mask.astype(bool)[..., None], vectors, 0).astype(jnp.float32)
+  # An elementwise sum, not a matmul: accelerators may run float32 matmuls at reduced
+  # precision, and T is small.
+  return jnp.sum(weights[..., None] * vectors, axis=1)
+
+
 class TemporalAttentionPool(nn.Module):
   """Pools per-frame vectors (B, T, D) into one clip vector (B, D) with weights (B, T).
 
@@ -130,7 +142,4 @@ class TemporalAttentionPool(nn.Module):
     else:
       valid = frame_mask.astype(jnp.float32)
       weights = valid / jnp.maximum(jnp.sum(valid, axis=-1, keepdims=True), 1.0)
-    # An elementwise sum, not a matmul: accelerators may run float32 matmuls at reduced
-    # precision, and T is small.
-    pooled = jnp.sum(weights[..., None] * vectors, axis=1)
-    return pooled, weights
+    return pool_frames(weights, vectors, frame_mask), weights

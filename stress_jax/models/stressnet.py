@@ -49,6 +49,7 @@ from stress_jax.models.attention import (
   SPATIAL_MODES,
   SpatialAttention,
   TemporalAttentionPool,
+  pool_frames,
 )
 from stress_jax.models.resnet import ResidualHead, ResNetTrunk
 
@@ -415,14 +416,7 @@ class StressNet(nn.Module):
       # Same values as `pooled`; only the gradient path differs. Fused, the streams can
       # split the work (one attends to cue frames, the other to rest frames) and each
       # stream's weights would follow that split rather than its own evidence.
-      fused = [
-        jnp.sum(
-          jax.lax.stop_gradient(w)[..., None]
-          * jnp.where(mask[..., None], v, 0).astype(jnp.float32),
-          axis=1,
-        )
-        for _, w, v in parts
-      ]
+      fused = [pool_frames(jax.lax.stop_gradient(w), v, mask) for _, w, v in parts]
     clip = jnp.concatenate(fused, axis=-1)
     if with_embedding:
       aux["embedding"] = clip
