@@ -215,6 +215,13 @@ def export_model(
     raise evaluate.EvaluationError(f"{workdir}/config.json does not set data.num_frames")
   preprocess, preprocess_source = export_settings.preprocess_settings(workdir, config, num_frames)
   model = build_model(config.model)
+  if not model.frames_independent:
+    # A stream encodes each frame once as it arrives (encode_frames.stablehlo); a map
+    # that reads the clip's mean would change with every frame that joins the window.
+    raise evaluate.EvaluationError(
+      f"{workdir}: model.spatial_attention_input={config.model.spatial_attention_input!r} "
+      "reads the whole clip, so the model has no per-frame half to export"
+    )
   variables = evaluate.load_variables(workdir, step, model, num_frames)
   if not variables["batch_stats"]:
     variables = {"params": variables["params"]}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -132,3 +133,17 @@ def test_export_errors_are_one_line(tmp_path):
     "stress_jax.export", f"--workdir={tmp_path / 'nowhere'}", f"--output={tmp_path / 'out'}"
   )
   assert lines == [f"export: error: workdir {tmp_path / 'nowhere'} does not exist"]
+
+
+def test_a_model_whose_map_reads_the_clip_is_not_split_into_frame_halves(
+  trained_workdir,  # noqa: F811
+  tmp_path,
+):
+  workdir = tmp_path / "workdir"
+  shutil.copytree(trained_workdir, workdir)
+  config = json.loads((workdir / "config.json").read_text())
+  config["model"]["spatial_attention_input"] = "deviation"
+  (workdir / "config.json").write_text(json.dumps(config))
+  with pytest.raises(evaluate.EvaluationError, match="reads the whole clip"):
+    export.export_model(workdir, tmp_path / "out")
+  assert not (tmp_path / "out" / export.ENCODE_FILE).exists()

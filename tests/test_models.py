@@ -19,6 +19,7 @@ from stress_jax.models import (
   init_variables,
   landmark_features,
 )
+from stress_jax.models.stressnet import clip_mean_map
 
 B, T, C = 2, 4, 3
 # Frame 2 of clip 0 is masked between valid frames (velocity must skip it); clip 1 has a
@@ -595,3 +596,42 @@ def test_classify_clip_ignores_cached_vectors_of_masked_frames():
   )
   np.testing.assert_array_equal(logits2, logits)
   np.testing.assert_array_equal(aux2["temporal_attention"], aux["temporal_attention"])
+
+
+def test_deviation_map_reads_the_clip_mean_of_valid_frames_only():
+  cfg = tiny(input_mode="features", spatial_attention_input="deviation")
+  model = build_model(cfg)
+  assert not model.frames_independent and build_model(tiny()).frames_independent
+  variables = model.init(jax.random.key(0), *make_inputs(cfg), train=False)
+  # CBAM's mean and max of the map and of its distance from the clip's mean map.
+  assert variables["params"]["spatial_attention"]["conv"]["kernel"].shape[2] == 4
+  x, landmarks, mask = make_inputs(cfg)
+  (logits, aux), _ = forward(cfg, variables, x, landmarks, mask)
+  x2, landmarks2 = corrupt_masked(x, landmarks, mask)
+  (logits2, aux2), _ = forward(cfg, variables, x2, landmarks2, mask)
+  np.testing.assert_array_equal(logits, logits2)
+  np.testing.assert_array_equal(aux["spatial_attention"], aux2["spatial_attention"])
+  # Changing one valid frame moves the clip mean, so another valid frame's map changes;
+  # with CBAM's own input the other frames' maps stay exactly as they were.
+  first, other = np.flatnonzero(np.asarray(mask[0]))[:2]
+  x3 = x.at[0, first].multiply(3.0)
+  (_, aux3), _ = forward(cfg, variables, x3, landmarks, mask)
+  assert not np.allclose(aux["spatial_attention"][0, other], aux3["spatial_attention"][0, other])
+  pooled = tiny(input_mode="features")
+  pooled_vars = build_model(pooled).init(jax.random.key(0), *make_inputs(pooled), train=False)
+  (_, before), _ = forward(pooled, pooled_vars, x, landmarks, mask)
+  (_, after), _ = forward(pooled, pooled_vars, x3, landmarks, mask)
+  np.testing.assert_array_equal(
+    before["spatial_attention"][0, other], after["spatial_attention"][0, other]
+  )
+
+
+def test_clip_mean_map_averages_each_clips_valid_frames():
+  rng = np.random.default_rng(0)
+  x = rng.normal(size=(2 * 3, 2, 2, 4)).astype(np.float32)
+  valid = np.array([True, False, True, False, False, False])
+  out = np.asarray(clip_mean_map(jnp.asarray(x), jnp.asarray(valid), 2, 3)).reshape(2, 3, 2, 2, 4)
+  want = (x[0] + x[2]) / 2
+  for t in range(3):
+    np.testing.assert_allclose(out[0, t], want, rtol=1e-6)
+  np.testing.assert_array_equal(out[1], 0.0)  # a clip with no valid frame

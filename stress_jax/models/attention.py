@@ -16,8 +16,10 @@ MASKED_SCORE = -1e9
 
 
 SPATIAL_MODES = ("residual", "gate", "softmax")
-# What the map's conv reads: CBAM's channel mean and max ("pooled"), or every channel.
-SPATIAL_INPUTS = ("pooled", "channels")
+# What the map's conv reads: CBAM's channel mean and max ("pooled"), every channel, or
+# ("deviation") the channel mean and max of the map and of its distance from the clip's
+# mean map, which needs the clip (the `reference` argument).
+SPATIAL_INPUTS = ("pooled", "channels", "deviation")
 
 
 class SpatialAttention(nn.Module):
@@ -25,7 +27,11 @@ class SpatialAttention(nn.Module):
 
   logits = conv_kxk([mean_c(x), max_c(x)]) give one (h, w) map per image (`inputs`
   "pooled", CBAM); with `inputs` "channels" the conv reads all of x's channels, so
-  whether a cell carries evidence need not survive a two-number summary. The conv has a
+  whether a cell carries evidence need not survive a two-number summary. With `inputs`
+  "deviation" it reads CBAM's two numbers for x and for |x - reference|, where the
+  reference is the clip's mean map over its valid frames: a frame's map alone cannot
+  say which part of *this* face has changed, which is what a cue is (the landmark
+  stream's deviation descriptor rests on the same idea). The conv has a
   bias and no BatchNorm (CBAM puts a BN there; with a single output channel a bias does
   the same job and keeps the map independent of batch statistics). `mode`:
 
@@ -45,18 +51,21 @@ class SpatialAttention(nn.Module):
   inputs: str = "pooled"
 
   @nn.compact
-  def __call__(self, x):
+  def __call__(self, x, reference=None):
     if self.mode not in SPATIAL_MODES:
       raise ConfigError(f"spatial_attention_mode must be one of {SPATIAL_MODES}, got {self.mode!r}")
     if self.inputs not in SPATIAL_INPUTS:
       raise ConfigError(
         f"spatial_attention_input must be one of {SPATIAL_INPUTS}, got {self.inputs!r}"
       )
+    summary = lambda y: [jnp.mean(y, axis=-1, keepdims=True), jnp.max(y, axis=-1, keepdims=True)]  # noqa: E731
     pooled = x
     if self.inputs == "pooled":
-      pooled = jnp.concatenate(
-        [jnp.mean(x, axis=-1, keepdims=True), jnp.max(x, axis=-1, keepdims=True)], axis=-1
-      )
+      pooled = jnp.concatenate(summary(x), axis=-1)
+    elif self.inputs == "deviation":
+      if reference is None:
+        raise ValueError("spatial_attention_input 'deviation' needs the clip's reference map")
+      pooled = jnp.concatenate(summary(x) + summary(jnp.abs(x - reference)), axis=-1)
     logits = nn.Conv(
       1,
       (self.kernel_size, self.kernel_size),

@@ -249,6 +249,14 @@ def landmark_features(landmarks, frame_mask, reference: str = "mean"):
   return jnp.concatenate([shape, velocity, deviation], axis=-1)
 
 
+def clip_mean_map(x, valid, batch: int, steps: int):
+  """(B*T,h,w,C) maps, (B*T,) validity -> each frame's clip mean over valid frames, (B*T,h,w,C)."""
+  maps = jnp.where(valid[:, None, None, None], x, 0).reshape(batch, steps, *x.shape[1:])
+  count = jnp.maximum(jnp.sum(valid.reshape(batch, steps), axis=1), 1).astype(x.dtype)
+  mean = jnp.sum(maps, axis=1) / count[:, None, None, None]
+  return jnp.broadcast_to(mean[:, None], maps.shape).reshape(x.shape)
+
+
 class LandmarkMLP(nn.Module):
   """Two ReLU layers of width `hidden` over each frame's landmark descriptor."""
 
@@ -316,8 +324,15 @@ class StressNet(nn.Module):
     cfg = self.config
     return cfg.stream_heads and cfg.image_stream and cfg.landmark_stream
 
+  @property
+  def frames_independent(self) -> bool:
+    """Whether encode_frames encodes each frame on its own (a frame-by-frame stream can)."""
+    cfg = self.config
+    return not (cfg.spatial_attention and cfg.spatial_attention_input == "deviation")
+
   def encode_frames(self, inputs, frame_mask, train: bool = False):
-    """Per-frame image encoding, independent across frames except for BN batch stats.
+    """Per-frame image encoding, independent across frames except for BN batch stats and,
+    with spatial_attention_input "deviation", the clip mean map the attention reads.
 
     inputs: (B,T,112,112,3) pixels in [0,1] or (B,T,h,w,C) stage-3 feature maps.
     Returns (frame_vectors (B,T,head_width) float32, spatial_maps (B,T,h,w) float32);
@@ -339,7 +354,10 @@ class StressNet(nn.Module):
         x = self.trunk(x, train, bn_mask)
     x = self.head(x, train, bn_mask)
     if cfg.spatial_attention:
-      x, spatial = self.spatial_attention(x)
+      reference = None
+      if cfg.spatial_attention_input == "deviation":
+        reference = clip_mean_map(x, valid, batch, steps)
+      x, spatial = self.spatial_attention(x, reference)
     else:
       spatial = jnp.zeros(x.shape[:3], jnp.float32)
     vectors = jnp.mean(x.astype(jnp.float32), axis=(1, 2))
