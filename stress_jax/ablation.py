@@ -194,8 +194,9 @@ def model_line(config) -> str:
     grid = 112 // (4 * 2 ** (len(model.stage_widths) - 1))
     parts.append(f"trunk stages {'/'.join(map(str, model.stage_widths))}, so a {grid}x{grid} map")
   parts += [
-    f"spatial map `{model.spatial_attention_mode}` over `{model.spatial_attention_input}` "
-    f"input ({model.spatial_kernel_size}x{model.spatial_kernel_size} conv)",
+    f"spatial map `{model.spatial_attention_mode}` on the {model.spatial_attention_position}'s "
+    f"output, over `{model.spatial_attention_input}` input "
+    f"({model.spatial_kernel_size}x{model.spatial_kernel_size} conv)",
     "per-stream heads "
     + (
       f"on (loss weight {config.train.get('stream_loss_weight', 0.0)})"

@@ -635,3 +635,27 @@ def test_clip_mean_map_averages_each_clips_valid_frames():
   for t in range(3):
     np.testing.assert_allclose(out[0, t], want, rtol=1e-6)
   np.testing.assert_array_equal(out[1], 0.0)  # a clip with no valid frame
+
+
+def test_trunk_position_gates_the_heads_input():
+  cfg = tiny(
+    input_mode="features", spatial_attention_position="trunk", spatial_attention_mode="gate"
+  )
+  model = build_model(cfg)
+  x, landmarks, mask = make_inputs(cfg)
+  variables = model.init(jax.random.key(0), x, landmarks, mask, train=False)
+  # A closed gate (a = sigmoid(-1e4) = 0 everywhere) hands the head zeros whatever the
+  # frames hold, so any two inputs give the same frame vectors: the head's output on 0.
+  params = jax.tree_util.tree_map(lambda v: v, variables["params"])
+  params["spatial_attention"]["conv"]["bias"] = jnp.full((1,), -1e4)
+  closed = {**variables, "params": params}
+  encode = lambda v, inputs: model.apply(v, inputs, mask, method="encode_frames")  # noqa: E731
+  vectors, maps = encode(closed, x)
+  zeros, _ = encode(closed, jnp.zeros_like(x))
+  np.testing.assert_allclose(vectors, zeros, rtol=1e-6, atol=1e-6)
+  assert maps.shape[2:] == x.shape[2:4]  # the trunk's (here: the input features') grid
+  # Open, the frames reach the head.
+  vectors_open, _ = encode(variables, x)
+  assert not np.allclose(vectors_open, zeros)
+  with pytest.raises(ValueError, match="spatial_attention_position must be one of"):
+    tiny(spatial_attention_position="stem")

@@ -1,6 +1,6 @@
 """Which region should a frame's spatial map be scored against? A probe of a trained workdir.
 
-  python docs/experiments/spatial_truth.py --workdir=runs/demo [--clips_per_class=4]
+  python docs/experiments/spatial_truth.py --workdir=runs/demo [--clips_per_class=4] [--occlusion]
 
 The dataset stores one cue region per clip: the union of the regions of all the clip's
 cue events. A strongly stressed clip holds two or three events (brows, lips, eyes, head)
@@ -17,6 +17,11 @@ every cue frame's map three ways:
 
 Figures are means over clips (each clip's mean over its cue frames), by number of
 events in the clip and by the kind of a single-event clip.
+
+With --occlusion it also asks, for single-event clips, whether the model's evidence for
+each kind of cue sits where that cue acts: the event's region (>= 0.5) greyed out on the
+event's frames, against the same mask shifted to where it overlaps the region least
+(as occlusion.py does); the mean drop in the true class's probability, by kind.
 """
 
 from __future__ import annotations
@@ -52,7 +57,22 @@ def _frame_auroc(score_map, region) -> float:
   return faithfulness._auroc(score_map.ravel(), cells, 1 - cells)
 
 
-def probe(workdir, clips_per_class: int) -> dict:
+def _occlusion_drops(trainer, state, clip, row, base) -> tuple[float, float]:
+  from stress_jax.datasets.synthetic import cue_effects
+
+  (event,) = clip.events
+  mask = cue_effects.cue_region([event], clip.landmarks) >= 0.5
+  drops = []
+  for where in (mask, occlusion._control_mask(mask)):
+    inputs = row["inputs"].copy()
+    for f in range(event.start, event.end):
+      inputs[f][where] = occlusion.GREY
+    probabilities, _ = occlusion._predict(trainer, state, [{**row, "inputs": inputs}])
+    drops.append(float(base[0, row["label"]] - probabilities[0, row["label"]]))
+  return drops[0], drops[1]
+
+
+def probe(workdir, clips_per_class: int, with_occlusion: bool = False) -> dict:
   from stress_jax import faithfulness
   from stress_jax.datasets import synthetic
   from tfds_builders.stress_faces import stress_faces_dataset_builder as builder
@@ -64,6 +84,7 @@ def probe(workdir, clips_per_class: int) -> dict:
   sim = {c.name: c for c in builder.StressFaces.BUILDER_CONFIGS}[name].simulator
   test = set(trainer.split.test)
   scores = collections.defaultdict(list)
+  drops = collections.defaultdict(list)
   for subject in range(sim.num_subjects):
     if synthetic.split_name(subject, sim.num_subjects) not in test:
       continue
@@ -78,7 +99,7 @@ def probe(workdir, clips_per_class: int) -> dict:
           "frame_mask": np.ones(len(clip.frames), bool),
           "label": clip.label,
         }
-        _, aux = occlusion._predict(trainer, state, [row])
+        base, aux = occlusion._predict(trainer, state, [row])
         maps = aux["spatial_attention"][0]
         active = _frame_regions(clip)
         frames = np.flatnonzero(clip.cue_frames)
@@ -93,6 +114,8 @@ def probe(workdir, clips_per_class: int) -> dict:
         key = f"{len(clip.events)} events" if len(clip.events) > 1 else f"1 event: {kinds[0]}"
         for group in ("all", key):
           scores[group].append((np.nanmean(union), np.nanmean(own), np.nanmean(ceiling)))
+        if with_occlusion and len(clip.events) == 1:
+          drops[clip.events[0].kind].append(_occlusion_drops(trainer, state, clip, row, base))
   result = {"workdir": str(workdir)}
   for group, rows in sorted(scores.items()):
     rows = np.asarray(rows)
@@ -102,6 +125,13 @@ def probe(workdir, clips_per_class: int) -> dict:
       "active": round(float(np.nanmean(rows[:, 1])), 3),
       "ceiling": round(float(np.nanmean(rows[:, 2])), 3),
     }
+  for kind, rows in sorted(drops.items()):
+    rows = np.asarray(rows)
+    result[f"occlusion: {kind}"] = {
+      "clips": len(rows),
+      "cue region drop": round(float(rows[:, 0].mean()), 3),
+      "control drop": round(float(rows[:, 1].mean()), 3),
+    }
   return result
 
 
@@ -109,9 +139,10 @@ def main(argv=None):
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument("--workdir", required=True)
   parser.add_argument("--clips_per_class", type=int, default=4)
+  parser.add_argument("--occlusion", action="store_true")
   parser.add_argument("--output", default="")
   args = parser.parse_args(argv)
-  text = json.dumps(probe(args.workdir, args.clips_per_class), indent=2)
+  text = json.dumps(probe(args.workdir, args.clips_per_class, args.occlusion), indent=2)
   print(text)
   if args.output:
     pathlib.Path(args.output).write_text(text + "\n")

@@ -29,8 +29,12 @@ def model_config() -> ml_collections.ConfigDict:
       # How the spatial map is applied (models/attention.py): "residual" x + a*x as in
       # the authors' code, "gate" a*x, "softmax" a softmax over cells (a*x scaled by h*w).
       spatial_attention_mode="residual",
-      # What the map's conv reads: "pooled" (CBAM's channel mean and max) or "channels".
+      # What the map's conv reads: "pooled" (CBAM's channel mean and max), "channels" or
+      # "deviation" (the pooled pair for the map and for its distance from the clip mean).
       spatial_attention_input="pooled",
+      # Where the map acts: on the "head"'s output (the authors' code) or on the "trunk"'s
+      # (the stage-3 map, i.e. the input features in feature mode) before the head mixes it.
+      spatial_attention_position="head",
       temporal_attention=True,
       attention_hidden=128,
       landmark_stream=True,

@@ -90,6 +90,7 @@ class StressNetConfig:
   spatial_kernel_size: int = 7
   spatial_attention_mode: str = "residual"
   spatial_attention_input: str = "pooled"
+  spatial_attention_position: str = "head"
   temporal_attention: bool = True
   attention_hidden: int = 128
   landmark_stream: bool = True
@@ -125,6 +126,11 @@ class StressNetConfig:
       raise ConfigError(
         f"spatial_attention_input must be one of {SPATIAL_INPUTS}, "
         f"got {self.spatial_attention_input!r}"
+      )
+    if self.spatial_attention_position not in SPATIAL_POSITIONS:
+      raise ConfigError(
+        f"spatial_attention_position must be one of {SPATIAL_POSITIONS}, "
+        f"got {self.spatial_attention_position!r}"
       )
     if self.landmark_reference not in LANDMARK_REFERENCES:
       raise ConfigError(
@@ -186,6 +192,9 @@ def normalize_pixels(x, pixel_norm: str = "fixed"):
 
 
 LANDMARK_REFERENCES = ("mean", "median")
+# Where the spatial map acts: after the head (the authors' code) or on the trunk's map,
+# where each cell's features mix less of the face, before the head's convolutions.
+SPATIAL_POSITIONS = ("head", "trunk")
 
 
 def masked_median(values, frame_mask):
@@ -352,13 +361,13 @@ class StressNet(nn.Module):
         x = jax.lax.stop_gradient(self.trunk(x, False, bn_mask))
       else:
         x = self.trunk(x, train, bn_mask)
+    spatial = None
+    if cfg.spatial_attention and cfg.spatial_attention_position == "trunk":
+      x, spatial = self._attend(x, valid, batch, steps)
     x = self.head(x, train, bn_mask)
-    if cfg.spatial_attention:
-      reference = None
-      if cfg.spatial_attention_input == "deviation":
-        reference = clip_mean_map(x, valid, batch, steps)
-      x, spatial = self.spatial_attention(x, reference)
-    else:
+    if cfg.spatial_attention and cfg.spatial_attention_position == "head":
+      x, spatial = self._attend(x, valid, batch, steps)
+    if spatial is None:
       spatial = jnp.zeros(x.shape[:3], jnp.float32)
     vectors = jnp.mean(x.astype(jnp.float32), axis=(1, 2))
     vectors = jnp.where(valid[:, None], vectors, 0.0)
@@ -367,6 +376,12 @@ class StressNet(nn.Module):
       vectors.reshape(batch, steps, -1),
       spatial.reshape(batch, steps, *spatial.shape[1:]),
     )
+
+  def _attend(self, x, valid, batch: int, steps: int):
+    reference = None
+    if self.config.spatial_attention_input == "deviation":
+      reference = clip_mean_map(x, valid, batch, steps)
+    return self.spatial_attention(x, reference)
 
   def _flat_frames(self, inputs, frame_mask):
     """(B,T,...) -> (B*T,...) in the compute dtype, normalised in pixel mode, zero where
