@@ -11,6 +11,10 @@
       '---------------- concat -------------------'
                   dropout -> classifier -> logits
 
+`model.spatial_attention_position="trunk"` moves the spatial map below the head, onto
+the trunk's map (in feature mode: the input features), so it weights cells before the
+head's convolutions mix them.
+
 Masking: `frame_mask` (B,T) marks real frames. Masked frames are replaced by zeros before
 anything reads them, are kept out of BatchNorm's batch statistics in training, and get
 exactly zero temporal weight, so changing them never changes the logits (eval or train).
