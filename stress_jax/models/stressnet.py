@@ -53,6 +53,7 @@ from stress_jax.models.attention import (
   SPATIAL_MODES,
   SpatialAttention,
   TemporalAttentionPool,
+  masked_mean,
   pool_frames,
 )
 from stress_jax.models.resnet import ResidualHead, ResNetTrunk
@@ -264,10 +265,8 @@ def landmark_features(landmarks, frame_mask, reference: str = "mean"):
 
 def clip_mean_map(x, valid, batch: int, steps: int):
   """(B*T,h,w,C) maps, (B*T,) validity -> each frame's clip mean over valid frames, (B*T,h,w,C)."""
-  maps = jnp.where(valid[:, None, None, None], x, 0).reshape(batch, steps, *x.shape[1:])
-  count = jnp.maximum(jnp.sum(valid.reshape(batch, steps), axis=1), 1).astype(x.dtype)
-  mean = jnp.sum(maps, axis=1) / count[:, None, None, None]
-  return jnp.broadcast_to(mean[:, None], maps.shape).reshape(x.shape)
+  mean = masked_mean(x.reshape(batch, steps, -1), valid.reshape(batch, steps))
+  return jnp.broadcast_to(mean[:, None], (batch, steps, mean.shape[-1])).reshape(x.shape)
 
 
 class LandmarkMLP(nn.Module):
