@@ -49,12 +49,11 @@ def _frame_regions(clip) -> np.ndarray:
 
 
 def _frame_auroc(score_map, region) -> float:
+  """One frame's map (h, w) against a region (H, W), as faithfulness scores a clip's frames."""
   from stress_jax import faithfulness
 
-  cells = faithfulness.region_cells(region[None], score_map.shape).reshape(-1).astype(np.float64)
-  if cells.sum() <= 0 or (1 - cells).sum() <= 0:
-    return np.nan
-  return faithfulness._auroc(score_map.ravel(), cells, 1 - cells)
+  one = np.ones((1, 1), bool)
+  return float(faithfulness.spatial_aurocs(score_map[None, None], region[None], one, one)[0])
 
 
 def _occlusion_drops(trainer, state, clip, row, base) -> tuple[float, float]:
