@@ -24,6 +24,9 @@ def worker_pipeline(s: dict, config_name: str) -> dict:
   config = common.config(config_name)
   with tempfile.TemporaryDirectory(prefix="bench48_") as tmp:
     if config_name == "demo":
+      from stress_jax.data import build
+
+      build.ensure_built(config.data)
       handle = input_pipeline.open_dataset(config.data)
       source = f"{config.data.name} (built, {handle.num_examples(handle.subjects)} clips)"
       batch_size = int(config.input.batch_size)

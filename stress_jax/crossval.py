@@ -163,8 +163,10 @@ def run(
   `variants` (with ablations=True) trains only those; the tables still list every one.
   """
   from stress_jax import input_pipeline
+  from stress_jax.data import build
 
   train_fn = train_fn or functools.partial(_train, allow=tuple(allow))
+  build.ensure_built(config.data)
   handle = input_pipeline.open_dataset(config.data)
   num_folds = count_folds(config, handle)
   if fold is not None and not 0 <= fold < num_folds:

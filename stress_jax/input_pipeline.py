@@ -25,7 +25,7 @@ import jax.numpy as jnp
 import numpy as np
 import tensorflow_datasets as tfds
 
-from stress_jax import cli, storage
+from stress_jax import cli
 from stress_jax.faces import geometry as face_geometry
 
 # Keys that travel to the device; everything else stays on the host.
@@ -85,53 +85,33 @@ class DatasetMismatch(cli.UserError, ValueError):
 
 
 def _builder(name: str, data_dir):
-  from stress_jax.data import build
+  import tfds_builders
 
   try:
     return tfds.builder(name, data_dir=data_dir)
   except tfds.core.registered.DatasetNotFoundError:
     # TFDS's own message lists its whole catalogue; name ours instead.
     raise DatasetError(
-      f"unknown dataset {name!r}; this project builds {', '.join(build.describe_datasets())}"
+      f"unknown dataset {name!r}; this project's datasets are "
+      f"{', '.join(tfds_builders.BUILDER_PACKAGES)} (`python -m stress_jax.data.build --help`)"
     ) from None
   except ValueError as error:  # e.g. an unknown builder config
     raise DatasetError(f"dataset {name!r}: {cli.one_line(error)[:300]}") from None
 
 
 def open_dataset(data_config) -> DatasetHandle:
-  """Finds the dataset (building the synthetic one if allowed) and describes it."""
-  import tfds_builders  # noqa: F401  (registers the project's builders with TFDS)
+  """Opens a built dataset and describes it; making a missing one is the command's job.
 
+  `stress_jax.data.build.ensure_built` (called by the commands that train) builds a
+  missing dataset first where the config allows it.
+  """
   data_dir = data_config.data_dir or None
   builder = _builder(data_config.name, data_dir)
   if not builder.is_prepared():
-    if not data_config.build_if_missing:
-      raise DatasetError(
-        f"dataset {data_config.name} is not built in {builder.data_dir}; build it with "
-        f"`python -m stress_jax.data.build {data_config.name} --data_dir=...` first"
-      )
-    from stress_jax.data import build
-
-    name, _, config_name = data_config.name.partition("/")
-    if storage.is_remote(data_dir):
-      # array_record cannot write to a bucket: build on local disk, then upload.
-      with storage.staged_directory(data_dir) as local_dir:
-        build.build_dataset(
-          name,
-          config=config_name or None,
-          data_dir=str(local_dir),
-          manual_dir=data_config.manual_dir or None,
-          labels=data_config.get("labels", ""),
-        )
-      builder = tfds.builder(data_config.name, data_dir=data_dir)
-    else:
-      builder = build.build_dataset(
-        name,
-        config=config_name or None,
-        data_dir=data_dir,
-        manual_dir=data_config.manual_dir or None,
-        labels=data_config.get("labels", ""),
-      )
+    raise DatasetError(
+      f"dataset {data_config.name} is not built in {builder.data_dir}; build it with "
+      f"`python -m stress_jax.data.build {data_config.name} --data_dir=...` first"
+    )
   features = builder.info.features
   label_names, label_map = _task_labels(data_config, builder)
   input_key = "frames" if "frames" in features else "features"

@@ -266,14 +266,15 @@ def make_mesh() -> jax.sharding.Mesh:
 
 
 def open_dataset_once(data_config) -> input_pipeline.DatasetHandle:
-  """Process 0 builds a missing dataset; the others wait for it, then open it."""
+  """Process 0 builds a missing dataset; the others wait for it; then all open it."""
+  from stress_jax.data import build
+
   if jax.process_count() > 1:
     from jax.experimental import multihost_utils
 
     if jax.process_index() == 0:
-      handle = input_pipeline.open_dataset(data_config)
+      build.ensure_built(data_config)
     multihost_utils.sync_global_devices("dataset ready")
-    if jax.process_index() != 0:
-      handle = input_pipeline.open_dataset(data_config)
-    return handle
+  else:
+    build.ensure_built(data_config)
   return input_pipeline.open_dataset(data_config)

@@ -240,6 +240,7 @@ def written(fake_data_dir, tmp_path_factory):
 def test_features_model_matches_pixel_model_on_written_database(written, fake_data_dir, tmp_path):
   from stress_jax import input_pipeline
   from stress_jax.configs import common
+  from stress_jax.data import build
   from stress_jax.models import build_model
 
   config, model, variables, output, metadata = written
@@ -258,6 +259,7 @@ def test_features_model_matches_pixel_model_on_written_database(written, fake_da
 
   data.name, data.data_dir = "feature_maps/clips4", str(tmp_path / "built")
   data.manual_dir, data.build_if_missing = str(output), True
+  build.ensure_built(data)
   feature_handle = input_pipeline.open_dataset(data)
   assert feature_handle.label_names == ("low", "mid", "high")
   assert feature_handle.input_key == "features" and feature_handle.has_landmarks

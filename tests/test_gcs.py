@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import pathlib
 import signal
 import subprocess
 
@@ -140,6 +141,9 @@ def test_evaluate_export_predict_and_crossval_on_the_bucket(bucket_run, tmp_path
   table = crossval.collect(root, 3, False)
   crossval.write_tables(root, table)
   assert "1/3 folds" in (root / "crossval.md").read_text()
+  # A gs:// path taken for a local one lands in a folder named `gs:` under the working
+  # directory (it once did, and was committed): nothing may write there.
+  assert not (REPO / "gs:").exists() and not pathlib.Path("gs:").exists()
 
 
 def test_remote_text_file_appends_across_writers(emulator):
@@ -169,10 +173,11 @@ def test_local_copy_fetches_changed_objects_again(emulator, tmp_path, monkeypatc
 
 
 def test_missing_bucket_dataset_is_built_locally_then_uploaded(emulator, tmp_path):
-  """array_record cannot write to a bucket: open_dataset builds on local disk and copies up."""
+  """array_record cannot write to a bucket: ensure_built builds on local disk and copies up."""
   from ml_collections import ConfigDict
 
   from stress_jax import input_pipeline
+  from stress_jax.data import build
 
   data_dir = f"{ROOT}/built"
   config = ConfigDict(
@@ -185,6 +190,9 @@ def test_missing_bucket_dataset_is_built_locally_then_uploaded(emulator, tmp_pat
       num_frames=0,
     )
   )
+  with pytest.raises(input_pipeline.DatasetError, match="not built"):
+    input_pipeline.open_dataset(config)  # reading data never makes it
+  build.ensure_built(config)
   handle = input_pipeline.open_dataset(config)
   assert str(handle.builder.data_dir).startswith(data_dir)
   shards = list((storage.as_path(data_dir) / "stress_faces" / "synthetic_tiny").iterdir())

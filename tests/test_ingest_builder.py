@@ -183,13 +183,25 @@ def test_build_cli_reports_a_bad_manifest(tmp_path):
 
 
 def test_jpeg_frames_decode_to_the_stored_crops(tmp_path):
-  # The JPEG bytes the worker writes are what records.encode_jpeg gives for the crop.
+  # The JPEG bytes the worker writes are encode_jpeg's for the crop the face pipeline
+  # makes of each frame (run here again, in this process), and they decode to it.
+  from stress_jax.preprocess.faces import FacePipeline
+
   video = write_video(tmp_path / "v.mp4", face_frames(4), fps=10)
   summary = ingest.process_source(video, CONFIG, tmp_path / "s.npz")
   with np.load(tmp_path / "s.npz") as data:
     offsets, blob = data["jpeg_offsets"], data["jpeg_data"].tobytes()
-    crop = np.asarray(Image.open(io.BytesIO(blob[offsets[0] : offsets[1]])))
-  assert summary["clips_written"] == 1 and crop.shape == (112, 112, 3)
+    stored_landmarks = data["landmarks"]
+  stored = [blob[a:b] for a, b in zip(offsets[:-1], offsets[1:], strict=True)]
+  faces = list(FacePipeline(CONFIG).iter_video(video))
+  assert summary["clips_written"] == 1 and len(stored) == len(faces) == 4
+  for data, face in zip(stored, faces, strict=True):
+    assert face.has_face
+    assert data == records.encode_jpeg(face.crop)
+    decoded = np.asarray(Image.open(io.BytesIO(data))).astype(float)
+    assert decoded.shape == (112, 112, 3)
+    assert np.abs(decoded - face.crop).mean() < 3.0  # JPEG's loss at the stored quality
+  np.testing.assert_allclose(stored_landmarks, [f.landmarks for f in faces], atol=1e-6)
 
 
 def test_video_configs_declare_their_labels(tmp_path):

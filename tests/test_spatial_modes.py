@@ -19,21 +19,40 @@ def _apply(mode, x, kernel=None, bias=0.0):
   return module.apply(variables, x), variables
 
 
+def _numpy_logits(x, kernel, bias):
+  """CBAM's map logits written out in numpy: [mean_c, max_c], zero-padded kxk correlation."""
+  x, kernel = np.asarray(x, np.float64), np.asarray(kernel, np.float64)
+  pooled = np.stack([x.mean(-1), x.max(-1)], -1)
+  k = kernel.shape[0]
+  padded = np.pad(pooled, ((0, 0), (k // 2, k // 2), (k // 2, k // 2), (0, 0)))
+  n, h, w, _ = pooled.shape
+  logits = np.full((n, h, w), float(bias))
+  for i in range(h):
+    for j in range(w):
+      logits[:, i, j] += np.einsum("nabc,abc->n", padded[:, i : i + k, j : j + k], kernel[..., 0])
+  return logits
+
+
 def test_modes_apply_the_map_as_documented():
   x = jax.random.normal(jax.random.key(1), (2, 5, 5, 4))
-  (residual, a), variables = _apply("residual", x)
-  np.testing.assert_allclose(residual, x + a[..., None] * x, rtol=1e-6)
-  assert np.all((np.asarray(a) > 0) & (np.asarray(a) < 1))
-  params = variables["params"]["conv"]
-  (gated, a_gate), _ = _apply("gate", x, params["kernel"], params["bias"][0])
-  np.testing.assert_allclose(a_gate, a, rtol=1e-6)  # same map, applied without the residual
-  np.testing.assert_allclose(gated, a[..., None] * x, rtol=1e-6)
-  (soft, weights), _ = _apply("softmax", x, params["kernel"], params["bias"][0])
-  np.testing.assert_allclose(np.asarray(weights).sum(axis=(1, 2)), 1.0, rtol=1e-5)
-  np.testing.assert_allclose(soft, 25 * weights[..., None] * x, rtol=1e-5)
+  kernel = jax.random.normal(jax.random.key(4), (3, 3, 2, 1)) * 0.5
+  logits = _numpy_logits(x, kernel, 0.3)
+  sigmoid = 1 / (1 + np.exp(-logits))
+  xs = np.asarray(x, np.float64)
+  (residual, a), _ = _apply("residual", x, kernel, 0.3)
+  np.testing.assert_allclose(a, sigmoid, rtol=1e-5)
+  np.testing.assert_allclose(residual, xs + sigmoid[..., None] * xs, rtol=1e-5, atol=1e-6)
+  (gated, a_gate), _ = _apply("gate", x, kernel, 0.3)
+  np.testing.assert_allclose(a_gate, sigmoid, rtol=1e-5)
+  np.testing.assert_allclose(gated, sigmoid[..., None] * xs, rtol=1e-5, atol=1e-6)
+  (soft, weights), _ = _apply("softmax", x, kernel, 0.3)
+  flat = np.exp(logits.reshape(2, -1) - logits.reshape(2, -1).max(-1, keepdims=True))
+  softmax = (flat / flat.sum(-1, keepdims=True)).reshape(2, 5, 5)
+  np.testing.assert_allclose(weights, softmax, rtol=1e-5, atol=1e-7)
+  np.testing.assert_allclose(soft, 25 * softmax[..., None] * xs, rtol=1e-5, atol=1e-6)
   # The mean over cells of the softmax output is the weights' weighted sum of the cells.
   np.testing.assert_allclose(
-    soft.mean(axis=(1, 2)), (weights[..., None] * x).sum(axis=(1, 2)), rtol=1e-5, atol=1e-6
+    soft.mean(axis=(1, 2)), (softmax[..., None] * xs).sum(axis=(1, 2)), rtol=1e-5, atol=1e-6
   )
 
 

@@ -10,7 +10,8 @@ in `tfds_builders/`, with the `tfds build` flags that apply here (--config,
   python -m stress_jax.data.build yonsei_stress --manual_dir=/path/to/YonseiStressImageDatabase \
       --beam_pipeline_options=runner=DirectRunner,direct_num_workers=4
 
-From Python (what train.py calls when a dataset is missing): `build_dataset(...)`.
+From Python: `build_dataset(...)`; `ensure_built(config.data)` is what train.py and
+crossval call to build a missing dataset on demand.
 A build first removes the `incomplete.*` folders an interrupted build of the same
 dataset left behind, and shows one progress bar (TFDS's per-split bars are off). On a
 local disk, builds of one dataset take turns (a file lock), so parallel jobs that
@@ -213,6 +214,39 @@ def build_dataset(
   with build_lock(make().data_dir):
     # Made again under the lock: a build that finished while we waited is read from disk.
     return _prepare(make(), overwrite, manual_dir, beam_pipeline_options, labels)
+
+
+def ensure_built(data_config) -> None:
+  """Builds the dataset a training config names when it is missing and the config allows it.
+
+  What train.py and crossval call before they open the data (reading data and making
+  it are two jobs: `input_pipeline.open_dataset` only reads). A dataset whose config
+  says `build_if_missing=False` (a manual download) is left for the pipeline's
+  one-line "not built" error.
+  """
+  import tfds_builders  # noqa: F401  (registers the project's builders with TFDS)
+  from stress_jax import storage
+
+  if not data_config.get("build_if_missing", False):
+    return
+  data_dir = data_config.data_dir or None
+  try:
+    if tfds.builder(data_config.name, data_dir=data_dir).is_prepared():
+      return
+  except (tfds.core.registered.DatasetNotFoundError, ValueError):
+    return  # an unknown name: the pipeline names the problem in one line
+  name, _, config_name = data_config.name.partition("/")
+  kwargs = dict(
+    config=config_name or None,
+    manual_dir=data_config.get("manual_dir", "") or None,
+    labels=data_config.get("labels", ""),
+  )
+  if storage.is_remote(data_dir):
+    # array_record cannot write to a bucket: build on local disk, then upload.
+    with storage.staged_directory(data_dir) as local_dir:
+      build_dataset(name, data_dir=str(local_dir), **kwargs)
+  else:
+    build_dataset(name, data_dir=data_dir, **kwargs)
 
 
 def _prepare(builder, overwrite, manual_dir, beam_pipeline_options, labels):

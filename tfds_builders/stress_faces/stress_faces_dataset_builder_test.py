@@ -190,6 +190,7 @@ class StressFacesSyntheticTest(unittest.TestCase):
 import grain, tensorflow_datasets as tfds
 import stress_jax.crossval, stress_jax.evaluate, stress_jax.export, stress_jax.predict
 import stress_jax.input_pipeline, stress_jax.train
+import stress_jax.featuredb.builder, tfds_builders.yonsei_stress  # the feature-map builds
 from tfds_builders.stress_faces.stress_faces_dataset_builder import StressFaces
 StressFaces(config={CONFIG!r}, data_dir="data", file_format="array_record").download_and_prepare()
 source = tfds.data_source("stress_faces/{CONFIG}", data_dir="data")
