@@ -175,13 +175,28 @@ def run(main, flag_values: flags.FlagValues, name: str | None = None) -> None:
     if flag.name not in flag_values and flag_name == flag.name:
       flag_values[flag.name] = flag
 
-  def parse(argv):
-    try:
-      rest = flag_values(argv)
-    except flags.Error as error:
-      print(f"{name or program_name()}: error: {one_line(error)}", file=sys.stderr)
-      sys.exit(USER_ERROR_EXIT_CODE)
-    flags.FLAGS.mark_as_parsed()
-    return rest
+  app.run(guarded(main, name), flags_parser=lambda argv: parse_flags(flag_values, argv, name))
 
-  app.run(guarded(main, name), flags_parser=parse)
+
+def parse_flags(flag_values: flags.FlagValues, argv, name: str | None = None) -> list[str]:
+  """The tool's flags from argv; a bad flag is one line and exit status 2."""
+  try:
+    rest = flag_values(argv)
+  except flags.Error as error:
+    print(f"{name or program_name()}: error: {one_line(error)}", file=sys.stderr)
+    sys.exit(USER_ERROR_EXIT_CODE)
+  flags.FLAGS.mark_as_parsed()
+  return rest
+
+
+def run_in_process(main, flag_values: flags.FlagValues, argv, name: str) -> int:
+  """What `run` does, minus absl's app wrapper: parse, call, map errors; returns the status.
+
+  For callers that already run inside Python (the tests): no interpreter to start.
+  """
+  flag_values.unparse_flags()
+  try:
+    guarded(main, name)(parse_flags(flag_values, [name, *map(str, argv)], name))
+  except SystemExit as exit:
+    return exit.code if isinstance(exit.code, int) else 1
+  return 0

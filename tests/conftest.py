@@ -7,7 +7,6 @@ import pathlib
 import socket
 import subprocess
 import sys
-import tempfile
 
 import pytest
 
@@ -16,10 +15,20 @@ TINY_CONFIG = REPO / "tests" / "tiny_config.py"
 
 # Tests see one CPU device unless a test asks for more in a subprocess.
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
-# One XLA compilation cache for this test session, shared with every train.py
-# subprocess: runs that compile the same program (a resumed run, the reference of
-# an equivalence test) load it instead of compiling it again. Set before jax starts.
-os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", tempfile.mkdtemp(prefix="stress_jax_xla_"))
+# One XLA compilation cache in a stable folder outside the tree, shared by every test
+# session and every train.py subprocess: XLA:CPU spends most of a tiny run compiling
+# (the initialisers' random number generation alone takes seconds), and the programs
+# of the tiny configs are the same from one session to the next, so a second session
+# loads them. The cache is keyed on the program and the jax version, so a changed model
+# simply compiles again; it keeps the newest 2 GB. Set before jax starts.
+XLA_CACHE = pathlib.Path(
+  os.environ.get("STRESS_JAX_TEST_XLA_CACHE")
+  or pathlib.Path(os.environ.get("XDG_CACHE_HOME") or pathlib.Path.home() / ".cache")
+  / "stress_jax"
+  / "xla-tests"
+)
+os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", str(XLA_CACHE))
+os.environ.setdefault("JAX_COMPILATION_CACHE_MAX_SIZE", str(2 * 1024**3))
 os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
 os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "0")
 
@@ -58,6 +67,28 @@ def subprocess_env(num_devices: int = 1) -> dict:
   return env
 
 
+def tiny_run_config(data_dir, **fields):
+  """The tiny config over `data_dir` with dotted fields set, e.g. **{"train.num_steps": 3}."""
+  from tests import tiny_config
+
+  config = tiny_config.get_config()
+  config.data.data_dir = str(data_dir)
+  for dotted, value in fields.items():
+    *parents, name = dotted.split(".")
+    section = config
+    for parent in parents:
+      section = section[parent]
+    section[name] = value
+  return config
+
+
+def train_in_process(workdir, data_dir, **fields) -> dict:
+  """train.train_and_evaluate on the tiny config in this process: no interpreter to start."""
+  from stress_jax import train
+
+  return train.train_and_evaluate(tiny_run_config(data_dir, **fields), str(workdir))
+
+
 def run_training(workdir, data_dir, *overrides, num_devices=1, timeout=240, config=TINY_CONFIG):
   result = subprocess.run(
     train_command(workdir, data_dir, *overrides, config=config),
@@ -70,20 +101,6 @@ def run_training(workdir, data_dir, *overrides, num_devices=1, timeout=240, conf
   if result.returncode != 0:
     raise AssertionError(f"train.py failed ({result.returncode}):\n{result.stderr[-4000:]}")
   return result
-
-
-def cli_error_lines(module: str, *args: str) -> list[str]:
-  """Runs `python -m module args`, which must fail; returns its stderr lines."""
-  result = subprocess.run(
-    [sys.executable, "-m", module, *args],
-    env=subprocess_env(),
-    cwd=REPO,
-    capture_output=True,
-    text=True,
-    timeout=120,
-  )
-  assert result.returncode != 0, result.stdout[-2000:]
-  return result.stderr.strip().splitlines()
 
 
 def one_line_error(args, *, code: int = 2, timeout: int = 240) -> str:
@@ -105,3 +122,39 @@ def one_line_error(args, *, code: int = 2, timeout: int = 240) -> str:
   assert result.returncode == code, f"exit {result.returncode}:\n{result.stderr[-3000:]}"
   assert len(lines) == 1, f"{len(lines)} stderr lines:\n{result.stderr[-3000:]}"
   return lines[0]
+
+
+def in_process_error(module: str, *args, code: int = 2) -> str:
+  """`python -m module args` run inside this process; it must fail with ONE stderr line.
+
+  The entry point's flags are parsed and its main() called as `cli.run` would (see
+  cli.run_in_process). A real subprocess per entry point (one_line_error) still checks
+  what only a fresh interpreter shows: library log lines, tracebacks of the import.
+  """
+  import contextlib
+  import importlib
+  import io
+
+  from stress_jax import cli
+
+  tool = importlib.import_module(module)
+  name = module.removeprefix("stress_jax.").removeprefix("datasets.synthetic.")
+  stderr, stdout = io.StringIO(), io.StringIO()
+  with contextlib.redirect_stderr(stderr), contextlib.redirect_stdout(stdout):
+    status = cli.run_in_process(tool.main, tool.FLAGS, args, name)
+  lines = [line for line in stderr.getvalue().splitlines() if line.strip() and "%|" not in line]
+  assert status == code, f"exit {status}:\n{stderr.getvalue()[-3000:]}"
+  assert len(lines) == 1, f"{len(lines)} stderr lines:\n{stderr.getvalue()[-3000:]}"
+  return lines[0]
+
+
+def train_error(workdir, data_dir=None, **fields) -> str:
+  """The one line train.py prints for a config it refuses, found in this process."""
+  from stress_jax import cli, train
+
+  config = tiny_run_config(data_dir or "", **fields)
+  if data_dir is None:
+    config.data.data_dir = ""
+  with pytest.raises(cli.UserError) as error:
+    train.train_and_evaluate(config, str(workdir))
+  return f"train.py: error: {cli.one_line(error.value)}"

@@ -1,7 +1,10 @@
 """Every entry point answers a mistake the user can make with ONE line (exit status 2).
 
-Each case runs the real command in a subprocess, as a user would; `one_line_error`
-fails on a traceback or on any other line (library logs, TFDS's catalogue).
+One case per entry point runs the real command in a subprocess, as a user would:
+`one_line_error` fails on a traceback or on any other line (library logs, TFDS's
+catalogue). The other cases call the same entry point inside this process
+(`in_process_error`, `train_error`), which checks the same line without starting an
+interpreter each time.
 """
 
 from __future__ import annotations
@@ -11,11 +14,9 @@ import json
 import pytest
 
 from tests import tiny_config
-from tests.conftest import REPO, TINY_CONFIG, one_line_error
+from tests.conftest import REPO, TINY_CONFIG, in_process_error, one_line_error, train_error
 from tests.test_ingest import write_manifest
 from tests.test_preprocess import write_garbage
-
-VIDEO_CONFIG = REPO / "stress_jax" / "configs" / "video.py"
 
 
 def _train(workdir, *overrides, config=TINY_CONFIG):
@@ -40,47 +41,49 @@ def test_unknown_and_unbuilt_datasets(tmp_path, fake_data_dir):
   data = f"--config.data.data_dir={fake_data_dir}"
   line = one_line_error(_train(run, data, "--config.protocol.fold=7"))
   assert line == "train.py: error: protocol.fold=7 is out of range: this protocol has 3 folds"
-  line = one_line_error(_train(run, "--config.data.name=nosuch_set"))
-  assert "unknown dataset 'nosuch_set'; this project builds " in line
-  assert "stress_faces (configs synthetic," in line and "yonsei_stress (configs" in line
-  unbuilt = [f"--config.data.data_dir={tmp_path / 'empty'}"]
-  line = one_line_error(_train(run, "--config.data.name=stress_faces/synthetic_tiny", *unbuilt))
+  line = train_error(run, **{"data.name": "nosuch_set"})
+  assert "unknown dataset 'nosuch_set'; this project's datasets are " in line
+  assert "stress_faces, ubfc_phys, yonsei_stress, feature_maps" in line
+  unbuilt = {"data.name": "stress_faces/synthetic_tiny", "data.data_dir": str(tmp_path / "empty")}
+  line = train_error(run, **unbuilt)
   assert "dataset stress_faces/synthetic_tiny is not built in" in line
   assert not run.exists()  # refused before anything was written
   line = one_line_error(
     _module("stress_jax.crossval", f"--config={TINY_CONFIG}", f"--workdir={run}")
-    + ["--config.data.name=stress_faces/synthetic_tiny", *unbuilt]
+    + [
+      "--config.data.name=stress_faces/synthetic_tiny",
+      f"--config.data.data_dir={tmp_path / 'empty'}",
+    ]
   )
   assert line.startswith("crossval: error: dataset stress_faces/synthetic_tiny is not built")
   line = one_line_error(_module("stress_jax.data.build", "nosuch_set"))
   known = "feature_maps, stress_faces, ubfc_phys, yonsei_stress"
   assert line == f"data.build: error: unknown dataset 'nosuch_set'; known: {known}"
-  line = one_line_error(_module("stress_jax.data.build", "stress_faces", "--file_format=tfrecord"))
+  line = in_process_error("stress_jax.data.build", "stress_faces", "--file_format=tfrecord")
   assert "--file_format" in line
 
 
 def test_video_builds(tmp_path):
   data = tmp_path / "tfds"
-  line = one_line_error(
-    _module("stress_jax.data.build", "stress_faces/video", f"--data_dir={data}")
-  )
+  line = in_process_error("stress_jax.data.build", "stress_faces/video", f"--data_dir={data}")
   assert "stress_faces/video needs --manual_dir" in line
   # A misspelt label through train.py (which builds the missing dataset).
   manual = _manual(tmp_path, ["broken.mp4,p1,stress,,,", "noise.avi,p2,stres,,,"])
-  line = one_line_error(
-    _train(
-      tmp_path / "run",
-      f"--config.data.manual_dir={manual}",
-      f"--config.data.data_dir={data}",
-      config=VIDEO_CONFIG,
-    )
+  line = train_error(
+    tmp_path / "run",
+    **{
+      "data.name": "stress_faces/video",
+      "data.manual_dir": str(manual),
+      "data.data_dir": str(data),
+      "data.build_if_missing": True,
+      "data.num_frames": 0,
+    },
   )
   assert "line 3: unknown label 'stres' (known: no_stress, stress)" in line
   # Every source bad: nothing to write.
   write_manifest(manual, ["broken.mp4,p1,stress,,,", "noise.avi,p2,no_stress,,,"])
-  line = one_line_error(
-    _module("stress_jax.data.build", "stress_faces/video", f"--manual_dir={manual}")
-    + [f"--data_dir={data}"]
+  line = in_process_error(
+    "stress_jax.data.build", "stress_faces/video", f"--manual_dir={manual}", f"--data_dir={data}"
   )
   assert "no source gave a single clip" in line and "broken.mp4" in line
   assert not list(data.rglob("*.array_record*"))
@@ -109,9 +112,7 @@ def test_evaluate_export_predict(workdir, tmp_path):
   feature_export.mkdir()
   (feature_export / "config.json").write_text(json.dumps({"input_mode": "features"}))
   (feature_export / "model.stablehlo").write_bytes(b"")
-  line = one_line_error(
-    _module("stress_jax.predict", f"--model={feature_export}", f"--video={taken}")
-  )
+  line = in_process_error("stress_jax.predict", f"--model={feature_export}", f"--video={taken}")
   assert "is a feature-map model (input_mode=features" in line
 
 
@@ -124,7 +125,7 @@ def test_feature_writer_weights_converter_and_contact_sheet(tmp_path):
     + [f"--workdir={not_a_run}"]
   )
   assert line.startswith(f"featuredb.write: error: {not_a_run}") and "config.json" in line
-  line = one_line_error(_module("stress_jax.featuredb.write", "--source=x", "--dtype=int8"))
+  line = in_process_error("stress_jax.featuredb.write", "--source=x", "--dtype=int8")
   assert line.startswith("featuredb.write: error: flag --dtype=int8:")
   assert not output.exists()
   line = one_line_error(_module("stress_jax.models.pretrained", "convert", "only_one.pth"))
@@ -132,8 +133,8 @@ def test_feature_writer_weights_converter_and_contact_sheet(tmp_path):
     "models.pretrained: error: expected the arguments convert IN.pth OUT.safetensors, "
     "got convert only_one.pth"
   )
-  line = one_line_error(
-    _module("stress_jax.models.pretrained", "convert", str(tmp_path / "a.pth"), "b.bin")
+  line = in_process_error(
+    "stress_jax.models.pretrained", "convert", str(tmp_path / "a.pth"), "b.bin"
   )
   assert line == f"models.pretrained: error: pretrained weights {tmp_path / 'a.pth'}: no such file"
   sheet = ["stress_jax.datasets.synthetic.contact_sheet", f"--output={tmp_path / 's.png'}"]
@@ -141,6 +142,6 @@ def test_feature_writer_weights_converter_and_contact_sheet(tmp_path):
   assert (
     line == f"contact_sheet: error: stress_faces/synthetic is not built in {tmp_path / 'empty'}"
   )
-  line = one_line_error(_module(*sheet, "--frames=0"))
+  line = in_process_error(*sheet, "--frames=0")
   assert line == "contact_sheet: error: flag --frames=0: 0 is not a positive integer"
   assert not (tmp_path / "s.png").exists()

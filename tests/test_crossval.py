@@ -9,7 +9,7 @@ import pytest
 
 from stress_jax import crossval
 from tests import tiny_config
-from tests.conftest import TINY_CONFIG, cli_error_lines
+from tests.conftest import TINY_CONFIG, in_process_error
 
 # Test accuracies the stand-in training reports per (variant, fold).
 ACCURACY = {
@@ -130,11 +130,11 @@ def test_ablations_switch_one_thing_each(config, tmp_path):
 
 
 def test_cli_rejects_a_fold_out_of_range(fake_data_dir, tmp_path):
-  lines = cli_error_lines(
+  line = in_process_error(
     "stress_jax.crossval",
     f"--config={TINY_CONFIG}",
     f"--workdir={tmp_path}",
     "--fold=7",
     f"--config.data.data_dir={fake_data_dir}",
   )
-  assert lines[-1:] == ["crossval: error: --fold=7 is out of range: this protocol has 3 folds"]
+  assert line == "crossval: error: --fold=7 is out of range: this protocol has 3 folds"

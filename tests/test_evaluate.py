@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 
 from stress_jax import evaluate, faithfulness, metrics, report
-from tests.conftest import cli_error_lines
+from tests.conftest import in_process_error
 from tests.trained_model import trained_workdir  # noqa: F401  (fixture)
 
 LABELS = ("low", "mid", "high")
@@ -202,8 +202,8 @@ def test_missing_or_empty_workdir_is_one_line(tmp_path):
   (tmp_path / "empty").mkdir()
   with pytest.raises(evaluate.EvaluationError, match="config.json is missing"):
     evaluate.evaluate(tmp_path / "empty")
-  lines = cli_error_lines("stress_jax.evaluate", f"--workdir={tmp_path / 'nowhere'}")
-  assert lines == [f"evaluate: error: workdir {tmp_path / 'nowhere'} does not exist"]
+  line = in_process_error("stress_jax.evaluate", f"--workdir={tmp_path / 'nowhere'}")
+  assert line == f"evaluate: error: workdir {tmp_path / 'nowhere'} does not exist"
 
 
 def test_incompatible_checkpoint_names_the_parameter(trained_workdir, tmp_path):  # noqa: F811

@@ -14,7 +14,7 @@ import pytest
 
 from stress_jax import evaluate, export
 from stress_jax.models import build_model
-from tests.conftest import cli_error_lines, subprocess_env
+from tests.conftest import in_process_error, subprocess_env
 from tests.trained_model import exported_dir, trained_workdir  # noqa: F401  (fixtures)
 
 
@@ -140,10 +140,10 @@ def test_export_errors_are_one_line(tmp_path):
     export.export_model(tmp_path / "nowhere", tmp_path / "out")
   with pytest.raises(FileNotFoundError, match="not an export folder"):
     export.load_exported(tmp_path)
-  lines = cli_error_lines(
+  line = in_process_error(
     "stress_jax.export", f"--workdir={tmp_path / 'nowhere'}", f"--output={tmp_path / 'out'}"
   )
-  assert lines == [f"export: error: workdir {tmp_path / 'nowhere'} does not exist"]
+  assert line == f"export: error: workdir {tmp_path / 'nowhere'} does not exist"
 
 
 def test_a_model_whose_map_reads_the_clip_is_not_split_into_frame_halves(

@@ -17,7 +17,7 @@ import tensorflow_datasets as tfds
 from stress_jax.featuredb import layout
 from stress_jax.featuredb.builder import set_label_names
 from tests import featuredb_fixtures as fixtures
-from tests.conftest import cli_error_lines
+from tests.conftest import in_process_error
 from tfds_builders.feature_maps import FeatureMaps, load_build_report
 
 
@@ -136,21 +136,19 @@ def test_bad_database_json_and_label_name_mismatch(tmp_path):
 
 def test_writer_refuses_an_existing_output(tmp_path):
   (tmp_path / "db").mkdir()
-  lines = cli_error_lines(
+  line = in_process_error(
     "stress_jax.featuredb.write",
     "--source=fake_clips",
     f"--output={tmp_path / 'db'}",
     f"--workdir={tmp_path / 'run'}",
   )
-  assert lines == [
+  assert line == (
     f"featuredb.write: error: {tmp_path / 'db'} already exists; pass --overwrite to replace it"
-  ]
-  lines = cli_error_lines(
+  )
+  line = in_process_error(
     "stress_jax.featuredb.write", "--source=fake_clips", f"--output={tmp_path / 'new'}"
   )
-  assert lines == [
-    "featuredb.write: error: give exactly one trunk: --workdir=W or --pretrained=PATH"
-  ]
+  assert line == "featuredb.write: error: give exactly one trunk: --workdir=W or --pretrained=PATH"
 
 
 # --------------------------------------------------------------- writer parity

@@ -11,7 +11,7 @@ from PIL import Image
 
 from stress_jax import export, predict
 from stress_jax.preprocess import FacePipeline, PreprocessConfig, VideoFaces
-from tests.conftest import cli_error_lines
+from tests.conftest import in_process_error
 from tests.trained_model import exported_dir, feat_video, trained_workdir  # noqa: F401
 
 LABELS = ["low", "mid", "high"]
@@ -128,5 +128,5 @@ def test_bad_inputs_are_one_line(exported_dir, tmp_path):  # noqa: F811
     predict.run(exported_dir, str(broken), tmp_path / "out")
   assert "\n" not in str(error.value)
 
-  lines = cli_error_lines("stress_jax.predict", f"--model={exported_dir}", "--video=0")
-  assert lines == ["predict: error: a camera (integer --video) needs --stream"]
+  line = in_process_error("stress_jax.predict", f"--model={exported_dir}", "--video=0")
+  assert line == "predict: error: a camera (integer --video) needs --stream"

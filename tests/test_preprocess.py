@@ -207,7 +207,10 @@ def test_astronaut_photo_landmarks_and_alignment():
   to_photo, *_ = np.linalg.lstsq(design, points, rcond=None)
   x, y = (centres @ to_photo).T
   expected = np.stack(
-    [ndimage.map_coordinates(image[..., c].astype(float), [y - 0.5, x - 0.5], order=1) for c in range(3)],
+    [
+      ndimage.map_coordinates(image[..., c].astype(float), [y - 0.5, x - 0.5], order=1)
+      for c in range(3)
+    ],
     -1,
   )
   error = np.abs(face.crop[20:92, 20:92].reshape(-1, 3) - expected)

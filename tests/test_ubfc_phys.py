@@ -14,7 +14,6 @@ from stress_jax.faces import records
 from stress_jax.preprocess import ingest, ubfc_phys
 from stress_jax.preprocess.config import PreprocessConfig
 from tests import real_media
-from tests.conftest import run_training
 from tfds_builders.ubfc_phys import UbfcPhys, UbfcPhysConfig
 
 # 10 fps, 4-frame clips: each 1.2 s video gives 12 frames, 3 clips.
@@ -152,20 +151,30 @@ def test_beam_build_equals_local_build(database, local_build, tmp_path):
 
 
 def test_model_trains_on_the_built_miniature(local_build, tmp_path):
+  from tests.conftest import train_in_process
+
   data_dir = Path(local_build.data_dir).parents[2]
-  run_training(
-    tmp_path / "run",
-    data_dir,
-    "--config.data.name=ubfc_phys/tasks_test",
-    "--config.train.num_epochs=1",
+  summary = train_in_process(
+    tmp_path / "run", data_dir, **{"data.name": "ubfc_phys/tasks_test", "train.num_epochs": 1}
   )
-  workdir = tmp_path / "run"
-  rows = [json.loads(line) for line in (workdir / "metrics.jsonl").read_text().splitlines()]
-  losses = [r["train/loss"] for r in rows if "train/loss" in r]
-  assert losses and np.isfinite(losses).all()
-  summary = json.loads((workdir / "summary.json").read_text())
+  rows = [
+    json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()
+  ]
+  assert np.isfinite([r["train/loss"] for r in rows if "train/loss" in r]).all()
+  assert summary["label_names"] == local_build.info.features["label"].names
+  # Every clip of the held-out subject was scored once, under its stored task label:
+  # the confusion matrix's rows are the split's label counts, read here from the build.
+  stored = [
+    int(example["label"])
+    for subject in summary["test_subjects"]
+    for example in local_build.as_data_source(subject)
+  ]
+  matrix = np.asarray(summary["test"]["confusion_matrix"])
+  np.testing.assert_array_equal(matrix.sum(axis=1), np.bincount(stored, minlength=3))
   subjects = {*summary["test_subjects"], *summary["val_subjects"]}
-  assert subjects <= {"s1", "s2", "s3"}
+  assert subjects <= {"s1", "s2", "s3"} and not set(summary["test_subjects"]) & set(
+    summary["val_subjects"]
+  )
 
 
 def test_no_subject_is_one_clear_error(tmp_path):
