@@ -164,7 +164,12 @@ def quiet_logging(level: str = "error") -> None:
 def run(main, flag_values: flags.FlagValues, name: str | None = None) -> None:
   """absl's app.run over the tool's own flags plus absl's, with the error path above."""
   app.define_help_flags()
-  # --help prints the global registry: show the tool's flags there too.
+  _share_flags(flag_values)
+  app.run(guarded(main, name), flags_parser=lambda argv: parse_flags(flag_values, argv, name))
+
+
+def _share_flags(flag_values: flags.FlagValues) -> None:
+  """Tool flags into absl's registry (--help lists them); absl's (--verbosity) into the tool's."""
   for module, module_flags in flag_values.flags_by_module_dict().items():
     for flag in module_flags:
       if flag.name not in flags.FLAGS:
@@ -174,8 +179,6 @@ def run(main, flag_values: flags.FlagValues, name: str | None = None) -> None:
     flag = flags.FLAGS[flag_name]  # registering a flag registers its short name too
     if flag.name not in flag_values and flag_name == flag.name:
       flag_values[flag.name] = flag
-
-  app.run(guarded(main, name), flags_parser=lambda argv: parse_flags(flag_values, argv, name))
 
 
 def parse_flags(flag_values: flags.FlagValues, argv, name: str | None = None) -> list[str]:
@@ -194,9 +197,15 @@ def run_in_process(main, flag_values: flags.FlagValues, argv, name: str) -> int:
 
   For callers that already run inside Python (the tests): no interpreter to start.
   """
+  _share_flags(flag_values)
   flag_values.unparse_flags()
+  argv = [name, *map(str, argv)]
+  # ml_collections reads a config flag's --config.x overrides from sys.argv itself.
+  saved, sys.argv = sys.argv, argv
   try:
-    guarded(main, name)(parse_flags(flag_values, [name, *map(str, argv)], name))
+    guarded(main, name)(parse_flags(flag_values, argv, name))
   except SystemExit as exit:
     return exit.code if isinstance(exit.code, int) else 1
+  finally:
+    sys.argv = saved
   return 0

@@ -137,6 +137,12 @@ def in_process_error(module: str, *args, code: int = 2) -> str:
 
   from stress_jax import cli
 
+  from absl import flags
+
+  from stress_jax import distributed
+
+  if "coordinator_address" not in flags.FLAGS:
+    distributed.define_flags()  # what the tools that train define under __main__
   tool = importlib.import_module(module)
   name = module.removeprefix("stress_jax.").removeprefix("datasets.synthetic.")
   stderr, stdout = io.StringIO(), io.StringIO()
