@@ -197,7 +197,8 @@ def run_in_process(main, flag_values: flags.FlagValues, argv, name: str) -> int:
 
   For callers that already run inside Python (the tests): no interpreter to start.
   """
-  _share_flags(flag_values)
+  # Not _share_flags: in one process the registry gathers every tool's flags, and
+  # another tool's required flags would then be required here too.
   flag_values.unparse_flags()
   argv = [name, *map(str, argv)]
   # ml_collections reads a config flag's --config.x overrides from sys.argv itself.
