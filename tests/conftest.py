@@ -135,11 +135,9 @@ def in_process_error(module: str, *args, code: int = 2) -> str:
   import importlib
   import io
 
-  from stress_jax import cli
-
   from absl import flags
 
-  from stress_jax import distributed
+  from stress_jax import cli, distributed
 
   if "coordinator_address" not in flags.FLAGS:
     distributed.define_flags()  # what the tools that train define under __main__
