@@ -124,8 +124,8 @@ def one_line_error(args, *, code: int = 2, timeout: int = 240) -> str:
   return lines[0]
 
 
-def in_process_error(module: str, *args, code: int = 2) -> str:
-  """`python -m module args` run inside this process; it must fail with ONE stderr line.
+def run_tool(module: str, *args) -> tuple[int, str, str]:
+  """`python -m module args` run inside this process: (exit status, stdout, stderr).
 
   The entry point's flags are parsed and its main() called as `cli.run` would (see
   cli.run_in_process). A real subprocess per entry point (one_line_error) still checks
@@ -146,9 +146,15 @@ def in_process_error(module: str, *args, code: int = 2) -> str:
   stderr, stdout = io.StringIO(), io.StringIO()
   with contextlib.redirect_stderr(stderr), contextlib.redirect_stdout(stdout):
     status = cli.run_in_process(tool.main, tool.FLAGS, args, name)
-  lines = [line for line in stderr.getvalue().splitlines() if line.strip() and "%|" not in line]
-  assert status == code, f"exit {status}:\n{stderr.getvalue()[-3000:]}"
-  assert len(lines) == 1, f"{len(lines)} stderr lines:\n{stderr.getvalue()[-3000:]}"
+  return status, stdout.getvalue(), stderr.getvalue()
+
+
+def in_process_error(module: str, *args, code: int = 2) -> str:
+  """run_tool(module, *args), which must fail with ONE stderr line; returns it."""
+  status, _, stderr = run_tool(module, *args)
+  lines = [line for line in stderr.splitlines() if line.strip() and "%|" not in line]
+  assert status == code, f"exit {status}:\n{stderr[-3000:]}"
+  assert len(lines) == 1, f"{len(lines)} stderr lines:\n{stderr[-3000:]}"
   return lines[0]
 
 

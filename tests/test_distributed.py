@@ -5,21 +5,15 @@ from __future__ import annotations
 import json
 import signal
 import subprocess
-import time
 
 import pytest
 
 from stress_jax import checkpointing, distributed
-from tests.conftest import REPO, free_port, subprocess_env, train_command
-from tests.test_train import EQUIVALENCE, assert_trees_close, final_params
-
-STEPS = 24
-ARGS = (
-  f"--config.train.num_steps={STEPS}",
-  "--config.train.eval_every_steps=12",
-  "--config.train.checkpoint_every_steps=1000",
-  *EQUIVALENCE,
-)
+from tests.conftest import REPO, free_port, subprocess_env, train_command, train_error
+from tests.test_train import assert_trees_close, final_params
+from tests.trained_model import TINY_RUN_ARGS as ARGS
+from tests.trained_model import TINY_RUN_STEPS as STEPS
+from tests.trained_model import two_process_run  # noqa: F401  (fixture)
 
 
 def slurm_env(rank: int, port: int, job_id: int = 4242) -> dict:
@@ -69,18 +63,6 @@ def finish(procs, expected_rc=0, timeout=300):
   return outs
 
 
-@pytest.fixture(scope="module")
-def explicit_run(fake_data_dir, tmp_path_factory):
-  workdir = tmp_path_factory.mktemp("explicit") / "run"
-  port = free_port()
-  flags_of = [
-    (f"--coordinator_address=127.0.0.1:{port}", "--num_processes=2", f"--process_id={i}")
-    for i in range(2)
-  ]
-  finish(start(workdir, fake_data_dir, [subprocess_env(1)] * 2, *flags_of))
-  return workdir
-
-
 def _logged_step(workdir) -> int:
   path = workdir / "metrics.jsonl"
   if not path.exists():
@@ -90,23 +72,26 @@ def _logged_step(workdir) -> int:
 
 
 def test_slurm_job_preempted_on_one_host_stops_both_and_resumes_to_the_explicit_run(
-  fake_data_dir, explicit_run, tmp_path
+  fake_data_dir,
+  two_process_run,  # noqa: F811
+  tmp_path,
 ):
   """A SLURM-started job trains like explicit flags, through a SIGTERM to one host."""
   port = free_port()
   workdir = tmp_path / "preempted"
   procs = start(workdir, fake_data_dir, [slurm_env(i, port, 77) for i in range(2)], (), ())
-  deadline = time.time() + 240
-  while _logged_step(workdir) < 5:
-    assert all(p.poll() is None for p in procs), "training ended before it could be interrupted"
-    assert time.time() < deadline, "step 5 never logged"
-    time.sleep(0.05)
+  head = []
+  for line in procs[0].stdout:  # process 0 is about to start the loop
+    head.append(line)
+    if line.startswith("training "):
+      break
   # Only the second host is told; the first must learn it through the sync manager.
   procs[1].send_signal(signal.SIGTERM)
   outs = finish(procs, expected_rc=143, timeout=180)
+  outs[0] = "".join(head) + outs[0]
   assert "preempted at step" in outs[0]
   stopped = int(outs[0].split("preempted at step ")[1].split(":")[0])
-  assert 5 <= stopped < STEPS
+  assert 1 <= stopped < STEPS
   assert checkpointing.load_state_arrays(workdir)[0] == stopped
   assert _logged_step(workdir) <= stopped
 
@@ -115,7 +100,7 @@ def test_slurm_job_preempted_on_one_host_stops_both_and_resumes_to_the_explicit_
   assert "jax.distributed from the SLURM environment: 2 process(es)" in outs[0]
   assert "2 device(s) x 2 process(es)" in outs[0]
   assert f"resuming at step {stopped}" in outs[0]
-  straight, resumed = final_params(explicit_run), final_params(workdir)
+  straight, resumed = final_params(two_process_run), final_params(workdir)
   assert int(resumed["step"]) == STEPS
   assert_trees_close(straight["params"], resumed["params"], rtol=0, atol=1e-6)
   assert_trees_close(straight["batch_stats"], resumed["batch_stats"], rtol=0, atol=1e-6)
@@ -205,23 +190,14 @@ def test_indivisible_batch_is_a_one_line_error(fake_data_dir, tmp_path):
 
 
 @pytest.mark.parametrize(
-  "override, message",
+  "field, value, message",
   [
-    ("--config.model.spatial_attention_mode=hard", "spatial_attention_mode must be one of"),
-    ("--config.train.stream_loss_weight=0", "model.detach_stream_attention needs"),
+    ("model.spatial_attention_mode", "hard", "spatial_attention_mode must be one of"),
+    ("train.stream_loss_weight", 0.0, "model.detach_stream_attention needs"),
   ],
 )
-def test_bad_config_values_are_one_line_errors(fake_data_dir, tmp_path, override, message):
-  result = subprocess.run(
-    train_command(tmp_path / "run", fake_data_dir, override),
-    env=subprocess_env(),
-    cwd=REPO,
-    capture_output=True,
-    text=True,
-    timeout=240,
-  )
-  assert result.returncode == 2, result.stderr[-2000:]
-  assert result.stderr.strip().splitlines()[-1].startswith(f"train.py: error: {message}")
-  assert "Traceback" not in result.stderr
+def test_bad_config_values_are_one_line_errors(fake_data_dir, tmp_path, field, value, message):
+  line = train_error(tmp_path / "run", fake_data_dir, **{field: value})
+  assert line.startswith(f"train.py: error: {message}")
   # Refused before anything was written.
   assert not (tmp_path / "run" / "checkpoints").exists()

@@ -288,23 +288,33 @@ def test_features_model_matches_pixel_model_on_written_database(written, fake_da
 
 
 def test_training_on_a_written_database(written, tmp_path):
-  from tests.conftest import run_training
+  from tests.conftest import train_in_process
 
   output = written[3]
-  run_training(
+  summary = train_in_process(
     tmp_path / "run",
     tmp_path / "tfds",
-    "--config.data.name=feature_maps/clips4",
-    f"--config.data.manual_dir={output}",
-    "--config.data.build_if_missing=True",
-    "--config.model.input_mode=features",
-    "--config.model.stage_widths=(8,8,256)",
-    "--config.input.augment.flip=False",
-    "--config.train.num_steps=3",
+    **{
+      "data.name": "feature_maps/clips4",
+      "data.manual_dir": str(output),
+      "data.build_if_missing": True,
+      "model.input_mode": "features",
+      "model.stage_widths": (8, 8, 256),
+      "input.augment.flip": False,
+      "train.num_steps": 3,
+    },
   )
-  summary = json.loads((tmp_path / "run" / "summary.json").read_text())
   assert summary["label_names"] == ["low", "mid", "high"]
-  assert (tmp_path / "tfds" / "feature_maps" / "clips4").is_dir()
+  # Built on demand from the written maps, then every held-out clip scored once under
+  # its stored label: the confusion matrix's rows are the split's label counts.
+  built = tfds.builder("feature_maps/clips4", data_dir=str(tmp_path / "tfds"))
+  stored = [
+    int(example["label"])
+    for subject in summary["test_subjects"]
+    for example in built.as_data_source(subject)
+  ]
+  matrix = np.asarray(summary["test"]["confusion_matrix"])
+  np.testing.assert_array_equal(matrix.sum(axis=1), np.bincount(stored, minlength=3))
 
 
 def test_tasks_come_from_the_builder(tmp_path):

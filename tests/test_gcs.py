@@ -16,16 +16,12 @@ import subprocess
 import pytest
 
 from stress_jax import checkpointing, storage
-from tests.conftest import REPO, run_training, subprocess_env, train_command
+from tests.conftest import REPO, subprocess_env, train_command
 from tests.gcs_emulator import BUCKET, Emulator
-from tests.test_train import EQUIVALENCE, assert_trees_close
+from tests.test_train import assert_trees_close
+from tests.trained_model import TINY_RUN_ARGS as ARGS
+from tests.trained_model import tiny_run  # noqa: F401  (fixture)
 
-ARGS = (
-  "--config.train.num_steps=12",
-  "--config.train.eval_every_steps=6",
-  "--config.train.checkpoint_every_steps=1000",
-  *EQUIVALENCE,
-)
 ROOT = f"gs://{BUCKET}"
 
 
@@ -50,10 +46,9 @@ def bucket_data(emulator, fake_data_dir):
 
 
 @pytest.fixture(scope="module")
-def bucket_run(emulator, bucket_data, fake_data_dir, tmp_path_factory):
-  """A gs:// run preempted right after it starts, then resumed; and its local twin."""
-  local = tmp_path_factory.mktemp("local") / "run"
-  run_training(local, fake_data_dir, *ARGS, timeout=600)
+def bucket_run(emulator, bucket_data, tiny_run):  # noqa: F811
+  """A gs:// run preempted right after it starts, then resumed; its local twin is tiny_run."""
+  local = tiny_run[0]
 
   workdir = f"{ROOT}/runs/fold0"
   env = emulator.env(subprocess_env(1))

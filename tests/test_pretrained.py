@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import functools
-import subprocess
-import sys
 
 import jax
 import jax.numpy as jnp
@@ -18,7 +16,7 @@ from stress_jax.configs import common
 from stress_jax.models import build_model, normalize_pixels
 from stress_jax.models import pretrained as pw
 from tests import torch_resnet18
-from tests.conftest import REPO, subprocess_env
+from tests.conftest import in_process_error, run_tool
 
 # torchvision's ResNet-18 state dict (models/resnet.py, resnet18 = BasicBlock x [2, 2, 2, 2]),
 # written out from its documented architecture. "bn C" stands for weight, bias,
@@ -278,23 +276,17 @@ def test_unreadable_files_are_one_line_errors(tmp_path):
 
 def test_convert_cli_writes_the_same_tensors(weight_files, tmp_path):
   out = tmp_path / "converted.safetensors"
-  result = subprocess.run(
-    [sys.executable, "-m", "stress_jax.models.pretrained", "convert",
-     str(weight_files / "resnet18.pth"), str(out)],
-    env=subprocess_env(), cwd=REPO, capture_output=True, text=True, timeout=120,
-  )  # fmt: skip
-  assert result.returncode == 0, result.stderr
-  assert "wrote 122 tensors" in result.stdout
+  pth = str(weight_files / "resnet18.pth")
+  status, stdout, stderr = run_tool("stress_jax.models.pretrained", "convert", pth, str(out))
+  assert status == 0, stderr
+  assert "wrote 122 tensors" in stdout
   ours, theirs = pw.read_state_dict(out), pw.read_state_dict(weight_files / "resnet18.pth")
   assert ours.keys() == theirs.keys()
   for key in ours:
     np.testing.assert_array_equal(ours[key], theirs[key])
-  failed = subprocess.run(
-    [sys.executable, "-m", "stress_jax.models.pretrained", "convert",
-     str(tmp_path / "absent.pth"), str(out)],
-    env=subprocess_env(), cwd=REPO, capture_output=True, text=True, timeout=120,
-  )  # fmt: skip
-  assert failed.returncode == 2
-  assert failed.stderr.strip().splitlines() == [
-    f"models.pretrained: error: pretrained weights {tmp_path / 'absent.pth'}: no such file"
-  ]
+  line = in_process_error(
+    "stress_jax.models.pretrained", "convert", str(tmp_path / "absent.pth"), str(out)
+  )
+  assert (
+    line == f"models.pretrained: error: pretrained weights {tmp_path / 'absent.pth'}: no such file"
+  )

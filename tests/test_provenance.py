@@ -8,7 +8,7 @@ import pytest
 
 from stress_jax import crossval, input_pipeline, provenance
 from tests import tiny_config
-from tests.conftest import one_line_error, train_command
+from tests.conftest import train_error
 from tests.test_crossval import FakeTraining
 
 
@@ -55,7 +55,7 @@ def test_train_refuses_a_changed_config_before_writing(config, handle, tmp_path,
   recorded["config"]["model.head_width"] = 32  # as if the first run had a wider head
   provenance.record(workdir, recorded)
   before = sorted(p.name for p in workdir.iterdir())
-  line = one_line_error(train_command(workdir, fake_data_dir)[1:])
+  line = train_error(workdir, fake_data_dir)
   assert "model.head_width 32 -> 16" in line and "--allow_config_change" in line
   assert sorted(p.name for p in workdir.iterdir()) == before  # nothing written
 

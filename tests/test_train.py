@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import signal
 import subprocess
-import time
 
 import jax
 import numpy as np
@@ -13,11 +12,14 @@ import pytest
 
 from stress_jax import checkpointing
 from stress_jax.metric_writer import read_metrics
-from tests.conftest import REPO, free_port, run_training, subprocess_env, train_command
-
-# SGD keeps the comparison honest: Adam divides tiny gradients by their own size,
-# turning last-bit reduction-order differences into full learning-rate steps.
-EQUIVALENCE = ("--config.optim.name=sgd", "--config.optim.learning_rate=0.05")
+from tests.conftest import REPO, run_training, subprocess_env, train_command, train_in_process
+from tests.trained_model import (  # noqa: F401  (fixtures)
+  EQUIVALENCE,
+  TINY_RUN_ARGS,
+  TINY_RUN_STEPS,
+  tiny_run,
+  two_process_run,
+)
 
 
 def final_params(workdir):
@@ -34,36 +36,24 @@ def assert_trees_close(a, b, rtol, atol):
     np.testing.assert_allclose(x, y, rtol=rtol, atol=atol, err_msg=f"worst abs diff {worst}")
 
 
-STEPS = ("--config.train.num_steps=4", *EQUIVALENCE)
-
-
 def initial_state(data_dir, workdir):
-  """The state a tiny-config run starts from (same seed and config as run_training)."""
+  """The state the tiny run starts from (same seed and config)."""
   from stress_jax import trainer
-  from tests import tiny_config
+  from tests.conftest import tiny_run_config
 
-  config = tiny_config.get_config()
-  config.data.data_dir = str(data_dir)
-  config.optim.name, config.optim.learning_rate = "sgd", 0.05
-  config.train.num_steps = 4
+  config = tiny_run_config(
+    data_dir, **{"optim.name": "sgd", "optim.learning_rate": 0.05, "train.num_steps": 12}
+  )
   return trainer.Trainer(config, workdir).initial_state()
 
 
-@pytest.fixture(scope="module")
-def reference_run(fake_data_dir, tmp_path_factory):
-  """One process, one device, four SGD steps: the run the parallel ones must match."""
-  workdir = tmp_path_factory.mktemp("reference") / "run"
-  result = run_training(workdir, fake_data_dir, *STEPS)
-  return workdir, result
-
-
-def test_four_fake_devices_match_one_device(fake_data_dir, reference_run, tmp_path):
-  run_training(tmp_path / "four", fake_data_dir, *STEPS, num_devices=4)
-  one, four = final_params(reference_run[0]), final_params(tmp_path / "four")
-  assert int(one["step"]) == int(four["step"]) == 4
+def test_four_fake_devices_match_one_device(fake_data_dir, tiny_run, tmp_path):  # noqa: F811
+  run_training(tmp_path / "four", fake_data_dir, *TINY_RUN_ARGS, num_devices=4)
+  one, four = final_params(tiny_run[0]), final_params(tmp_path / "four")
+  assert int(one["step"]) == int(four["step"]) == TINY_RUN_STEPS
   # The steps moved every parameter group away from its initial value, so agreement is
   # not agreement of initial values.
-  initial = initial_state(fake_data_dir, reference_run[0].parent / "init")
+  initial = initial_state(fake_data_dir, tmp_path / "init")
   changed = jax.tree.map(
     lambda a, b: float(np.max(np.abs(np.asarray(a) - np.asarray(b)))),
     one["params"],
@@ -86,115 +76,72 @@ def test_four_fake_devices_match_one_device(fake_data_dir, reference_run, tmp_pa
   assert_trees_close(one["batch_stats"], four["batch_stats"], rtol=1e-4, atol=2e-6)
 
 
-def test_two_processes_match_one_process(fake_data_dir, reference_run, tmp_path):
-  port = free_port()
-  workdir = tmp_path / "multi"
-  procs = [
-    subprocess.Popen(
-      train_command(
-        workdir,
-        fake_data_dir,
-        *STEPS,
-        f"--coordinator_address=127.0.0.1:{port}",
-        "--num_processes=2",
-        f"--process_id={i}",
-      ),
-      env=subprocess_env(1),
-      cwd=REPO,
-      stdout=subprocess.PIPE,
-      stderr=subprocess.PIPE,
-      text=True,
-    )
-    for i in range(2)
-  ]
-  for proc in procs:
-    _, err = proc.communicate(timeout=300)
-    assert proc.returncode == 0, err[-4000:]
-  single, multi = final_params(reference_run[0]), final_params(workdir)
-  assert int(multi["step"]) == 4
+def test_two_processes_match_one_process(tiny_run, two_process_run):  # noqa: F811
+  single, multi = final_params(tiny_run[0]), final_params(two_process_run)
+  assert int(multi["step"]) == TINY_RUN_STEPS
   assert_trees_close(single["params"], multi["params"], rtol=1e-4, atol=2e-6)
 
 
-def _wait_for_step(metrics_path, step, proc, timeout=180):
-  deadline = time.time() + timeout
-  while time.time() < deadline:
-    assert proc.poll() is None, "training ended before it could be interrupted"
-    if metrics_path.exists():
-      for line in metrics_path.read_text().splitlines():
-        row = json.loads(line)
-        if row["step"] >= step and "train/loss" in row:
-          return
-    time.sleep(0.05)
-  raise AssertionError(f"step {step} never logged")
-
-
-def test_sigterm_then_same_command_resumes_exactly(fake_data_dir, tmp_path):
-  args = (
-    "--config.train.num_steps=60",
-    "--config.train.eval_every_steps=25",
-    "--config.train.checkpoint_every_steps=1000",
-  )
-  run_training(tmp_path / "straight", fake_data_dir, *args)
-
+def test_sigterm_then_same_command_resumes_exactly(fake_data_dir, tiny_run, tmp_path):  # noqa: F811
   workdir = tmp_path / "interrupted"
   proc = subprocess.Popen(
-    train_command(workdir, fake_data_dir, *args),
+    train_command(workdir, fake_data_dir, *TINY_RUN_ARGS),
     env=subprocess_env(1),
     cwd=REPO,
     stdout=subprocess.PIPE,
     stderr=subprocess.PIPE,
     text=True,
   )
-  _wait_for_step(workdir / "metrics.jsonl", 8, proc)
-  proc.send_signal(signal.SIGTERM)
-  out, err = proc.communicate(timeout=120)
+  try:
+    for line in proc.stdout:  # the loop is about to start: the run has steps left
+      if line.startswith("training "):
+        proc.send_signal(signal.SIGTERM)
+        break
+    out, err = proc.communicate(timeout=300)
+  finally:
+    if proc.poll() is None:
+      proc.kill()
   assert proc.returncode == 143, err[-3000:]
   assert "preempted" in out
   interrupted_step, _ = checkpointing.load_state_arrays(workdir)
-  assert 8 <= interrupted_step < 60
+  assert 1 <= interrupted_step < TINY_RUN_STEPS
 
-  result = run_training(workdir, fake_data_dir, *args)
+  result = run_training(workdir, fake_data_dir, *TINY_RUN_ARGS)
   assert f"resuming at step {interrupted_step}" in result.stdout
-  straight, resumed = final_params(tmp_path / "straight"), final_params(workdir)
-  assert int(resumed["step"]) == 60
+  straight_dir = tiny_run[0]
+  straight, resumed = final_params(straight_dir), final_params(workdir)
+  assert int(resumed["step"]) == TINY_RUN_STEPS
   assert_trees_close(straight["params"], resumed["params"], rtol=0, atol=1e-6)
   assert_trees_close(straight["opt_state"], resumed["opt_state"], rtol=0, atol=1e-6)
   # Each step is logged once, as in the uninterrupted run.
   steps = [r["step"] for r in read_metrics(workdir) if "train/loss" in r]
-  assert steps == [r["step"] for r in read_metrics(tmp_path / "straight") if "train/loss" in r]
-  summary_straight = json.loads((tmp_path / "straight" / "summary.json").read_text())
+  assert steps == [r["step"] for r in read_metrics(straight_dir) if "train/loss" in r]
+  summary_straight = json.loads((straight_dir / "summary.json").read_text())
   summary_resumed = json.loads((workdir / "summary.json").read_text())
   assert summary_straight["test"]["confusion_matrix"] == summary_resumed["test"]["confusion_matrix"]
 
 
 def test_nan_loss_stops_with_the_step(fake_data_dir, tmp_path):
-  result = subprocess.run(
-    train_command(
+  with pytest.raises(FloatingPointError, match="non-finite loss") as error:
+    train_in_process(
       tmp_path / "nan",
       fake_data_dir,
-      "--config.optim.learning_rate=1e30",
-      "--config.optim.clip_norm=0",
-      "--config.optim.warmup_steps=0",
-      "--config.optim.name=sgd",
-      "--config.train.num_steps=20",
-      "--config.train.log_every_steps=10",
-    ),
-    env=subprocess_env(1),
-    cwd=REPO,
-    capture_output=True,
-    text=True,
-    timeout=240,
-  )
-  assert result.returncode != 0
-  assert "non-finite loss" in result.stderr
+      **{
+        "optim.learning_rate": 1e30,
+        "optim.clip_norm": 0.0,
+        "optim.warmup_steps": 0,
+        "optim.name": "sgd",
+        "train.num_steps": 20,
+        "train.log_every_steps": 10,
+      },
+    )
   # The first bad step is named, not the log step at which it was noticed.
-  message = [line for line in result.stderr.splitlines() if "non-finite loss" in line][-1]
-  step = int(message.split("at step ")[1].split(";")[0])
-  assert 1 <= step <= 3, message
+  step = int(str(error.value).split("at step ")[1].split(";")[0])
+  assert 1 <= step <= 3, str(error.value)
 
 
-def test_workdir_holds_config_logs_and_checkpoints(reference_run):
-  workdir, result = reference_run
+def test_workdir_holds_config_logs_and_checkpoints(tiny_run):  # noqa: F811
+  workdir, result = tiny_run
   config = json.loads((workdir / "config.json").read_text())
   assert config["model"]["stem_width"] == 8
   assert list((workdir / "tensorboard").glob("events.out.tfevents.*"))
