@@ -75,7 +75,13 @@ def base_variables():
   Kernels scaled by fan-in keep activations O(1); running statistics away from (0, 1) make the
   eval-mode BatchNorm differ from the train-mode one.
   """
-  rng = np.random.default_rng(0)
+  return drawn_variables(tiny())
+
+
+@functools.cache
+def drawn_variables(cfg: StressNetConfig, seed: int = 0):
+  """Variables of any `cfg`, drawn in numpy as base_variables' are (no compiled init)."""
+  rng = np.random.default_rng(seed)
 
   def draw(path, leaf):
     name = path[-1].key
@@ -89,7 +95,7 @@ def base_variables():
       value = rng.normal(0, 0.1, leaf.shape)
     return jnp.asarray(value, leaf.dtype)
 
-  return jax.tree_util.tree_map_with_path(draw, abstract_variables(tiny()))
+  return jax.tree_util.tree_map_with_path(draw, abstract_variables(cfg))
 
 
 def variables_for(cfg: StressNetConfig):

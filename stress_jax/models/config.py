@@ -61,6 +61,12 @@ class StressNetConfig:
   # With stream heads: each stream's frame weights learn only from its own head; the
   # fused classifier reads the same pooled vectors with the weights behind a stop_gradient.
   detach_stream_attention: bool = False
+  # Training only, both streams: the chance per clip that one whole stream (either, with
+  # equal odds) is zeroed before fusion, so the fused classifier cannot lean on one.
+  modality_dropout: float = 0.0
+  # Inference only, needs stream_heads: the logits are the mean of the fused classifier's
+  # and the two stream heads' logits (stress_jax/models/fusion.py).
+  combine_stream_logits: bool = False
   dropout_rate: float = 0.5
   num_classes: int = 3
   dtype: str = "float32"
@@ -101,6 +107,12 @@ class StressNetConfig:
         "detach_stream_attention needs stream_heads: without them the temporal attention "
         "would get no gradient at all"
       )
+    if not 0.0 <= self.modality_dropout < 1.0:
+      raise ConfigError(f"model.modality_dropout must be in [0, 1), got {self.modality_dropout}")
+    if self.combine_stream_logits and not self.stream_heads:
+      raise ConfigError(
+        "model.combine_stream_logits needs model.stream_heads: it averages their logits"
+      )
     if self.dtype not in _DTYPES:
       raise ConfigError(f"dtype must be one of {sorted(_DTYPES)}, got {self.dtype!r}")
     if not (self.image_stream or self.landmark_stream):
@@ -126,6 +138,8 @@ class StressNetConfig:
     for name in ("stage_widths", "stage_blocks"):
       if name in values:
         values[name] = tuple(int(v) for v in values[name])
+    if "modality_dropout" in values:
+      values["modality_dropout"] = float(values["modality_dropout"])
     return cls(**values)
 
   @property

@@ -1,6 +1,7 @@
 """StressNet: the spatial-temporal stress classifier of Jeon et al. (Sensors 2021).
 
-Its config is models/config.py; what each stream reads before attention, models/streams.py.
+Its config is models/config.py; what each stream reads before attention, models/streams.py;
+the fusion switches beyond the paper's concatenation, models/fusion.py.
 
   frames (B,T,112,112,3) in [0,1]          landmarks (B,T,68,2) crop units
       | fold T into the batch                    | landmark_features: centre, scale, velocity
@@ -34,6 +35,10 @@ classifier over its pooled vector, which the loss adds (stress_jax/objectives.py
 each stream's attention keeps a gradient that rewards its own evidence after fusion.
 With `detach_stream_attention` as well, the frame weights learn from the stream heads
 only (the logits are unchanged; only the gradient path differs).
+With `modality_dropout` > 0 (and both streams), training calls also return
+aux["image_kept"] and aux["landmark_kept"] (B,) float32: 0 where that clip's stream was
+dropped. With `combine_stream_logits`, eval calls return the mean of the fused and the
+two stream heads' logits. Both switches: stress_jax/models/fusion.py.
 With `with_embedding=True`, also aux["embedding"] (B, D): the fused clip vector that the
 classifier reads (before dropout), for the triplet objective.
 """
@@ -48,6 +53,7 @@ import jax
 import jax.numpy as jnp
 
 from stress_jax.faces.geometry import NUM_LANDMARKS
+from stress_jax.models import fusion
 from stress_jax.models.attention import SpatialAttention, TemporalAttentionPool, pool_frames
 from stress_jax.models.config import (  # noqa: F401 (re-exported: older import paths)
   LANDMARK_REFERENCES,
@@ -122,6 +128,11 @@ class StressNet(nn.Module):
     # With one stream its head would read what the classifier reads: nothing to add.
     cfg = self.config
     return cfg.stream_heads and cfg.image_stream and cfg.landmark_stream
+
+  @property
+  def drops_modalities(self) -> bool:
+    cfg = self.config
+    return cfg.modality_dropout > 0 and cfg.image_stream and cfg.landmark_stream
 
   @property
   def frames_independent(self) -> bool:
@@ -234,25 +245,32 @@ class StressNet(nn.Module):
       parts.append((pooled, weights, per_frame))
       aux["landmark_temporal_attention"] = weights
     heads = self.has_stream_heads
-    fused = [p for p, _, _ in parts]
+    pooled = [p for p, _, _ in parts]
+    fused = pooled
     if heads and cfg.detach_stream_attention:
       # Same values as `pooled`; only the gradient path differs. Fused, the streams can
       # split the work (one attends to cue frames, the other to rest frames) and each
       # stream's weights would follow that split rather than its own evidence.
       fused = [pool_frames(jax.lax.stop_gradient(w), v, mask) for _, w, v in parts]
-    clip = jnp.concatenate(fused, axis=-1)
     if with_embedding:
-      aux["embedding"] = clip
-    clip = self.dropout(clip, deterministic=not train)
+      aux["embedding"] = jnp.concatenate(fused, axis=-1)
+    if train and self.drops_modalities:
+      keep = fusion.modality_keep(self.make_rng("dropout"), mask.shape[0], cfg.modality_dropout)
+      fused, pooled = fusion.drop_streams(fused, keep), fusion.drop_streams(pooled, keep)
+      aux["image_kept"], aux["landmark_kept"] = (k.astype(jnp.float32) for k in keep)
+    clip = self.dropout(jnp.concatenate(fused, axis=-1), deterministic=not train)
+    logits = self.classifier(clip)
     if heads:
       own = clip
       if cfg.detach_stream_attention:
-        own = self.dropout(jnp.concatenate([p for p, _, _ in parts], -1), deterministic=not train)
-      image, landmark = jnp.split(own, [parts[0][0].shape[-1]], axis=-1)
+        own = self.dropout(jnp.concatenate(pooled, -1), deterministic=not train)
+      image, landmark = jnp.split(own, [pooled[0].shape[-1]], axis=-1)
       stream_logits = self.image_classifier(image), self.landmark_classifier(landmark)
       if train:
         aux["image_logits"], aux["landmark_logits"] = stream_logits
-    return self.classifier(clip), aux
+      elif cfg.combine_stream_logits:
+        logits = fusion.combine_logits(logits, *stream_logits)
+    return logits, aux
 
   def __call__(
     self, inputs, landmarks, frame_mask, train: bool = False, with_embedding: bool = False
