@@ -21,8 +21,10 @@ which population the settings were chosen; the page repeats it.
 from __future__ import annotations
 
 import json
+import os
 import pathlib
 
+import numpy as np
 from absl import flags
 
 from stress_jax import cli, crossval, results_page
@@ -113,19 +115,34 @@ def jobs(num_folds: int, seeds, fold=None, variant=None, seed=None, shard=(0, 1)
   return picked[k::n]
 
 
-def gather(workdir, num_folds: int) -> dict:
-  """Every finished run under workdir: {variant: [crossval fold row + "seed"]}."""
-  runs = {}
+def gather(workdir, num_folds: int, config=None) -> tuple[dict, list[str]]:
+  """Every finished run under workdir: ({variant: [crossval fold row + "seed"]}, left out).
+
+  With `config`, a run whose provenance.json records another config than this one's job
+  (say, from before a default changed) is left out, and named as variant/fold/seed with
+  the fields that differ, so the page never reports old runs as the current config's.
+  """
+  from stress_jax import provenance
+
+  runs, left_out = {}, []
   for variant in crossval.VARIANTS:
     rows = []
     for fold in range(num_folds):
       folder = crossval.fold_directory(workdir, variant, fold, True)
       for path in sorted(folder.glob("seed_*/summary.json")):
+        seed = int(path.parent.name.removeprefix("seed_"))
+        recorded = provenance.read(path.parent) if config is not None else None
+        if recorded is not None:
+          current = provenance.config_fingerprint(run_config(config, variant, fold, seed))
+          changed = provenance.changes({"config": recorded.get("config")}, {"config": current})
+          if changed:
+            left_out.append(f"{variant}/fold_{fold}/seed_{seed} ({', '.join(changed[:3])})")
+            continue
         row = crossval._fold_row(json.loads(path.read_text()))
-        row["seed"] = int(path.parent.name.removeprefix("seed_"))
+        row["seed"] = seed
         rows.append(row)
     runs[variant] = rows
-  return runs
+  return runs, left_out
 
 
 def model_line(config) -> str:
@@ -173,8 +190,62 @@ def write_results(
 ):
   """Gathers the finished runs and writes results.md/.json(/.png); returns the page's path."""
   num_folds = crossval.count_folds(config)
-  table = results_page.collect(gather(workdir, num_folds), num_folds, seeds, chosen_on, config)
-  return results_page.write(results_dir, table, config, model_line(config), chart)
+  runs, left_out = gather(workdir, num_folds, config)
+  table = results_page.collect(runs, num_folds, seeds, chosen_on, config)
+  table["left_out"] = left_out
+  return write_files(results_dir, table, config, model_line(config), chart)
+
+
+def bar_chart(path, table: dict) -> pathlib.Path:
+  """Grouped bars (one group per column, one bar per variant) with std error bars."""
+  from stress_jax import plots
+
+  plt = plots._pyplot()
+  variants = table["variants"]
+  columns = [
+    (key, title)
+    for key, title in results_page.COLUMNS
+    if any(v["mean_std"].get(key, {}).get("n") for v in variants.values())
+  ]
+  names = list(variants)
+  fig, ax = plt.subplots(figsize=(max(6.0, 1.9 * len(columns) + 1), 3.8))
+  width = 0.8 / max(len(names), 1)
+  for i, name in enumerate(names):
+    stats = [variants[name]["mean_std"].get(key) for key, _ in columns]
+    means = [s["mean"] if s and s["n"] else np.nan for s in stats]
+    stds = [s["std"] if s and s["n"] else 0.0 for s in stats]
+    x = np.arange(len(columns)) + (i - (len(names) - 1) / 2) * width
+    ax.bar(x, means, width, yerr=stds, capsize=2, label=name)
+  ax.set_xticks(
+    np.arange(len(columns)), [title.replace(" AUROC", "\nAUROC") for _, title in columns]
+  )
+  ax.axhline(0.5, color="grey", lw=0.8, ls=":")
+  ax.set_ylim(0, 1.05)
+  ax.set_ylabel("mean ± std over folds × seeds")
+  ax.legend(fontsize=7, ncol=len(names), loc="upper center", bbox_to_anchor=(0.5, -0.16))
+  ax.set_title("Ablations on held-out subjects (dotted: AUROC chance)")
+  return plots._save(fig, path)
+
+
+def _write_atomic(path: pathlib.Path, text: str) -> None:
+  # Two ablation jobs may finish together; each replaces the page whole.
+  partial = path.with_name(f".{path.name}.{os.getpid()}")
+  partial.write_text(text)
+  os.replace(partial, path)
+
+
+def write_files(results_dir, table: dict, config, line: str, chart: bool = True) -> pathlib.Path:
+  """results.json, results.png (with `chart`) and results.md; returns the page's path."""
+  from stress_jax import metrics
+
+  results_dir = pathlib.Path(results_dir)
+  results_dir.mkdir(parents=True, exist_ok=True)
+  if chart:
+    bar_chart(results_dir / "results.png", table)
+  _write_atomic(results_dir / "results.json", json.dumps(metrics.json_safe(table), indent=2) + "\n")
+  path = results_dir / "results.md"
+  _write_atomic(path, results_page.page(table, config, line))
+  return path
 
 
 def run(

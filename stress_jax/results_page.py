@@ -1,4 +1,4 @@
-"""docs/results.md, results.json and results.png from the ablation's runs (variant, fold, seed).
+"""docs/results.md and results.json from the ablation's runs (variant, fold, seed).
 
 collect() gathers every finished run's summary.json into a table (results.json): the runs,
 mean +/- sample std over fold x seed per variant, each fold's spread across seeds, the
@@ -9,10 +9,7 @@ of the machine the runs sat on.
 
 from __future__ import annotations
 
-import json
 import math
-import os
-import pathlib
 
 import numpy as np
 
@@ -272,6 +269,18 @@ def page(table: dict, config, model_line: str) -> str:
     "",
     f"Settings chosen on: {table['chosen_on']} (`--chosen_on`).",
     "",
+  ]
+  left_out = table.get("left_out") or []
+  if left_out:
+    shown = "; ".join(left_out[:5]) + (
+      f"; and {len(left_out) - 5} more" if len(left_out) > 5 else ""
+    )
+    lines += [
+      f"**Left out: {len(left_out)} finished run(s) of another config** (variant/fold/seed, "
+      f"fields that differ): {shown}. Rerun them in a fresh workdir.",
+      "",
+    ]
+  lines += [
     f"Training: {config.train.num_epochs} epochs"
     + (f" ({config.train.num_steps} steps)" if config.train.num_steps > 0 else "")
     + f", batch {config.input.batch_size}, learning rate {config.optim.learning_rate}.",
@@ -344,55 +353,3 @@ def page(table: dict, config, model_line: str) -> str:
     "",
   ]
   return "\n".join(lines)
-
-
-def bar_chart(path, table: dict) -> pathlib.Path:
-  """Grouped bars (one group per column, one bar per variant) with std error bars."""
-  from stress_jax import plots
-
-  plt = plots._pyplot()
-  variants = table["variants"]
-  columns = [
-    (key, title)
-    for key, title in COLUMNS
-    if any(v["mean_std"].get(key, {}).get("n") for v in variants.values())
-  ]
-  names = list(variants)
-  fig, ax = plt.subplots(figsize=(max(6.0, 1.9 * len(columns) + 1), 3.8))
-  width = 0.8 / max(len(names), 1)
-  for i, name in enumerate(names):
-    stats = [variants[name]["mean_std"].get(key) for key, _ in columns]
-    means = [s["mean"] if s and s["n"] else np.nan for s in stats]
-    stds = [s["std"] if s and s["n"] else 0.0 for s in stats]
-    x = np.arange(len(columns)) + (i - (len(names) - 1) / 2) * width
-    ax.bar(x, means, width, yerr=stds, capsize=2, label=name)
-  ax.set_xticks(
-    np.arange(len(columns)), [title.replace(" AUROC", "\nAUROC") for _, title in columns]
-  )
-  ax.axhline(0.5, color="grey", lw=0.8, ls=":")
-  ax.set_ylim(0, 1.05)
-  ax.set_ylabel("mean ± std over folds × seeds")
-  ax.legend(fontsize=7, ncol=len(names), loc="upper center", bbox_to_anchor=(0.5, -0.16))
-  ax.set_title("Ablations on held-out subjects (dotted: AUROC chance)")
-  return plots._save(fig, path)
-
-
-def _write_atomic(path: pathlib.Path, text: str) -> None:
-  # Two ablation jobs may finish together; each replaces the page whole.
-  partial = path.with_name(f".{path.name}.{os.getpid()}")
-  partial.write_text(text)
-  os.replace(partial, path)
-
-
-def write(results_dir, table: dict, config, model_line: str, chart: bool = True) -> pathlib.Path:
-  """results.json, results.png (with `chart`) and results.md; returns the page's path."""
-  from stress_jax import metrics
-
-  results_dir = pathlib.Path(results_dir)
-  results_dir.mkdir(parents=True, exist_ok=True)
-  if chart:
-    bar_chart(results_dir / "results.png", table)
-  _write_atomic(results_dir / "results.json", json.dumps(metrics.json_safe(table), indent=2) + "\n")
-  path = results_dir / "results.md"
-  _write_atomic(path, page(table, config, model_line))
-  return path

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from stress_jax import ablation, crossval, results_page
+from stress_jax import ablation, crossval, provenance, results_page
 from tests import tiny_config
 
 # Mean test accuracy the stand-in training reports per variant; no_image_stream beats the
@@ -153,6 +153,24 @@ def test_one_job_then_collect_and_shards(config, tmp_path):
   # --collect trains nothing.
   ablation.run(config, runs, docs, collect_only=True, train_fn=fake_training(calls))
   assert len(calls) == 1
+  # A run recorded with another config (here: another learning rate) is left out, by name.
+  job = ablation.run_config(config, "no_landmark_stream", 1, 2)
+  recorded = provenance.config_fingerprint(job)
+  recorded["optim.learning_rate"] = 0.5
+  folder = runs / "no_landmark_stream" / "fold_1" / "seed_2"
+  (folder / "provenance.json").write_text(json.dumps({"config": recorded}))
+  ablation.run(config, runs, docs, collect_only=True)
+  text = (docs / "results.md").read_text()
+  assert "| no_landmark_stream | image stream only | 0/6 |" in text
+  assert (
+    "**Left out: 1 finished run(s) of another config** (variant/fold/seed, fields that "
+    "differ): no_landmark_stream/fold_1/seed_2 (optim.learning_rate)." in text
+  )
+  (folder / "provenance.json").write_text(
+    json.dumps({"config": provenance.config_fingerprint(job)})
+  )
+  ablation.run(config, runs, docs, collect_only=True)
+  assert "| no_landmark_stream | image stream only | 1/6 |" in (docs / "results.md").read_text()
   # Two shards share the job list without overlap.
   every = ablation.jobs(2, [0, 1, 2])
   halves = [ablation.jobs(2, [0, 1, 2], shard=(k, 2)) for k in (0, 1)]
