@@ -241,7 +241,9 @@ def write_files(results_dir, table: dict, config, line: str, chart: bool = True)
   results_dir = pathlib.Path(results_dir)
   results_dir.mkdir(parents=True, exist_ok=True)
   if chart:
-    bar_chart(results_dir / "results.png", table)
+    # Same reason as _write_atomic; the suffix stays .png for matplotlib.
+    partial = results_dir / f".{os.getpid()}.results.png"
+    os.replace(bar_chart(partial, table), results_dir / "results.png")
   _write_atomic(results_dir / "results.json", json.dumps(metrics.json_safe(table), indent=2) + "\n")
   path = results_dir / "results.md"
   _write_atomic(path, results_page.page(table, config, line))
