@@ -94,6 +94,7 @@ def test_every_variant_fold_and_seed_then_the_page(config, tmp_path):
   text = page.read_text()
   assert page == docs / "results.md"
   assert (docs / "results.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+  assert sorted(p.name for p in docs.iterdir()) == ["results.json", "results.md", "results.png"]
   assert str(tmp_path) not in text and "/tmp" not in text
   assert "Settings chosen on: synthetic seed 7 (`--chosen_on`)." in text
   assert "seeds 0, 1 (`config.seed`" in text
