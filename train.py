@@ -48,6 +48,10 @@ def main(argv):
     from stress_jax.report import print_summary
 
     print_summary(summary, _WORKDIR.value)
+    from stress_jax import seed_range
+
+    # One run is one draw: show where the same fold landed across seeds on the results page.
+    print(seed_range.summary_line(_CONFIG.value, summary), flush=True)
 
 
 if __name__ == "__main__":

@@ -101,7 +101,8 @@ def _torch_parity(config_name: str) -> dict:
   from stress_jax import input_pipeline
   from stress_jax.models import StressNetConfig, build_model
 
-  config = common.config(config_name)
+  # The torch reference has no stream heads, so its logits are the fused classifier's.
+  config = common.config(config_name, combine_stream_logits=False)
   model = build_model(config.model)
   host = common.synthetic_batch(2, int(config.data.num_frames), seed=5)
   host["frame_mask"][1, -3:] = False

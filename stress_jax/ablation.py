@@ -1,190 +1,152 @@
-"""The ablation table: the demo protocol's folds for the full model, each switch, the triplet loss.
+"""The ablation table: every variant on every fold with several seeds -> docs/results.md.
 
-  python -m stress_jax.ablation                                  # every variant, every fold
-  python -m stress_jax.ablation --fold=2 --variant=no_image_stream   # one job (run in parallel)
+  python -m stress_jax.ablation                                  # every variant, fold, seed
+  python -m stress_jax.ablation --variant=full --fold=2 --seed=1  # one job
+  python -m stress_jax.ablation --shard=0/2 & python -m stress_jax.ablation --shard=1/2
   python -m stress_jax.ablation --collect                        # only rewrite the page
   ... plus any config override, e.g. --config.train.num_epochs=4
 
 Variants (stress_jax/crossval.py VARIANTS): full, no_spatial_attention,
-no_temporal_attention, no_landmark_stream, no_image_stream, triplet. Each (variant, fold)
-trains in `<workdir>/<variant>/fold_<i>` through crossval.run, so a finished one is
-skipped and an interrupted one resumes; separate processes may run different
-(variant, fold) pairs at the same time. After training (and with --collect) the finished
-folds are gathered into `<workdir>/crossval.{md,json}` and the results page
-`<results_dir>/results.md` with the bar chart `<results_dir>/results.png`: mean +/- std
-over folds of accuracy, macro-F1 and the attention localisation AUROCs, and a sentence
-naming every variant that the full model does not beat.
+no_temporal_attention, no_landmark_stream, no_image_stream, triplet. Each job (variant,
+fold, seed) trains in `<workdir>/<variant>/fold_<i>/seed_<s>` with `config.seed = s`, so a
+finished job is skipped and an interrupted one resumes; separate processes may run
+different jobs at the same time (`--shard=k/n` deals the job list out to n of them).
+After each job, and with --collect, every finished run is gathered into
+`<results_dir>/results.{md,json,png}` (stress_jax/results_page.py): each run, mean +/- std
+over fold x seed, the full model's paired wins against each variant, how far a fold moves
+across seeds, and issue 25's goals with how much each misses by. `--chosen_on` says on
+which population the settings were chosen; the page repeats it.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import pathlib
 
 import numpy as np
 from absl import flags
 
-from stress_jax import cli, crossval
+from stress_jax import cli, crossval, results_page
 from stress_jax.models.stressnet import StressNetConfig
 
-# (crossval row key, title) of the page's columns; localisation AUROCs only where measured.
-COLUMNS = (
-  ("accuracy", "accuracy"),
-  ("macro_f1", "macro-F1"),
-  ("faithfulness_temporal_auroc", "temporal AUROC"),
-  ("faithfulness_landmark_temporal_auroc", "landmark temporal AUROC"),
-  ("faithfulness_spatial_auroc", "spatial AUROC"),
-)
-DESCRIPTIONS = {
-  "full": "the config as given",
-  "no_spatial_attention": "no CBAM spatial attention",
-  "no_temporal_attention": "uniform frame weights in both streams",
-  "no_landmark_stream": "image stream only",
-  "no_image_stream": "landmark stream only",
-  "triplet": "full model, triplet objective",
-}
-
-# Issue 14's goals for the full demo model on held-out subjects (accuracy: the demo's score
-# before the localisation work); the page says how far the full variant's fold mean is.
-GOALS = (
-  ("accuracy", 0.882),
-  ("faithfulness_temporal_auroc", 0.90),
-  ("faithfulness_landmark_temporal_auroc", 0.87),
-  ("faithfulness_spatial_auroc", 0.80),
-)
-
+DEFAULT_SEEDS = (0, 1, 2)
+NOT_SEPARATE = "the reported folds themselves (no separate development population yet)"
 
 FLAGS = flags.FlagValues()
 _CONFIG = cli.define_config_flag(FLAGS)
-_WORKDIR = cli.define_workdir(FLAGS, "Root of the variant/fold workdirs.", "runs/ablation")
+_WORKDIR = cli.define_workdir(FLAGS, "Root of the variant/fold/seed workdirs.", "runs/ablation")
 _RESULTS_DIR = flags.DEFINE_string(
-  "results_dir", "docs", "Where results.md/.png are written.", flag_values=FLAGS
+  "results_dir", "docs", "Where results.md/.json/.png are written.", flag_values=FLAGS
 )
 _FOLD, _COLLECT = cli.define_fold_flags(FLAGS, "page")
 _VARIANT = flags.DEFINE_enum(
   "variant", None, list(crossval.VARIANTS), "Run only this variant.", flag_values=FLAGS
 )
+_SEEDS = flags.DEFINE_list(
+  "seeds",
+  [str(s) for s in DEFAULT_SEEDS],
+  "The seeds every (variant, fold) runs with.",
+  flag_values=FLAGS,
+)
+_SEED = flags.DEFINE_integer(
+  "seed", -1, "Run only this seed (one of --seeds); -1 = all of them.", flag_values=FLAGS
+)
+_SHARD = flags.DEFINE_string(
+  "shard",
+  "",
+  "k/n: run only every n-th job starting at the k-th (0-based), so n processes share the list.",
+  flag_values=FLAGS,
+)
+_CHOSEN_ON = flags.DEFINE_string(
+  "chosen_on",
+  NOT_SEPARATE,
+  "The population (dataset config, seed, subjects) the settings "
+  "were chosen on; the page states it.",
+  flag_values=FLAGS,
+)
 
 
-def _stats(variant: dict, key: str) -> dict | None:
-  stats = variant["mean_std"].get(key)
-  return stats if stats and stats["n"] else None
+class AblationError(cli.UserError):
+  """A request the ablation cannot run; the message names the flag."""
 
 
-def _cell(stats: dict | None) -> str:
-  return "-" if stats is None else f"{stats['mean']:.3f} ± {stats['std']:.3f}"
+def parse_seeds(values) -> list[int]:
+  try:
+    seeds = sorted({int(v) for v in values})
+  except ValueError:
+    raise AblationError(f"--seeds must be integers, got {','.join(map(str, values))}") from None
+  if not seeds:
+    raise AblationError("--seeds is empty")
+  return seeds
 
 
-def _fold_values(variant: dict, key: str) -> dict[int, float]:
-  return {row["fold"]: row[key] for row in variant.get("folds", []) if row.get(key) is not None}
+def parse_shard(text: str) -> tuple[int, int]:
+  if not text:
+    return 0, 1
+  try:
+    k, n = (int(part) for part in text.split("/"))
+  except ValueError:
+    raise AblationError(f"--shard must look like k/n (e.g. 0/2), got {text!r}") from None
+  if not 0 <= k < n:
+    raise AblationError(f"--shard={text}: k must be in [0, n)")
+  return k, n
 
 
-def verdict(table: dict) -> list[str]:
-  """Sentences comparing the full model with each ablation on accuracy and macro-F1.
+def run_directory(workdir, variant: str, fold: int, seed: int) -> pathlib.Path:
+  return crossval.fold_directory(workdir, variant, fold, True) / f"seed_{seed}"
 
-  Means are taken over the folds both finished, so a variant with fewer folds is not
-  compared against the full model's mean over other folds.
+
+def run_config(config, variant: str, fold: int, seed: int):
+  config = crossval.fold_config(config, fold, variant)
+  with config.unlocked():
+    config.seed = int(seed)
+  return config
+
+
+def jobs(num_folds: int, seeds, fold=None, variant=None, seed=None, shard=(0, 1)) -> list:
+  """(variant, fold, seed) to run, in order, this shard's share only."""
+  variants = crossval._variants(True, None if variant is None else [variant])
+  if seed is not None and seed not in seeds:
+    raise AblationError(f"--seed={seed} is not one of --seeds={','.join(map(str, seeds))}")
+  folds = range(num_folds) if fold is None else [fold]
+  picked = [(v, f, s) for v in variants for f in folds for s in (seeds if seed is None else [seed])]
+  k, n = shard
+  return picked[k::n]
+
+
+def gather(workdir, num_folds: int, config=None) -> tuple[dict, list[str]]:
+  """Every finished run under workdir: ({variant: [crossval fold row + "seed"]}, left out).
+
+  With `config`, a run whose provenance.json records another config than this one's job
+  (say, from before a default changed) is left out, and named as variant/fold/seed with
+  the fields that differ, so the page never reports old runs as the current config's.
   """
-  variants = table["variants"]
-  full = variants.get("full")
-  if full is None or _stats(full, "accuracy") is None:
-    return ["The full model has no finished fold yet, so nothing is compared."]
-  lines, compared = [], False
-  for name, variant in variants.items():
-    if name == "full":
-      continue
-    means, folds = {}, None
-    for key in ("accuracy", "macro_f1"):
-      ours, theirs = _fold_values(full, key), _fold_values(variant, key)
-      folds = sorted(set(ours) & set(theirs))
-      if folds:
-        means[key] = tuple(sum(values[f] for f in folds) / len(folds) for values in (ours, theirs))
-    if "accuracy" not in means:
-      continue
-    compared = True
-    if min(ours - theirs for ours, theirs in means.values()) > 0:
-      continue
-    where = ""
-    if len(folds) < len(_fold_values(full, "accuracy")):
-      where = f" (on the fold{'s' if len(folds) > 1 else ''} both finished: "
-      where += ", ".join(str(f) for f in folds) + ")"
-    lines.append(
-      f"**The full model is not better than `{name}`**{where}: mean accuracy "
-      + ", macro-F1 ".join(
-        f"{means[key][0]:.3f} vs {means[key][1]:.3f}"
-        for key in ("accuracy", "macro_f1")
-        if key in means
-      )
-      + "."
-    )
-  if compared and not lines:
-    lines.append(
-      "The full model's mean accuracy and macro-F1 are above those of every finished "
-      "ablation (each on the folds both finished)."
-    )
-  lines.append(
-    "With few folds the standard deviations are wide; a difference smaller than them is not "
-    "evidence either way."
-  )
-  return lines
+  from stress_jax import provenance
 
-
-def goal_lines(table: dict) -> list[str]:
-  """A table of the full variant's fold means against GOALS, with the shortfall."""
-  full = table["variants"].get("full")
-  titles = dict(COLUMNS)
-  lines = ["| goal (full model) | target | mean over folds | verdict |", "|---|---|---|---|"]
-  for key, target in GOALS:
-    stats = None if full is None else _stats(full, key)
-    if stats is None:
-      verdict_cell, mean_cell = "not measured", "-"
-    else:
-      gap = stats["mean"] - target
-      # Enough digits that a miss never reads as "missed by 0.000".
-      digits = 3 if gap >= 0 or -gap >= 0.0005 else 5
-      mean_cell = f"{stats['mean']:.{digits}f}"
-      verdict_cell = "met" if gap >= 0 else f"missed by {-gap:.{digits}f}"
-    lines.append(f"| {titles[key]} | >= {target:.3f} | {mean_cell} | {verdict_cell} |")
-  lines += [
-    "",
-    "What was tried for the spatial map, and why it does not localise: "
-    "[spatial_attention.md](spatial_attention.md).",
-  ]
-  return lines
-
-
-def bar_chart(path, table: dict) -> pathlib.Path:
-  """Grouped bars (one group per column, one bar per variant) with std error bars."""
-  from stress_jax import plots
-
-  plt = plots._pyplot()
-  columns = [
-    (key, title)
-    for key, title in COLUMNS
-    if any(_stats(v, key) for v in table["variants"].values())
-  ]
-  names = list(table["variants"])
-  fig, ax = plt.subplots(figsize=(max(6.0, 1.9 * len(columns) + 1), 3.8))
-  width = 0.8 / max(len(names), 1)
-  for i, name in enumerate(names):
-    stats = [_stats(table["variants"][name], key) for key, _ in columns]
-    means = [s["mean"] if s else np.nan for s in stats]
-    stds = [s["std"] if s else 0.0 for s in stats]
-    x = np.arange(len(columns)) + (i - (len(names) - 1) / 2) * width
-    ax.bar(x, means, width, yerr=stds, capsize=2, label=name)
-  ax.set_xticks(
-    np.arange(len(columns)), [title.replace(" AUROC", "\nAUROC") for _, title in columns]
-  )
-  ax.axhline(0.5, color="grey", lw=0.8, ls=":")
-  ax.set_ylim(0, 1.05)
-  ax.set_ylabel("mean ± std over folds")
-  ax.legend(fontsize=7, ncol=len(names), loc="upper center", bbox_to_anchor=(0.5, -0.16))
-  ax.set_title("Ablations on held-out subjects (dotted: AUROC chance)")
-  return plots._save(fig, path)
+  runs, left_out = {}, []
+  for variant in crossval.VARIANTS:
+    rows = []
+    for fold in range(num_folds):
+      folder = crossval.fold_directory(workdir, variant, fold, True)
+      for path in sorted(folder.glob("seed_*/summary.json")):
+        seed = int(path.parent.name.removeprefix("seed_"))
+        recorded = provenance.read(path.parent) if config is not None else None
+        if recorded is not None:
+          current = provenance.config_fingerprint(run_config(config, variant, fold, seed))
+          changed = provenance.changes({"config": recorded.get("config")}, {"config": current})
+          if changed:
+            left_out.append(f"{variant}/fold_{fold}/seed_{seed} ({', '.join(changed[:3])})")
+            continue
+        row = crossval._fold_row(json.loads(path.read_text()))
+        row["seed"] = seed
+        rows.append(row)
+    runs[variant] = rows
+  return runs, left_out
 
 
 def model_line(config) -> str:
-  """The full model's image-stream, attention and loss settings, which the results depend on."""
+  """The full model's image-stream, attention, fusion and loss settings."""
   values = dict(config.model.to_dict() if hasattr(config.model, "to_dict") else config.model)
   # dtype "auto" is resolved only when a run starts; it does not change what is stated here.
   values["dtype"] = "float32"
@@ -209,91 +171,140 @@ def model_line(config) -> str:
       "frame weights learn from "
       + ("their own stream's head only" if model.detach_stream_attention else "all losses")
     )
+  parts.append(
+    f"modality dropout {model.modality_dropout:g}"
+    if model.modality_dropout
+    else "no modality dropout"
+  )
+  parts.append(
+    "prediction = mean of fused and stream heads' logits"
+    if model.combine_stream_logits
+    else "prediction = fused classifier"
+  )
   parts.append(f"landmark deviation from the clip's {model.landmark_reference}")
   return "Full model: " + "; ".join(parts) + " (see `docs/method.md`)."
 
 
-def results_page(table: dict, config, workdir, chart_name: str) -> str:
-  """docs/results.md from a crossval table (see crossval.collect)."""
-  num_folds = table["num_folds"]
+def write_results(
+  workdir, config, results_dir, seeds=DEFAULT_SEEDS, chosen_on=NOT_SEPARATE, chart=True
+):
+  """Gathers the finished runs and writes results.md/.json(/.png); returns the page's path."""
+  num_folds = crossval.count_folds(config)
+  runs, left_out = gather(workdir, num_folds, config)
+  table = results_page.collect(runs, num_folds, seeds, chosen_on, config)
+  table["left_out"] = left_out
+  return write_files(results_dir, table, config, model_line(config), chart)
+
+
+def bar_chart(path, table: dict) -> pathlib.Path:
+  """Grouped bars (one group per column, one bar per variant) with std error bars."""
+  from stress_jax import plots
+
+  plt = plots._pyplot()
+  variants = table["variants"]
   columns = [
     (key, title)
-    for key, title in COLUMNS
-    if any(_stats(v, key) for v in table["variants"].values())
+    for key, title in results_page.COLUMNS
+    if any(v["mean_std"].get(key, {}).get("n") for v in variants.values())
   ]
-  lines = [
-    "# Results: ablations on the demo protocol",
-    "",
-    "Generated by `python -m stress_jax.ablation --collect` from the fold summaries in "
-    f"`{workdir}`; do not edit by hand. Dataset `{config.data.name}`, "
-    f"{config.protocol.kind} protocol with {num_folds} folds of held-out subjects; each "
-    "fold's checkpoint is chosen on validation subjects. Mean ± sample standard deviation "
-    "over the finished folds (the folds column says how many). Localisation AUROC: 0.5 is "
-    "chance, 1.0 perfect (`stress_jax/faithfulness.py`).",
-    "",
-    f"Training: {config.train.num_epochs} epochs"
-    + (f" ({config.train.num_steps} steps)" if config.train.num_steps > 0 else "")
-    + f", batch {config.input.batch_size}, learning rate {config.optim.learning_rate}.",
-    "",
-    model_line(config),
-    "",
-  ]
-  header = ["variant", "what changes", "folds", *(title for _, title in columns)]
-  lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-  for name, variant in table["variants"].items():
-    cells = [name, DESCRIPTIONS.get(name, ""), f"{variant['finished']}/{num_folds}"]
-    cells += [_cell(_stats(variant, key)) for key, _ in columns]
-    lines.append("| " + " | ".join(cells) + " |")
-  lines += ["", *verdict(table), "", "## Goals", "", *goal_lines(table)]
-  lines += ["", f"![ablation bar chart]({chart_name})", ""]
-  lines += [
-    "Per-fold figures: `crossval.md` in the workdir. Regenerate everything with "
-    "`python -m stress_jax.ablation` (or per job: `--variant=NAME --fold=i`, then "
-    "`--collect`).",
-    "",
-  ]
-  return "\n".join(lines)
+  names = list(variants)
+  fig, ax = plt.subplots(figsize=(max(6.0, 1.9 * len(columns) + 1), 3.8))
+  width = 0.8 / max(len(names), 1)
+  for i, name in enumerate(names):
+    stats = [variants[name]["mean_std"].get(key) for key, _ in columns]
+    means = [s["mean"] if s and s["n"] else np.nan for s in stats]
+    stds = [s["std"] if s and s["n"] else 0.0 for s in stats]
+    x = np.arange(len(columns)) + (i - (len(names) - 1) / 2) * width
+    ax.bar(x, means, width, yerr=stds, capsize=2, label=name)
+  ax.set_xticks(
+    np.arange(len(columns)), [title.replace(" AUROC", "\nAUROC") for _, title in columns]
+  )
+  ax.axhline(0.5, color="grey", lw=0.8, ls=":")
+  ax.set_ylim(0, 1.05)
+  ax.set_ylabel("mean ± std over folds × seeds")
+  ax.legend(fontsize=7, ncol=len(names), loc="upper center", bbox_to_anchor=(0.5, -0.16))
+  ax.set_title("Ablations on held-out subjects (dotted: AUROC chance)")
+  return plots._save(fig, path)
 
 
-def write_results(workdir, config, results_dir, table: dict | None = None) -> pathlib.Path:
-  """Collects the finished folds and writes results.md and results.png into results_dir."""
+def _write_atomic(path: pathlib.Path, text: str) -> None:
+  # Two ablation jobs may finish together; each replaces the page whole.
+  partial = path.with_name(f".{path.name}.{os.getpid()}")
+  partial.write_text(text)
+  os.replace(partial, path)
+
+
+def write_files(results_dir, table: dict, config, line: str, chart: bool = True) -> pathlib.Path:
+  """results.json, results.png (with `chart`) and results.md; returns the page's path."""
   from stress_jax import metrics
 
-  num_folds = crossval.count_folds(config)
-  if table is None:
-    table = crossval.collect(workdir, num_folds, ablations=True)
-  crossval.write_tables(workdir, table, config)
   results_dir = pathlib.Path(results_dir)
   results_dir.mkdir(parents=True, exist_ok=True)
-  bar_chart(results_dir / "results.png", table)
-  (results_dir / "results.json").write_text(json.dumps(metrics.json_safe(table), indent=2))
-  page = results_dir / "results.md"
-  page.write_text(results_page(table, config, workdir, "results.png"))
-  return page
+  if chart:
+    # Same reason as _write_atomic; the suffix stays .png for matplotlib.
+    partial = results_dir / f".{os.getpid()}.results.png"
+    os.replace(bar_chart(partial, table), results_dir / "results.png")
+  _write_atomic(results_dir / "results.json", json.dumps(metrics.json_safe(table), indent=2) + "\n")
+  path = results_dir / "results.md"
+  _write_atomic(path, results_page.page(table, config, line))
+  return path
 
 
-def run(config, workdir, results_dir, fold=None, variant=None, collect_only=False, train_fn=None):
-  """Trains what was asked (unless collect_only), then writes the results page."""
+def run(
+  config,
+  workdir,
+  results_dir,
+  fold=None,
+  variant=None,
+  seeds=DEFAULT_SEEDS,
+  seed=None,
+  shard=(0, 1),
+  chosen_on=NOT_SEPARATE,
+  collect_only=False,
+  train_fn=None,
+):
+  """Trains this shard's unfinished jobs (unless collect_only), then writes the page.
+
+  `train_fn(config, workdir) -> summary` is train.train_and_evaluate unless a test swaps it.
+  Returns (the page's path, whether a job was preempted).
+  """
+  from stress_jax import input_pipeline
+
+  seeds = parse_seeds(seeds)
   preempted = False
   if not collect_only:
-    variants = None if variant is None else [variant]
-    result = crossval.run(
-      config, workdir, fold, ablations=True, train_fn=train_fn, variants=variants
-    )
-    preempted = result["preempted"]
-  return write_results(workdir, config, results_dir), preempted
+    train_fn = train_fn or crossval._train
+    handle = input_pipeline.open_dataset(config.data)
+    num_folds = crossval.count_folds(config, handle)
+    if fold is not None and not 0 <= fold < num_folds:
+      raise AblationError(f"--fold={fold} is out of range: this protocol has {num_folds} folds")
+    for v, f, s in jobs(num_folds, seeds, fold, variant, seed, shard):
+      directory = run_directory(workdir, v, f, s)
+      job_config = run_config(config, v, f, s)
+      if crossval.is_finished(directory, job_config, handle):
+        continue
+      print(f"== {v} fold {f} seed {s}", flush=True)
+      if train_fn(job_config, directory).get("preempted"):
+        preempted = True
+        break
+      # The page after every job (the chart, a second's drawing, once at the end).
+      write_results(workdir, config, results_dir, seeds, chosen_on, chart=False)
+  return write_results(workdir, config, results_dir, seeds, chosen_on), preempted
 
 
 def main(argv):
   cli.unexpected_arguments(argv)
   cli.quiet_logging("warning")
-  fold = None if _FOLD.value < 0 else _FOLD.value
   page, preempted = run(
     _CONFIG.value,
     _WORKDIR.value,
     _RESULTS_DIR.value,
-    fold=fold,
+    fold=None if _FOLD.value < 0 else _FOLD.value,
     variant=_VARIANT.value,
+    seeds=_SEEDS.value,
+    seed=None if _SEED.value < 0 else _SEED.value,
+    shard=parse_shard(_SHARD.value),
+    chosen_on=_CHOSEN_ON.value,
     collect_only=_COLLECT.value,
   )
   print(page.read_text(), flush=True)

@@ -113,7 +113,13 @@ def training_loss(objective: Objective, logits, aux, labels, weights):
   """(loss, extra metrics) for a batch already flattened (see flatten_triplets)."""
   loss = cross_entropy(logits, labels, weights)
   total, terms = loss, {}
-  streams = [cross_entropy(aux[key], labels, weights) for key in STREAM_LOGITS if key in aux]
+  # A clip whose stream modality dropout removed (aux["<stream>_kept"] = 0) does not
+  # train that stream's head: its zeroed vector says nothing about the label.
+  streams = [
+    cross_entropy(aux[key], labels, weights * aux.get(key.replace("logits", "kept"), 1.0))
+    for key in STREAM_LOGITS
+    if key in aux
+  ]
   if streams and objective.stream_weight > 0:
     term = sum(streams) / len(streams)
     total = total + objective.stream_weight * term

@@ -40,8 +40,8 @@ def _duration(seconds) -> str:
   return f"{minutes} min {rest} s"
 
 
-def results_table(summary: dict) -> str:
-  """The markdown table of one run's summary.json."""
+def results_table(summary: dict, seed_range_text: str | None = None) -> str:
+  """The markdown table of one run's summary.json (and, if given, the fold's seed range)."""
   test = summary["test"]
   names = list(summary["label_names"])
   attention = summary.get("attention_faithfulness") or {}
@@ -60,6 +60,10 @@ def results_table(summary: dict) -> str:
       "accuracy / balanced accuracy / macro-F1",
       f"{_f(test['accuracy'])} / {_f(test['balanced_accuracy'])} / {_f(test['macro_f1'])}",
     ),
+  ]
+  if seed_range_text is not None:
+    rows.append(("the same fold across seeds (results page)", seed_range_text))
+  rows += [
     (
       "recall " + " / ".join(names),
       " / ".join(_f(test["recall"][name]) for name in names),
@@ -80,6 +84,18 @@ def results_table(summary: dict) -> str:
   return "\n".join(lines)
 
 
+def _seed_range(workdir, summary: dict) -> str:
+  from stress_jax import seed_range
+
+  config_path = workdir / "config.json"
+  if not config_path.exists():
+    return "no seed range: the workdir has no config.json to compare with the page's"
+  import ml_collections
+
+  config = ml_collections.ConfigDict(json.loads(config_path.read_text()))
+  return seed_range.range_text(config, summary["test"].get("accuracy"))
+
+
 def update(markdown: str, table: str) -> str:
   start, end = markdown.find(START), markdown.find(END)
   if start < 0 or end < start:
@@ -92,7 +108,8 @@ def main(argv):
   path = storage.as_path(_WORKDIR.value) / "summary.json"
   if not path.exists():
     raise ResultsError(f"{path} does not exist: the run has not finished")
-  table = results_table(json.loads(path.read_text()))
+  summary = json.loads(path.read_text())
+  table = results_table(summary, _seed_range(path.parent, summary))
   markdown = storage.as_path(_MARKDOWN.value)
   if not markdown.exists():
     raise ResultsError(f"{markdown} does not exist")

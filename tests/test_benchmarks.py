@@ -263,7 +263,7 @@ def test_stock_layer_swap_trains_the_same_model():
 
   from benchmarks import layers
   from stress_jax.models import build_model
-  from tests.test_models import make_inputs, tiny, variables_for
+  from tests.model_helpers import make_inputs, tiny, variables_for
 
   cfg = tiny()
   variables = variables_for(cfg)

@@ -47,6 +47,11 @@ def model_config() -> ml_collections.ConfigDict:
       stream_heads=False,
       # With stream_heads: frame weights learn from their own stream's head only.
       detach_stream_attention=False,
+      # Fusion beyond the paper's concatenation (models/fusion.py), off here: in training
+      # drop one whole stream per clip with this probability; at inference average the
+      # fused and the stream heads' logits (needs stream_heads).
+      modality_dropout=0.0,
+      combine_stream_logits=False,
       dropout_rate=0.5,
       num_classes=3,
       # compute dtype: "float32", "bfloat16" or "auto" (bfloat16 on TPU/GPU, float32 on

@@ -1,5 +1,8 @@
 """StressNet: the spatial-temporal stress classifier of Jeon et al. (Sensors 2021).
 
+Its config is models/config.py; what each stream reads before attention, models/streams.py;
+the fusion switches beyond the paper's concatenation, models/fusion.py.
+
   frames (B,T,112,112,3) in [0,1]          landmarks (B,T,68,2) crop units
       | fold T into the batch                    | landmark_features: centre, scale, velocity
   trunk: ResNet-18 stem + stages 1-3             | landmark_mlp
@@ -32,13 +35,16 @@ classifier over its pooled vector, which the loss adds (stress_jax/objectives.py
 each stream's attention keeps a gradient that rewards its own evidence after fusion.
 With `detach_stream_attention` as well, the frame weights learn from the stream heads
 only (the logits are unchanged; only the gradient path differs).
+With `modality_dropout` > 0 (and both streams), training calls also return
+aux["image_kept"] and aux["landmark_kept"] (B,) float32: 0 where that clip's stream was
+dropped. With `combine_stream_logits`, eval calls return the mean of the fused and the
+two stream heads' logits. Both switches: stress_jax/models/fusion.py.
 With `with_embedding=True`, also aux["embedding"] (B, D): the fused clip vector that the
 classifier reads (before dropout), for the triplet objective.
 """
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Mapping
 from typing import Any
 
@@ -46,241 +52,28 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from stress_jax.errors import ConfigError
-from stress_jax.faces.geometry import LEFT_EYE, NUM_LANDMARKS, RIGHT_EYE
-from stress_jax.models.attention import (
-  SPATIAL_INPUTS,
-  SPATIAL_MODES,
-  SpatialAttention,
-  TemporalAttentionPool,
-  masked_mean,
-  pool_frames,
+from stress_jax.faces.geometry import NUM_LANDMARKS
+from stress_jax.models import fusion
+from stress_jax.models.attention import SpatialAttention, TemporalAttentionPool, pool_frames
+from stress_jax.models.config import (  # noqa: F401 (re-exported: older import paths)
+  LANDMARK_REFERENCES,
+  PIXEL_MEAN,
+  PIXEL_NORMS,
+  PIXEL_STD,
+  RETIRED_FIELDS,
+  SPATIAL_POSITIONS,
+  StressNetConfig,
 )
 from stress_jax.models.resnet import ResidualHead, ResNetTrunk
-
-# Frames arrive in [0, 1]; a fixed (x - 0.5) / 0.25 maps a typical face crop to roughly
-# unit scale without dataset statistics, which we do not have for every builder. The
-# stem BatchNorm absorbs any remaining per-channel offset.
-PIXEL_MEAN = 0.5
-PIXEL_STD = 0.25
-
-# model.pixel_norm -> per-channel (RGB) mean and std on [0, 1] pixels. Imported ImageNet
-# weights (torchvision, timm) saw "imagenet" inputs in training; their stem does not
-# absorb another scaling, so they need exactly it.
-PIXEL_NORMS = {
-  "fixed": ((PIXEL_MEAN,) * 3, (PIXEL_STD,) * 3),
-  "imagenet": ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225)),
-}
-
-# Inter-ocular distance floor in crop units (~1 pixel of a 112 crop; a real face has
-# ~0.34). Keeps a degenerate detection from dividing by zero.
-MIN_INTEROCULAR = 1e-2
-
-LANDMARK_FEATURES = 6 * NUM_LANDMARKS  # normalised, velocity, deviation: 136 each
-
-_DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
-
-
-@dataclasses.dataclass(frozen=True)
-class StressNetConfig:
-  """The fields of `configs.common.model_config()`, frozen so the module stays hashable."""
-
-  input_mode: str = "pixels"
-  stem_width: int = 64
-  stage_widths: tuple[int, ...] = (64, 128, 256)
-  stage_blocks: tuple[int, ...] = (2, 2, 2)
-  head_width: int = 512
-  head_blocks: int = 1
-  spatial_attention: bool = True
-  spatial_kernel_size: int = 7
-  spatial_attention_mode: str = "residual"
-  spatial_attention_input: str = "pooled"
-  spatial_attention_position: str = "head"
-  temporal_attention: bool = True
-  attention_hidden: int = 128
-  landmark_stream: bool = True
-  landmark_hidden: int = 128
-  landmark_reference: str = "mean"
-  image_stream: bool = True
-  stream_heads: bool = False
-  # With stream heads: each stream's frame weights learn only from its own head; the
-  # fused classifier reads the same pooled vectors with the weights behind a stop_gradient.
-  detach_stream_attention: bool = False
-  dropout_rate: float = 0.5
-  num_classes: int = 3
-  dtype: str = "float32"
-  pixel_norm: str = "fixed"
-  # The trunk runs in inference mode (stored BatchNorm statistics) behind a
-  # stop_gradient; steps.py keeps its parameters out of the gradient and optimizer.
-  freeze_trunk: bool = False
-  # Read only when a run initialises (stress_jax/models/pretrained.py); kept here so
-  # that the model section of a config maps one to one onto this dataclass.
-  pretrained: str = ""
-
-  def __post_init__(self):
-    if self.pixel_norm not in PIXEL_NORMS:
-      raise ConfigError(f"pixel_norm must be one of {sorted(PIXEL_NORMS)}, got {self.pixel_norm!r}")
-    if self.input_mode not in ("pixels", "features"):
-      raise ConfigError(f"input_mode must be 'pixels' or 'features', got {self.input_mode!r}")
-    if self.spatial_attention_mode not in SPATIAL_MODES:
-      raise ConfigError(
-        f"spatial_attention_mode must be one of {SPATIAL_MODES}, "
-        f"got {self.spatial_attention_mode!r}"
-      )
-    if self.spatial_attention_input not in SPATIAL_INPUTS:
-      raise ConfigError(
-        f"spatial_attention_input must be one of {SPATIAL_INPUTS}, "
-        f"got {self.spatial_attention_input!r}"
-      )
-    if self.spatial_attention_position not in SPATIAL_POSITIONS:
-      raise ConfigError(
-        f"spatial_attention_position must be one of {SPATIAL_POSITIONS}, "
-        f"got {self.spatial_attention_position!r}"
-      )
-    if self.landmark_reference not in LANDMARK_REFERENCES:
-      raise ConfigError(
-        f"landmark_reference must be one of {LANDMARK_REFERENCES}, got {self.landmark_reference!r}"
-      )
-    if self.detach_stream_attention and not self.stream_heads:
-      raise ConfigError(
-        "detach_stream_attention needs stream_heads: without them the temporal attention "
-        "would get no gradient at all"
-      )
-    if self.dtype not in _DTYPES:
-      raise ConfigError(f"dtype must be one of {sorted(_DTYPES)}, got {self.dtype!r}")
-    if not (self.image_stream or self.landmark_stream):
-      raise ConfigError("StressNet needs at least one stream: image_stream or landmark_stream")
-    if len(self.stage_widths) != len(self.stage_blocks):
-      raise ConfigError(
-        f"stage_widths {self.stage_widths} and stage_blocks {self.stage_blocks} differ in length"
-      )
-
-  @classmethod
-  def from_any(cls, cfg: Any) -> StressNetConfig:
-    """Accepts a StressNetConfig, an ml_collections ConfigDict or a plain mapping."""
-    if isinstance(cfg, cls):
-      return cfg
-    values = dict(cfg.to_dict() if hasattr(cfg, "to_dict") else cfg)
-    for name in RETIRED_FIELDS.intersection(values):
-      # An older run's config.json: the field never changed the computed function.
-      del values[name]
-    known = {field.name for field in dataclasses.fields(cls)}
-    unknown = sorted(set(values) - known)
-    if unknown:
-      raise ConfigError(f"unknown model config fields: {unknown}")
-    for name in ("stage_widths", "stage_blocks"):
-      if name in values:
-        values[name] = tuple(int(v) for v in values[name])
-    return cls(**values)
-
-  @property
-  def compute_dtype(self):
-    return _DTYPES[self.dtype]
-
-  @property
-  def feature_channels(self) -> int:
-    """Channels of the stage-3 map the head reads (the feature-mode input)."""
-    return self.stage_widths[-1]
-
-
-# Fields older versions wrote into config.json that changed only how fast the model ran
-# (conv_chunk_images: a chunked convolution, replaced by nn.Conv); their runs still load.
-RETIRED_FIELDS = frozenset({"conv_chunk_images"})
-
-
-def normalize_pixels(x, pixel_norm: str = "fixed"):
-  """[0, 1] RGB pixels (..., 3) -> the trunk's input scale for `pixel_norm` (PIXEL_NORMS)."""
-  if pixel_norm not in PIXEL_NORMS:
-    raise ConfigError(f"pixel_norm must be one of {sorted(PIXEL_NORMS)}, got {pixel_norm!r}")
-  mean, std = PIXEL_NORMS[pixel_norm]
-  return (x - jnp.asarray(mean, x.dtype)) / jnp.asarray(std, x.dtype)
-
-
-LANDMARK_REFERENCES = ("mean", "median")
-# Where the spatial map acts: after the head (the authors' code) or on the trunk's map,
-# where each cell's features mix less of the face, before the head's convolutions.
-SPATIAL_POSITIONS = ("head", "trunk")
-
-
-def masked_median(values, frame_mask):
-  """Median over T of (B, T, D) taken over each clip's valid frames; zeros if none.
-
-  Even counts average the two middle values, as numpy.median does.
-  """
-  mask = frame_mask.astype(bool)
-  ordered = jnp.sort(jnp.where(mask[..., None], values, jnp.inf), axis=1)
-  count = jnp.sum(mask, axis=1)
-  low = jnp.maximum((count - 1) // 2, 0)[:, None, None]
-  high = jnp.minimum(count // 2, jnp.maximum(count - 1, 0))[:, None, None]
-  pick = lambda index: jnp.take_along_axis(ordered, index, axis=1)  # noqa: E731
-  middle = 0.5 * (pick(low) + pick(high))
-  return jnp.where((count > 0)[:, None, None], middle, 0.0)
-
-
-def landmark_features(landmarks, frame_mask, reference: str = "mean"):
-  """Per-frame landmark descriptor: (B,T,68,2) crop units, (B,T) -> (B,T,408) float32.
-
-  Each frame's 68 points are centred on their mean (steadier than the eye midpoint,
-  which moves with every blink) and divided by the inter-ocular distance (eye centres =
-  mean of points 36-41 and 42-47), so the descriptor ignores where the face sits in the
-  crop and how large it is. Velocity is the normalised shape minus the previous frame's;
-  it is 0 on the first frame and wherever this or the previous frame is masked.
-  Deviation is the normalised shape minus the clip's reference shape over its valid
-  frames: their mean, or (`reference="median"`) their per-coordinate median. With the
-  mean, cue frames pull the reference toward themselves, so the frames *without* a cue
-  deviate too (the other way) and say as much about the cue as the cue frames do; the
-  median of a clip whose cues fill less than half of it is the person's rest shape,
-  and only cue frames deviate from it (docs/spatial_attention.md, section 7).
-  Layout: [shape (136), velocity (136), deviation (136)]. Masked frames are zeroed
-  before use, so their content cannot reach the output.
-  """
-  mask = frame_mask.astype(bool)
-  points = jnp.where(mask[..., None, None], landmarks.astype(jnp.float32), 0.0)
-  centre = jnp.mean(points, axis=-2, keepdims=True)
-  right_eye = jnp.mean(points[..., RIGHT_EYE, :], axis=-2)
-  left_eye = jnp.mean(points[..., LEFT_EYE, :], axis=-2)
-  # sqrt of a floored square rather than norm(): finite gradients at coincident eyes.
-  interocular = jnp.sqrt(
-    jnp.maximum(jnp.sum(jnp.square(left_eye - right_eye), axis=-1), MIN_INTEROCULAR**2)
-  )
-  shape = (points - centre) / interocular[..., None, None]
-  shape = shape.reshape(*shape.shape[:-2], 2 * NUM_LANDMARKS)
-  previous = jnp.concatenate([jnp.zeros_like(shape[:, :1]), shape[:, :-1]], axis=1)
-  previous_valid = jnp.concatenate([jnp.zeros_like(mask[:, :1]), mask[:, :-1]], axis=1)
-  velocity = jnp.where((mask & previous_valid)[..., None], shape - previous, 0.0)
-  # Deviation from the clip's own mean shape: people differ at rest (brow height,
-  # mouth width), so a cue is a change against the person's baseline, not a value.
-  if reference not in LANDMARK_REFERENCES:
-    raise ConfigError(f"landmark_reference must be one of {LANDMARK_REFERENCES}, got {reference!r}")
-  if reference == "median":
-    baseline = masked_median(shape, mask)
-  else:
-    weights = mask[..., None].astype(jnp.float32)
-    baseline = jnp.sum(shape * weights, axis=1, keepdims=True) / jnp.maximum(
-      jnp.sum(weights, axis=1, keepdims=True), 1.0
-    )
-  deviation = jnp.where(mask[..., None], shape - baseline, 0.0)
-  return jnp.concatenate([shape, velocity, deviation], axis=-1)
-
-
-def clip_mean_map(x, valid, batch: int, steps: int):
-  """(B*T,h,w,C) maps, (B*T,) validity -> each frame's clip mean over valid frames, (B*T,h,w,C)."""
-  mean = masked_mean(x.reshape(batch, steps, -1), valid.reshape(batch, steps))
-  return jnp.broadcast_to(mean[:, None], (batch, steps, mean.shape[-1])).reshape(x.shape)
-
-
-class LandmarkMLP(nn.Module):
-  """Two ReLU layers of width `hidden` over each frame's landmark descriptor."""
-
-  hidden: int = 128
-  dtype: Any = jnp.float32
-
-  @nn.compact
-  def __call__(self, x):
-    for layer in (1, 2):
-      x = nn.Dense(self.hidden, dtype=self.dtype, param_dtype=jnp.float32, name=f"dense{layer}")(x)
-      x = nn.relu(x)
-    return x
+from stress_jax.models.streams import (  # noqa: F401 (re-exported: older import paths)
+  LANDMARK_FEATURES,
+  MIN_INTEROCULAR,
+  LandmarkMLP,
+  clip_mean_map,
+  landmark_features,
+  masked_median,
+  normalize_pixels,
+)
 
 
 class StressNet(nn.Module):
@@ -335,6 +128,11 @@ class StressNet(nn.Module):
     # With one stream its head would read what the classifier reads: nothing to add.
     cfg = self.config
     return cfg.stream_heads and cfg.image_stream and cfg.landmark_stream
+
+  @property
+  def drops_modalities(self) -> bool:
+    cfg = self.config
+    return cfg.modality_dropout > 0 and cfg.image_stream and cfg.landmark_stream
 
   @property
   def frames_independent(self) -> bool:
@@ -447,25 +245,32 @@ class StressNet(nn.Module):
       parts.append((pooled, weights, per_frame))
       aux["landmark_temporal_attention"] = weights
     heads = self.has_stream_heads
-    fused = [p for p, _, _ in parts]
+    pooled = [p for p, _, _ in parts]
+    fused = pooled
     if heads and cfg.detach_stream_attention:
       # Same values as `pooled`; only the gradient path differs. Fused, the streams can
       # split the work (one attends to cue frames, the other to rest frames) and each
       # stream's weights would follow that split rather than its own evidence.
       fused = [pool_frames(jax.lax.stop_gradient(w), v, mask) for _, w, v in parts]
-    clip = jnp.concatenate(fused, axis=-1)
     if with_embedding:
-      aux["embedding"] = clip
-    clip = self.dropout(clip, deterministic=not train)
+      aux["embedding"] = jnp.concatenate(fused, axis=-1)
+    if train and self.drops_modalities:
+      keep = fusion.modality_keep(self.make_rng("dropout"), mask.shape[0], cfg.modality_dropout)
+      fused, pooled = fusion.drop_streams(fused, keep), fusion.drop_streams(pooled, keep)
+      aux["image_kept"], aux["landmark_kept"] = (k.astype(jnp.float32) for k in keep)
+    clip = self.dropout(jnp.concatenate(fused, axis=-1), deterministic=not train)
+    logits = self.classifier(clip)
     if heads:
       own = clip
       if cfg.detach_stream_attention:
-        own = self.dropout(jnp.concatenate([p for p, _, _ in parts], -1), deterministic=not train)
-      image, landmark = jnp.split(own, [parts[0][0].shape[-1]], axis=-1)
+        own = self.dropout(jnp.concatenate(pooled, -1), deterministic=not train)
+      image, landmark = jnp.split(own, [pooled[0].shape[-1]], axis=-1)
       stream_logits = self.image_classifier(image), self.landmark_classifier(landmark)
       if train:
         aux["image_logits"], aux["landmark_logits"] = stream_logits
-    return self.classifier(clip), aux
+      elif cfg.combine_stream_logits:
+        logits = fusion.combine_logits(logits, *stream_logits)
+    return logits, aux
 
   def __call__(
     self, inputs, landmarks, frame_mask, train: bool = False, with_embedding: bool = False
