@@ -89,15 +89,30 @@ flags.DEFINE_float(
   "fps", None, "Decode rate; default: the export's preprocess.fps.", flag_values=FLAGS
 )
 flags.DEFINE_integer("max_frames", 0, "Stop after this many frames; 0 = all.", flag_values=FLAGS)
+flags.DEFINE_string(
+  "follow",
+  None,
+  "Whom to follow when several faces are in view: prominent (the largest, most central), "
+  "largest, central, or region:x0,y0,x1,y1 (fractions of the frame). Default: the export's "
+  "preprocess.follow.",
+  flag_values=FLAGS,
+)
 flags.mark_flags_as_required(["model", "video"], flag_values=FLAGS)
 
 
-def _preprocess(model, fps: float | None):
+def _preprocess(model, fps: float | None, follow: str | None = None):
   from stress_jax.preprocess import PreprocessConfig
+  from stress_jax.preprocess.config import parse_follow
 
   settings = dict(model.config.get("preprocess") or {})
   settings = {k: v for k, v in settings.items() if k in PreprocessConfig.__dataclass_fields__}
   config = PreprocessConfig.from_mapping(settings)
+  if follow is not None:
+    try:
+      parse_follow(follow)
+    except ValueError as error:
+      raise PredictError(f"--follow: {error}") from None
+    config = config.replace(follow=follow)
   return config.replace(fps=fps) if fps is not None else config
 
 
@@ -145,6 +160,7 @@ def run(
   num_pictures: int = 3,
   fps: float | None = None,
   max_frames: int = 0,
+  follow: str | None = None,
 ) -> dict:
   """The CLI's work; returns a summary (counts, paths, frames/s in streaming).
 
@@ -162,7 +178,7 @@ def run(
     raise PredictError(f"--output={output} is a file; give a folder (it is created if missing)")
   if stride < 0 or num_pictures < 0 or max_frames < 0:
     raise PredictError("--stride, --num_pictures and --max_frames must be >= 0")
-  preprocess = _preprocess(model, fps)
+  preprocess = _preprocess(model, fps, follow)
   stride = stride or preprocess.stride or max(1, model.num_frames // 2)
   pipeline = FacePipeline(preprocess)
   stem = f"camera{int(video)}" if camera else pathlib.Path(video).stem
@@ -188,6 +204,8 @@ def run(
       summary["frames"] = faces.num_frames
   except DecodeError as error:
     raise PredictError(f"cannot read {video}: {str(error).splitlines()[0]}") from None
+  # Whom the scores are about: faces in view at the start, the one followed and why.
+  summary["faces"] = pipeline.tracker.start_summary if pipeline.tracker else None
   paths = write_outputs(output, stem, windows, model.label_names, crops_of, picks.best, stem)
   scored = [w.row for w in windows if w.row["probabilities"] is not None]
   summary.update(
@@ -208,6 +226,10 @@ def format_summary(summary: dict) -> str:
     f"{summary['window_frames']} frames every {summary['stride']} "
     f"({summary['windows_without_face']} without a face)"
   ]
+  faces = summary.get("faces")
+  if faces and faces["followed"] is not None:
+    box = ",".join(f"{v:.0f}" for v in faces["followed"])
+    lines.append(f"  followed {faces['why']} (box {box} at the start; --follow chooses)")
   means = summary["mean_probabilities"]
   if any(v is not None for v in means.values()):
     lines.append("  mean probability: " + "  ".join(f"{k} {v:.3f}" for k, v in means.items()))
