@@ -16,10 +16,16 @@ length) starting every --stride frames (default T/2). Writes into --output:
 
   <stem>.jsonl          one line per window: window, start_s, end_s, start_frame (source
                         frame index), face_frames, probabilities {label: p} and the
-                        predicted label (both null when no frame of the window has a face)
+                        predicted label (both null when no frame of the window has a face),
+                        trained_on_simulated_faces (the model's training data, from the export)
   <stem>_timeline.png   the class probabilities against time
   <stem>_attention/     for each class, the window where it is most probable: crops with
                         the spatial attention, temporal weights beneath
+
+A model trained on simulated faces (the demo's stress_faces/synthetic) prints one line
+saying so before any score, in both modes: it is for trying the pipeline, not for judging
+real people. When several faces are in view, --follow chooses whom to score (default: the
+largest, most central); the summary names the face followed and the rule.
 
 Frames without a face are masked (the model ignores them), so a window with a few
 missing faces is still scored; only a window without any face is not. A video shorter
@@ -43,6 +49,7 @@ import numpy as np
 from absl import flags
 
 from stress_jax import cli, storage
+from stress_jax.export_settings import simulated_training
 from stress_jax.predict_io import PredictError, _head, _stream, camera_frames, write_outputs
 from stress_jax.predict_windows import (
   BATCH_WINDOWS,
@@ -116,6 +123,20 @@ def _preprocess(model, fps: float | None, follow: str | None = None):
   return config.replace(fps=fps) if fps is not None else config
 
 
+# One line before any score: the demo model has never seen a real face.
+SIMULATED_NOTE = (
+  "note: this model was trained on simulated faces ({data}); on real video its scores "
+  "show the pipeline working, they say nothing about the person's stress"
+)
+
+
+def _data_name(exported_config: dict) -> str:
+  recorded = exported_config.get("training_data") or {}
+  if recorded.get("name"):
+    return "/".join(p for p in (recorded["name"], recorded.get("config")) if p)
+  return ((exported_config.get("training_config") or {}).get("data") or {}).get("name", "?")
+
+
 def _load_model(path):
   from stress_jax import export
 
@@ -179,6 +200,9 @@ def run(
   if stride < 0 or num_pictures < 0 or max_frames < 0:
     raise PredictError("--stride, --num_pictures and --max_frames must be >= 0")
   preprocess = _preprocess(model, fps, follow)
+  simulated = simulated_training(model.config)
+  if simulated:
+    print(SIMULATED_NOTE.format(data=_data_name(model.config)), flush=True)
   stride = stride or preprocess.stride or max(1, model.num_frames // 2)
   pipeline = FacePipeline(preprocess)
   stem = f"camera{int(video)}" if camera else pathlib.Path(video).stem
@@ -204,6 +228,8 @@ def run(
       summary["frames"] = faces.num_frames
   except DecodeError as error:
     raise PredictError(f"cannot read {video}: {str(error).splitlines()[0]}") from None
+  for window in windows:
+    window.row["trained_on_simulated_faces"] = simulated
   # Whom the scores are about: faces in view at the start, the one followed and why.
   summary["faces"] = pipeline.tracker.start_summary if pipeline.tracker else None
   paths = write_outputs(output, stem, windows, model.label_names, crops_of, picks.best, stem)
