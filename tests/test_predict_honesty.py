@@ -80,3 +80,8 @@ def test_predict_says_once_that_the_model_never_saw_a_real_face(
 def test_a_model_trained_on_real_data_gets_no_note(exported_dir):  # noqa: F811
   config = json.loads((exported_dir / "config.json").read_text())
   assert export_settings.simulated_training(config) is False
+
+
+def test_an_unknown_follow_rule_is_one_clear_error(exported_dir):  # noqa: F811
+  with pytest.raises(predict.PredictError, match="--follow: follow 'tallest' must be one of"):
+    predict.run(exported_dir, str(feat_video()), follow="tallest")

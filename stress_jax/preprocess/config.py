@@ -65,7 +65,11 @@ class PreprocessConfig:
   # (the largest, most central: area discounted by up to half at the frame's corner),
   # "largest", "central", or "region:x0,y0,x1,y1" (fractions of the frame's width and
   # height: the largest face whose centre lies inside). A manifest row's `follow`
-  # column sets it for one source, predict's --follow for one run.
+  # column sets it for one source, predict's --follow for one run. "prominent" is the
+  # default because at a webcam the person recorded is the large face near the middle
+  # (someone leaning in at the edge is large but off-centre, a passer-by behind is
+  # central but small), and in an interview shot the interviewee faces the camera near
+  # the centre, larger than an interviewer at the side; both rules alone misjudge one.
   follow: str = "prominent"
 
   # Clips.
