@@ -11,7 +11,9 @@ This is all the `stress_faces/video` TFDS builder calls (`split_generators`). Or
    video length. A source that cannot be decoded, has no frames, or never shows a
    face is skipped and its status recorded; it never fails the build.
 3. Write `ingest_report.json` (every source: status, frames decoded, frames
-   processed, frames with a face, clips written and dropped).
+   processed, frames with a face, clips written and dropped, and under `faces`
+   whom it followed: faces the detector found at the start, the followed box, the
+   others' boxes and the rule, PreprocessConfig.follow or the row's `follow`).
 4. Return one example generator per subject with at least one clip.
 
 Under TFDS, `data_dir` is the builder's incomplete (temporary) version folder: the
