@@ -139,3 +139,26 @@ def test_a_manifest_row_chooses_and_the_ingest_report_names_the_followed_face(tw
   (tmp_path / "manifest.csv").write_text("path,subject,label,follow\ndefault,a,calm,tallest\n")
   with pytest.raises(ManifestError, match="line 2: follow 'tallest'"):
     read_manifest(tmp_path)
+
+
+def test_predicts_summary_names_the_followed_face():
+  from stress_jax import predict
+
+  summary = dict(
+    stem="talk",
+    frames=30,
+    windows=3,
+    window_frames=16,
+    stride=8,
+    windows_without_face=0,
+    mean_probabilities={"calm": 0.5},
+    paths={"jsonl": "out/talk.jsonl"},
+    faces=dict(
+      faces=2,
+      rule="central",
+      why="the face nearest the frame centre of 2 in view",
+      followed=[600.0, 280.0, 780.0, 460.0],
+    ),
+  )
+  text = predict.format_summary(summary)
+  assert "followed the face nearest the frame centre of 2 in view (box 600,280,780,460" in text
