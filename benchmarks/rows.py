@@ -146,7 +146,8 @@ LANDMARK_ROWS = tuple(
   Row(
     "landmark NME: largest gap to dlib's own",
     "{r[landmark_gap_nme]:.4f}",
-    "largest difference of the pipeline's and dlib's medians on the same annotated frames, over the frame sizes",
+    "largest difference of the pipeline's and dlib's medians on the same annotated frames, "
+    "over the frame sizes",
     ("r.landmark_gap_nme",),
     goal="landmark_gap_nme",
   ),
