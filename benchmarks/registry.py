@@ -68,6 +68,7 @@ SECTIONS = {
   "frozen_trunk": Section("benchmarks.frozen_trunk:worker_frozen_trunk"),
   "ingest": Section("benchmarks.datasets:worker_ingest"),
   "yonsei": Section("benchmarks.datasets:worker_yonsei"),
+  "landmarks": Section("benchmarks.landmark_bench:worker_landmarks"),
 }
 
 

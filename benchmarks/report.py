@@ -33,6 +33,8 @@ def load_goals(path=GOALS_FILE) -> dict[str, tuple[float, str]]:
 
 
 GOALS = load_goals()
+# Goal keys with these endings are upper bounds (latencies, landmark errors).
+LOWER_IS_BETTER = ("_ms", "_nme")
 
 
 def same_device(torch_device: str, jax_backend: str) -> bool:
@@ -133,13 +135,15 @@ def summarise(sections: dict) -> dict:
   top["lowres_face_fraction"] = min(low) if low else None
   top["ingest_1024_fps"] = sizes.get("square_1024_mjpeg", {}).get("ingest_frames_per_s_2_workers")
   top["yonsei_build_fps"] = get("yonsei", "local_frames_per_s")
+  top["landmark_truth_nme"] = get("landmarks", "truth_nme")
+  top["landmark_gap_nme"] = get("landmarks", "gap_nme")
   top["matmul_peak_gflops"] = peaks["float32"] or None
   goals = {}
   for key, (target, text) in GOALS.items():
     value = top.get(key)
     if value is None:
       continue
-    passed = value <= target if key.endswith("_ms") else value >= target
+    passed = value <= target if key.endswith(LOWER_IS_BETTER) else value >= target
     goals[key] = {"value": value, "goal": target, "pass": bool(passed), "text": text}
   top["goals"] = goals
   return top
@@ -211,7 +215,7 @@ def _goal_cells(goals: dict, key: str) -> tuple[str, str]:
   if not key or key not in goals:
     return "", ""
   goal = goals[key]
-  comparator = "<=" if key.endswith("_ms") else ">="
+  comparator = "<=" if key.endswith(LOWER_IS_BETTER) else ">="
   return f"{comparator} {goal['goal']:g}", "pass" if goal["pass"] else "**miss**"
 
 

@@ -116,6 +116,44 @@ def _layers_reference(x) -> str:
   )
 
 
+def _landmark_row(size: str) -> Row:
+  """One frame size's landmark NME: pipeline beside dlib's own on the same annotated frames."""
+  base = f"s[landmarks][sizes][{size}]"
+  return Row(
+    f"landmark NME {size} (median, vs 68-point annotation)",
+    f"{{{base}[truth][pipeline_median]:.4f}}, dlib's own {{{base}[truth][dlib_median]:.4f}}",
+    f"benchmarks/landmark_bench.py: {{{base}[truth][both_found]}} annotated frames both found "
+    f"(pipeline found {{{base}[truth][pipeline_found]}}, dlib {{{base}[truth][dlib_found]}} of "
+    f"{{{base}[truth][frames]}}); pipeline vs dlib's points {{{base}[agreement][median]:.4f}} "
+    f"over {{{base}[agreement][frames]}} frames of 7 real faces; single frames / folder / video "
+    f"{{{base}[by_mode][frame][truth]}} / {{{base}[by_mode][folder][truth]}} / "
+    f"{{{base}[by_mode][video][truth]}}",
+    (f"s.landmarks.sizes.{size}",),
+  )
+
+
+LANDMARK_ROWS = tuple(
+  _landmark_row(size) for size in ("176x144", "640x360", "1280x720", "1920x1080", "1024x1024")
+) + (
+  Row(
+    "landmark NME: worst frame size vs annotation",
+    "{r[landmark_truth_nme]:.4f}",
+    "{s[landmarks][normalisation]}; faces at the frame centre, outer eye corners "
+    "{s[landmarks][eye_span_of_short_side]} of the short side apart",
+    ("r.landmark_truth_nme",),
+    goal="landmark_truth_nme",
+  ),
+  Row(
+    "landmark NME: largest gap to dlib's own",
+    "{r[landmark_gap_nme]:.4f}",
+    "largest difference of the pipeline's and dlib's medians on the same annotated frames, "
+    "over the frame sizes",
+    ("r.landmark_gap_nme",),
+    goal="landmark_gap_nme",
+  ),
+)
+
+
 ROWS = (
   Row(
     "float32 matmul peak (GFLOP/s)",
@@ -321,6 +359,7 @@ ROWS = (
     "workers (full database projected {s[yonsei][local_projected_full_h]} h)",
     ("s.yonsei.local_frames_per_s",),
   ),
+  *LANDMARK_ROWS,
 )
 
 _FORMAT_TORCH = (

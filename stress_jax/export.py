@@ -22,7 +22,8 @@ writes into --output:
   classify_clip.stablehlo   the cheap half: (B,T,D) frame vectors, (B,T,68,2) landmarks,
                             (B,T) mask -> probabilities and temporal attention.
   config.json               shapes, label names, checkpoint step, face-pipeline settings
-                            ("preprocess") and the training config
+                            ("preprocess"), the training dataset ("training_data": name,
+                            version, simulated or not) and the training config
   labels.txt                class names, one per line, in output order
 
 Float32 in [0, 1] rather than uint8 is what the model computes on; callers divide by
@@ -281,6 +282,8 @@ def export_model(
     },
     "preprocess": preprocess,
     "preprocess_source": preprocess_source,
+    # What the model learnt from; predict warns when that was simulated faces.
+    "training_data": export_settings.training_data(workdir, config),
     "training_config": config.to_dict(),
   }
   (output / "config.json").write_text(json.dumps(exported_config, indent=2))

@@ -43,6 +43,52 @@ def preprocess_settings(workdir, config, num_frames: int) -> tuple[dict, str]:
   return chosen.to_dict(), source
 
 
+def training_data(workdir, config) -> dict:
+  """The dataset the model learnt from: name, builder config, version, and whether its
+  faces were simulated (stress_faces/synthetic*), from the run's provenance.json, else
+  from the training config's data.name."""
+  from stress_jax import provenance
+
+  recorded = provenance.read(workdir) or {}
+  dataset = recorded.get("dataset") or {}
+  metadata = recorded.get("dataset_metadata") or {}
+  name = str(config.data.get("name", "")) if "data" in config else ""
+  if dataset.get("name"):
+    full = "/".join(part for part in (dataset["name"], dataset.get("config")) if part)
+    kind = metadata.get("kind")
+    simulated = kind == "synthetic" if kind else is_simulated_name(full)
+    return dict(
+      name=dataset["name"],
+      config=dataset.get("config"),
+      version=dataset.get("version"),
+      simulated=simulated,
+      source="provenance.json",
+    )
+  dataset_name, _, builder_config = name.partition("/")
+  return dict(
+    name=dataset_name,
+    config=builder_config or None,
+    version=None,
+    simulated=is_simulated_name(name),
+    source="training config",
+  )
+
+
+def is_simulated_name(name: str) -> bool:
+  """Whether a dataset name (data.name) is one of the simulated-face datasets."""
+  return str(name).startswith("stress_faces/synthetic")
+
+
+def simulated_training(exported_config: dict) -> bool:
+  """Whether an export's model learnt from simulated faces (older exports: from the
+  training config they carry)."""
+  recorded = exported_config.get("training_data")
+  if recorded is not None:
+    return bool(recorded.get("simulated"))
+  data = (exported_config.get("training_config") or {}).get("data") or {}
+  return is_simulated_name(data.get("name", ""))
+
+
 def _built_dataset_preprocess(config) -> dict | None:
   from stress_jax import input_pipeline
 

@@ -16,10 +16,16 @@ length) starting every --stride frames (default T/2). Writes into --output:
 
   <stem>.jsonl          one line per window: window, start_s, end_s, start_frame (source
                         frame index), face_frames, probabilities {label: p} and the
-                        predicted label (both null when no frame of the window has a face)
+                        predicted label (both null when no frame of the window has a face),
+                        trained_on_simulated_faces (the model's training data, from the export)
   <stem>_timeline.png   the class probabilities against time
   <stem>_attention/     for each class, the window where it is most probable: crops with
                         the spatial attention, temporal weights beneath
+
+A model trained on simulated faces (the demo's stress_faces/synthetic) prints one line
+saying so before any score, in both modes: it is for trying the pipeline, not for judging
+real people. When several faces are in view, --follow chooses whom to score (default: the
+largest, most central); the summary names the face followed and the rule.
 
 Frames without a face are masked (the model ignores them), so a window with a few
 missing faces is still scored; only a window without any face is not. A video shorter
@@ -43,6 +49,7 @@ import numpy as np
 from absl import flags
 
 from stress_jax import cli, storage
+from stress_jax.export_settings import simulated_training
 from stress_jax.predict_io import PredictError, _head, _stream, camera_frames, write_outputs
 from stress_jax.predict_windows import (
   BATCH_WINDOWS,
@@ -89,16 +96,45 @@ flags.DEFINE_float(
   "fps", None, "Decode rate; default: the export's preprocess.fps.", flag_values=FLAGS
 )
 flags.DEFINE_integer("max_frames", 0, "Stop after this many frames; 0 = all.", flag_values=FLAGS)
+flags.DEFINE_string(
+  "follow",
+  None,
+  "Whom to follow when several faces are in view: prominent (the largest, most central), "
+  "largest, central, or region:x0,y0,x1,y1 (fractions of the frame). Default: the export's "
+  "preprocess.follow.",
+  flag_values=FLAGS,
+)
 flags.mark_flags_as_required(["model", "video"], flag_values=FLAGS)
 
 
-def _preprocess(model, fps: float | None):
+def _preprocess(model, fps: float | None, follow: str | None = None):
   from stress_jax.preprocess import PreprocessConfig
+  from stress_jax.preprocess.config import parse_follow
 
   settings = dict(model.config.get("preprocess") or {})
   settings = {k: v for k, v in settings.items() if k in PreprocessConfig.__dataclass_fields__}
   config = PreprocessConfig.from_mapping(settings)
+  if follow is not None:
+    try:
+      parse_follow(follow)
+    except ValueError as error:
+      raise PredictError(f"--follow: {error}") from None
+    config = config.replace(follow=follow)
   return config.replace(fps=fps) if fps is not None else config
+
+
+# One line before any score: the demo model has never seen a real face.
+SIMULATED_NOTE = (
+  "note: this model was trained on simulated faces ({data}); on real video its scores "
+  "show the pipeline working, they say nothing about the person's stress"
+)
+
+
+def _data_name(exported_config: dict) -> str:
+  recorded = exported_config.get("training_data") or {}
+  if recorded.get("name"):
+    return "/".join(p for p in (recorded["name"], recorded.get("config")) if p)
+  return ((exported_config.get("training_config") or {}).get("data") or {}).get("name", "?")
 
 
 def _load_model(path):
@@ -145,6 +181,7 @@ def run(
   num_pictures: int = 3,
   fps: float | None = None,
   max_frames: int = 0,
+  follow: str | None = None,
 ) -> dict:
   """The CLI's work; returns a summary (counts, paths, frames/s in streaming).
 
@@ -162,7 +199,10 @@ def run(
     raise PredictError(f"--output={output} is a file; give a folder (it is created if missing)")
   if stride < 0 or num_pictures < 0 or max_frames < 0:
     raise PredictError("--stride, --num_pictures and --max_frames must be >= 0")
-  preprocess = _preprocess(model, fps)
+  preprocess = _preprocess(model, fps, follow)
+  simulated = simulated_training(model.config)
+  if simulated:
+    print(SIMULATED_NOTE.format(data=_data_name(model.config)), flush=True)
   stride = stride or preprocess.stride or max(1, model.num_frames // 2)
   pipeline = FacePipeline(preprocess)
   stem = f"camera{int(video)}" if camera else pathlib.Path(video).stem
@@ -188,6 +228,10 @@ def run(
       summary["frames"] = faces.num_frames
   except DecodeError as error:
     raise PredictError(f"cannot read {video}: {str(error).splitlines()[0]}") from None
+  for window in windows:
+    window.row["trained_on_simulated_faces"] = simulated
+  # Whom the scores are about: faces in view at the start, the one followed and why.
+  summary["faces"] = pipeline.tracker.start_summary if pipeline.tracker else None
   paths = write_outputs(output, stem, windows, model.label_names, crops_of, picks.best, stem)
   scored = [w.row for w in windows if w.row["probabilities"] is not None]
   summary.update(
@@ -208,6 +252,10 @@ def format_summary(summary: dict) -> str:
     f"{summary['window_frames']} frames every {summary['stride']} "
     f"({summary['windows_without_face']} without a face)"
   ]
+  faces = summary.get("faces")
+  if faces and faces["followed"] is not None:
+    box = ",".join(f"{v:.0f}" for v in faces["followed"])
+    lines.append(f"  followed {faces['why']} (box {box} at the start; --follow chooses)")
   means = summary["mean_probabilities"]
   if any(v is not None for v in means.values()):
     lines.append("  mean probability: " + "  ".join(f"{k} {v:.3f}" for k, v in means.items()))

@@ -22,7 +22,7 @@ from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from stress_jax import cli, input_pipeline, metrics, protocols, storage
-from stress_jax.models import build_model, pretrained
+from stress_jax.models import build_model, pretrained, resolve_dtype
 from stress_jax.objectives import Objective
 from stress_jax.steps import (
   TrainState,
@@ -40,17 +40,6 @@ from stress_jax.steps import (
 
 class BatchSizeError(cli.UserError, ValueError):
   """A config's global batch that the devices cannot share evenly (a user error)."""
-
-
-def resolve_dtype(dtype: str, backend: str) -> str:
-  """model.dtype "auto": bfloat16 compute where matrix units run it natively, else float32.
-
-  TPUs and current GPUs multiply bfloat16 at several times their float32 rate; on CPU
-  bfloat16 is emulated and slower. Parameters and optimizer state stay float32 either way.
-  """
-  if dtype != "auto":
-    return dtype
-  return "bfloat16" if backend in ("tpu", "gpu", "cuda", "rocm") else "float32"
 
 
 def _host(x) -> np.ndarray:

@@ -172,6 +172,17 @@ def test_paper_config_computes_in_bfloat16_on_accelerators_only():
   assert resolve_dtype(config.model.dtype, "cpu") == "float32"
 
 
+def test_build_model_takes_the_paper_config_as_train_py_would():
+  import jax
+
+  from stress_jax.configs import paper
+  from stress_jax.models import build_model
+
+  model = build_model(paper.get_config().model)
+  expected = "bfloat16" if jax.default_backend() != "cpu" else "float32"
+  assert model.config.dtype == expected
+
+
 def test_indivisible_batch_is_a_one_line_error(fake_data_dir, tmp_path):
   result = subprocess.run(
     train_command(tmp_path / "run", fake_data_dir, "--config.input.batch_size=6"),

@@ -9,6 +9,7 @@ from stress_jax.models.stressnet import (
   init_variables,
   landmark_features,
   normalize_pixels,
+  resolve_dtype,
 )
 
 __all__ = [
@@ -20,4 +21,5 @@ __all__ = [
   "init_variables",
   "landmark_features",
   "normalize_pixels",
+  "resolve_dtype",
 ]

@@ -140,6 +140,11 @@ class StressNetConfig:
         values[name] = tuple(int(v) for v in values[name])
     if "modality_dropout" in values:
       values["modality_dropout"] = float(values["modality_dropout"])
+    if values.get("dtype") == "auto":
+      # An API user building from a shipped config gets the dtype train.py would run.
+      import jax
+
+      values["dtype"] = resolve_dtype("auto", jax.default_backend())
     return cls(**values)
 
   @property
@@ -150,3 +155,14 @@ class StressNetConfig:
   def feature_channels(self) -> int:
     """Channels of the stage-3 map the head reads (the feature-mode input)."""
     return self.stage_widths[-1]
+
+
+def resolve_dtype(dtype: str, backend: str) -> str:
+  """model.dtype "auto": bfloat16 compute where matrix units run it natively, else float32.
+
+  TPUs and current GPUs multiply bfloat16 at several times their float32 rate; on CPU
+  bfloat16 is emulated and slower. Parameters and optimizer state stay float32 either way.
+  """
+  if dtype != "auto":
+    return dtype
+  return "bfloat16" if backend in ("tpu", "gpu", "cuda", "rocm") else "float32"

@@ -63,6 +63,7 @@ from stress_jax.models.config import (  # noqa: F401 (re-exported: older import 
   RETIRED_FIELDS,
   SPATIAL_POSITIONS,
   StressNetConfig,
+  resolve_dtype,
 )
 from stress_jax.models.resnet import ResidualHead, ResNetTrunk
 from stress_jax.models.streams import (  # noqa: F401 (re-exported: older import paths)

@@ -30,6 +30,8 @@ def process(element: dict):
   from apache_beam.pvalue import TaggedOutput
 
   row, config = Row(**element["row"]), PreprocessConfig(**element["config"])
+  if row.follow:
+    config = config.replace(follow=row.follow)  # the manifest row's choice of whom to follow
   result = ingest.SourceResult.for_row(row)
   with tempfile.TemporaryDirectory() as scratch:
     summary = ingest.process_source(

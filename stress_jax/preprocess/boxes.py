@@ -8,6 +8,8 @@ import dlib
 import numpy as np
 from PIL import Image
 
+from stress_jax.preprocess.config import parse_follow
+
 # dlib's frontal detector scans an 80x80 window; faces must be at least that big
 # in the image it sees.
 DETECTOR_WINDOW = 80
@@ -72,6 +74,22 @@ def prominence(box: np.ndarray, width: int, height: int) -> float:
   half_diagonal = 0.5 * math.hypot(width, height)
   off_centre = distance(box, np.array([0, 0, width, height], np.float64)) / half_diagonal
   return box_width(box) * float(box[3] - box[1]) * (1.0 - 0.5 * min(1.0, off_centre))
+
+
+def ranked(boxes: list[np.ndarray], width: int, height: int, follow: str) -> list[np.ndarray]:
+  """Faces in the order `follow` (PreprocessConfig.follow) prefers them; a region rule
+  leaves out faces centred outside the region."""
+  rule, region = parse_follow(follow)
+  frame = np.array([0, 0, width, height], np.float64)
+  if rule == "largest":
+    return sorted(boxes, key=lambda b: -box_width(b) * float(b[3] - b[1]))
+  if rule == "central":
+    return sorted(boxes, key=lambda b: distance(b, frame))
+  if rule == "region":
+    x0, y0, x1, y1 = np.asarray(region) * np.array([width, height, width, height])
+    inside = [b for b in boxes if x0 <= centre(b)[0] <= x1 and y0 <= centre(b)[1] <= y1]
+    return sorted(inside, key=lambda b: -box_width(b) * float(b[3] - b[1]))
+  return sorted(boxes, key=lambda b: -prominence(b, width, height))
 
 
 def rect(box: np.ndarray, origin=(0, 0)) -> dlib.rectangle:

@@ -11,6 +11,38 @@ import dataclasses
 from collections.abc import Mapping
 from typing import Any
 
+FOLLOW_RULES = ("prominent", "largest", "central")
+FOLLOW_DESCRIPTIONS = {
+  "prominent": "the largest, most central face",
+  "largest": "the largest face",
+  "central": "the face nearest the frame centre",
+}
+
+
+def parse_follow(text: str) -> tuple[str, tuple[float, float, float, float] | None]:
+  """`follow` -> (rule, region or None); ValueError naming what is wrong."""
+  text = str(text).strip()
+  if text in FOLLOW_RULES:
+    return text, None
+  if text.startswith("region:"):
+    try:
+      region = tuple(float(v) for v in text[len("region:") :].split(","))
+    except ValueError:
+      region = ()
+    if len(region) == 4 and 0 <= region[0] < region[2] <= 1 and 0 <= region[1] < region[3] <= 1:
+      return "region", region
+  raise ValueError(
+    f"follow {text!r} must be one of {', '.join(FOLLOW_RULES)} or region:x0,y0,x1,y1 "
+    "(fractions of the frame, x0 < x1, y0 < y1, each in [0, 1])"
+  )
+
+
+def describe_follow(text: str) -> str:
+  rule, region = parse_follow(text)
+  if region is None:
+    return FOLLOW_DESCRIPTIONS[rule]
+  return f"the largest face centred in region {','.join(f'{v:g}' for v in region)}"
+
 
 @dataclasses.dataclass(frozen=True)
 class PreprocessConfig:
@@ -28,6 +60,17 @@ class PreprocessConfig:
   roi_margin: float = 1.5  # tracking window side, in face widths
   max_jump: float = 1.0  # a re-detected face further than this (face widths) is someone else
   reacquire_s: float = 2.0  # after this long without the followed face, take the largest face
+  # Whom to follow when several faces are in view at the start (and when the followed
+  # one is lost for long without a face descriptor to recognise them): "prominent"
+  # (the largest, most central: area discounted by up to half at the frame's corner),
+  # "largest", "central", or "region:x0,y0,x1,y1" (fractions of the frame's width and
+  # height: the largest face whose centre lies inside). A manifest row's `follow`
+  # column sets it for one source, predict's --follow for one run. "prominent" is the
+  # default because at a webcam the person recorded is the large face near the middle
+  # (someone leaning in at the edge is large but off-centre, a passer-by behind is
+  # central but small), and in an interview shot the interviewee faces the camera near
+  # the centre, larger than an interviewer at the side; both rules alone misjudge one.
+  follow: str = "prominent"
 
   # Clips.
   num_frames: int = 16
@@ -67,6 +110,10 @@ class PreprocessConfig:
       problems.append("verify_every must be >= 1")
     if self.roi_margin < 1.2:
       problems.append("roi_margin must be >= 1.2")
+    try:
+      parse_follow(self.follow)
+    except ValueError as error:
+      problems.append(str(error))
     if self.num_frames < 1 or self.stride < 1:
       problems.append("num_frames and stride must be >= 1")
     if not 0.0 < self.min_valid_fraction <= 1.0:

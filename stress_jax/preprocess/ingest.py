@@ -11,7 +11,9 @@ This is all the `stress_faces/video` TFDS builder calls (`split_generators`). Or
    video length. A source that cannot be decoded, has no frames, or never shows a
    face is skipped and its status recorded; it never fails the build.
 3. Write `ingest_report.json` (every source: status, frames decoded, frames
-   processed, frames with a face, clips written and dropped).
+   processed, frames with a face, clips written and dropped, and under `faces`
+   whom it followed: faces the detector found at the start, the followed box, the
+   others' boxes and the rule, PreprocessConfig.follow or the row's `follow`).
 4. Return one example generator per subject with at least one clip.
 
 Under TFDS, `data_dir` is the builder's incomplete (temporary) version folder: the
@@ -85,13 +87,17 @@ a `manifest.csv` (UTF-8, header row) lists one source per row:
   label    the class; the label names are the sorted unique labels of the file
   session  optional, free text
   start_s, end_s  optional segment of the source in seconds
+  follow   optional: whom to follow when several faces are in view: prominent
+           (default: the largest, most central), largest, central, or
+           region:x0,y0,x1,y1 (fractions of the frame; the largest face inside)
 
 The manifest is checked as a whole before any video is read: missing files,
 unknown labels, duplicate rows or paths outside the folder stop the build with
 one message listing every bad line. Sources that cannot be decoded, are empty or
 show no face are skipped; `ingest_report.json` in the dataset's version folder
-lists every source with its status, frames read, frames with a face and clips
-written or dropped.
+lists every source with its status, frames read, frames with a face, clips
+written or dropped, and whom it followed: how many faces were in view at the start,
+the followed face's box and the rule that chose it.
 """
 
 
@@ -116,6 +122,9 @@ class SourceResult:
   detect_scale: float = 0.0  # full-frame detection scale used (see tracker.detection_scales)
   clips_written: int = 0
   clips_dropped: int = 0
+  # Whom the source's clips follow: faces in view at the start, the followed face's
+  # box, the others' boxes and the rule (tracker.FaceTracker.start_summary).
+  faces: dict = dataclasses.field(default_factory=dict)
   seconds: float = 0.0
   scratch: str = ""  # the npz with this source's clips, while it exists
 
@@ -173,6 +182,7 @@ def process_source(
 
   started = time.perf_counter()
   pipeline = _pipeline(config)
+  pipeline.tracker = None  # a source that never yields a frame must not report the last one's
   stats = decode.DecodeStats()
   summary = dict(status=ERROR, detail="", frames_decoded=0, frames=0, frames_with_face=0)
   summary.update(clips_written=0, clips_dropped=0, scratch="")
@@ -201,6 +211,8 @@ def process_source(
   )
   if pipeline.tracker is not None and has_face:
     summary["detect_scale"] = round(pipeline.tracker.detect_scale, 4)
+  if pipeline.tracker is not None:
+    summary["faces"] = pipeline.tracker.start_summary
   if summary["detail"]:
     # A partly read source is left out entirely: the frames that did decode may be
     # garbage from the damaged part, and the report says what happened.
@@ -273,10 +285,11 @@ def process_manifest(
   results, jobs = [], []
   for index, row in enumerate(manifest.rows):
     results.append(SourceResult.for_row(row))
+    row_config = job_config.replace(follow=row.follow) if row.follow else job_config
     jobs.append(
       dict(
         source=str(manifest.source(row)),
-        config=job_config.to_dict(),
+        config=row_config.to_dict(),
         scratch=str(scratch_dir / f"{index:06d}.npz"),
         start_s=row.start_s,
         end_s=row.end_s,

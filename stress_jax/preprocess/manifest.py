@@ -7,6 +7,9 @@ Columns (header required, order free):
   session  optional free text (e.g. the recording stage)
   start_s  optional segment start in seconds
   end_s    optional segment end in seconds
+  follow   optional: whom to follow in this source when several faces are in view
+           (PreprocessConfig.follow: prominent, largest, central or region:x0,y0,x1,y1
+           in fractions of the frame); empty = the build's setting
 
 Every problem in the file is collected before anything is processed, so one run
 reports all of them: `ManifestError` lists each bad row by its line number in the
@@ -24,10 +27,11 @@ from collections.abc import Sequence
 from pathlib import Path, PurePosixPath, PureWindowsPath
 
 from stress_jax import cli
+from stress_jax.preprocess.config import parse_follow
 
 MANIFEST_NAME = "manifest.csv"
 REQUIRED_COLUMNS = ("path", "subject", "label")
-OPTIONAL_COLUMNS = ("session", "start_s", "end_s")
+OPTIONAL_COLUMNS = ("session", "start_s", "end_s", "follow")
 
 
 class ManifestError(cli.UserError, ValueError):
@@ -53,6 +57,7 @@ class Row:
   start_s: float | None
   end_s: float | None
   split: str
+  follow: str = ""  # PreprocessConfig.follow for this source; "" = the build's
 
   @property
   def video_id(self) -> str:
@@ -187,6 +192,12 @@ def read_manifest(
     end_s = _seconds(record.get("end_s", ""), "end_s", reasons)
     if start_s is not None and end_s is not None and end_s <= start_s:
       reasons.append(f"end_s {end_s:g} is not after start_s {start_s:g}")
+    follow = record.get("follow", "")
+    if follow:
+      try:
+        parse_follow(follow)
+      except ValueError as error:
+        reasons.append(str(error))
     split = split_name(subject) if subject else ""
     if subject:
       other = subject_of_split.setdefault(split, (subject, line_number))
@@ -216,6 +227,7 @@ def read_manifest(
         start_s=start_s,
         end_s=end_s,
         split=split,
+        follow=follow,
       )
     )
   if not problems and not rows:

@@ -18,7 +18,9 @@ a third of their size; while no face has been found yet, each search also tries
 finer scales on the same frame, up to faces of 40 px (dlib's 80 px window at 2x),
 and the scale that first finds a face is kept for the rest of the video.
 
-Which face: at the start the largest, most central one. After that, the detection
+Which face: at the start the one `config.follow` ranks first (by default the largest,
+most central; `start` records how many faces were in view, which one was taken and
+by what rule, for the ingest report and predict). After that, the detection
 nearest the last known box (within `max_jump` face widths) that is not closer to
 another person's last box: the census keeps the other faces in view, and for a
 second after any was seen (CROWD_S) every frame is confirmed by a full-frame detection, so a
@@ -26,7 +28,7 @@ person walking across the followed one is recognised as someone else and the
 followed person's occluded frames stay empty. After `reacquire_s` without the
 followed face (and after any gap over 0.5 s, since someone else may have taken the
 seat) a face is taken again only if dlib's face descriptor says it is the same
-person (when no descriptor model is installed: the largest, most central).
+person (when no descriptor model is installed: the one `config.follow` ranks first).
 """
 
 from __future__ import annotations
@@ -36,8 +38,8 @@ from PIL import Image
 
 from stress_jax.faces import geometry as face_geometry
 from stress_jax.preprocess import boxes as geo
-from stress_jax.preprocess.boxes import DETECTOR_WINDOW, detection_scales, prominence
-from stress_jax.preprocess.config import PreprocessConfig
+from stress_jax.preprocess.boxes import DETECTOR_WINDOW, detection_scales
+from stress_jax.preprocess.config import PreprocessConfig, describe_follow
 from stress_jax.preprocess.models import descriptor_model
 
 # Size the face is scaled to inside the tracking window: comfortably above the
@@ -47,6 +49,9 @@ TRACK_FACE_PX = 90
 # than this many inter-ocular distances on average since the previous frame (real
 # head motion at video rates is a few hundredths).
 MAX_TRACK_MOTION = 0.25
+# A tracked fit is repeated in the rectangle of its own points when that rectangle
+# lies further than this (box widths) from the one the fit started from.
+REFIT_SHIFT = 0.02
 # Another person counts as near (and every frame is confirmed) this long after seen.
 CROWD_S = 1.0
 # A face found again after this long without the followed one must be the same
@@ -81,6 +86,7 @@ class FaceTracker:
     self.others: list[np.ndarray] = []  # last boxes of other people in view
     self.frames_since_others = None
     self.reference = None  # face descriptor of the followed person
+    self.start: dict | None = None  # the first choice of whom to follow (start_record)
     self.frame_size = (0, 0)
 
   @property
@@ -107,14 +113,20 @@ class FaceTracker:
     self.full_detections += 1
     self.frames_since_full = 0
     boxes = self._detect_at(gray, self.scales[self.level])
-    # Until a face was found, finer scales are tried on the same frame; the scale
-    # that finds one stays (see the module docstring).
-    while not boxes and not self.scale_locked and self.level + 1 < len(self.scales):
+    # Until a face the follow rule accepts was found (any face, unless the rule names a
+    # region), finer scales are tried on the same frame; the scale that finds one stays
+    # (see the module docstring).
+    while not self._acceptable(boxes) and not self.scale_locked:
+      if self.level + 1 >= len(self.scales):
+        break
       self.level += 1
       boxes = self._detect_at(gray, self.scales[self.level])
-    if boxes:
+    if self._acceptable(boxes):
       self.scale_locked = True
     return boxes
+
+  def _acceptable(self, boxes: list[np.ndarray]) -> bool:
+    return bool(geo.ranked(boxes, *self.frame_size, self.config.follow))
 
   def _detect_window(self, gray: Image.Image, box: np.ndarray) -> list[np.ndarray]:
     self.window_detections += 1
@@ -197,9 +209,12 @@ class FaceTracker:
       return None
     if self.anchor is not None and self.frames_since_anchor <= self.reacquire_frames:
       return self._after_gap(gray, self._nearest(boxes, self.anchor))
-    ranked = sorted(boxes, key=lambda b: -prominence(b, *self.frame_size))
+    ranked = geo.ranked(boxes, *self.frame_size, self.config.follow)
     if self.reference is None:
-      return ranked[0]
+      chosen = ranked[0] if ranked else None
+      if self.start is None or self.start["followed"] is None:
+        self.start = self._start_record(boxes, chosen)
+      return chosen
     # Lost for long: only the same person may be taken again. Each check costs a
     # face descriptor, so only the two most prominent faces are compared.
     for box in [b for b in ranked if not self._known_other(b)][:2]:
@@ -207,6 +222,23 @@ class FaceTracker:
         return box
       self._reject(box)
     return None
+
+  def _start_record(self, boxes: list[np.ndarray], chosen: np.ndarray | None) -> dict:
+    """Who was in view when a face was first chosen, whom the rule took and why."""
+    width, height = self.frame_size
+    return dict(
+      faces=len(boxes),
+      rule=self.config.follow,
+      why=describe_follow(self.config.follow) + f" of {len(boxes)} in view",
+      followed=None if chosen is None else [round(float(v), 1) for v in chosen],
+      others=[[round(float(v), 1) for v in b] for b in boxes if b is not chosen],
+      frame_size=[int(width), int(height)],
+    )
+
+  @property
+  def start_summary(self) -> dict:
+    """`start` for a report: faces 0 and nothing followed when no face was ever seen."""
+    return self.start or dict(faces=0, rule=self.config.follow, why="no face seen", followed=None)
 
   def locate(self, gray: Image.Image) -> np.ndarray | None:
     """The followed face's box in this frame, or None."""
@@ -304,6 +336,14 @@ class FaceTracker:
     ):
       box = self._box_from_points(self.points)
       points = self._fit(gray, box)
+      if points is not None:
+        # The rectangle came from where the face was a frame ago; where the face has
+        # moved, the points are fitted again in the rectangle of where it is now, so
+        # they do not lag a moving face (on small faces the lag alone cost up to
+        # 0.03 NME). A still face keeps its fit: the second one costs a predictor call.
+        moved = self._box_from_points(points)
+        if np.abs(moved - box).max() > REFIT_SHIFT * geo.box_width(box):
+          box, points = moved, self._fit(gray, moved)
       if points is not None:
         right, left = face_geometry.eye_centres(self.points)
         eye_gap = float(np.hypot(*(left - right)))
