@@ -20,6 +20,7 @@ from tests.conftest import REPO, subprocess_env, train_command
 from tests.gcs_emulator import BUCKET, Emulator
 from tests.test_train import assert_trees_close
 from tests.trained_model import TINY_RUN_ARGS as ARGS
+from tests.trained_model import TINY_RUN_STEPS as STEPS
 from tests.trained_model import tiny_run  # noqa: F401  (fixture)
 
 ROOT = f"gs://{BUCKET}"
@@ -86,11 +87,11 @@ def bucket_run(emulator, bucket_data, tiny_run):  # noqa: F811
 
 
 def test_bucket_run_resumes_to_the_local_result(bucket_run):
-  assert 1 <= bucket_run["stopped"] < 12
+  assert 1 <= bucket_run["stopped"] < STEPS
   assert f"resuming at step {bucket_run['stopped']}" in bucket_run["stdout"]
   _, local = checkpointing.load_state_arrays(bucket_run["local"])
   step, remote = checkpointing.load_state_arrays(bucket_run["workdir"])
-  assert step == 12
+  assert step == STEPS
   assert_trees_close(local["params"], remote["params"], rtol=0, atol=1e-6)
   assert_trees_close(local["opt_state"], remote["opt_state"], rtol=0, atol=1e-6)
 
@@ -101,7 +102,7 @@ def test_bucket_workdir_holds_config_metrics_events_and_summary(bucket_run):
   rows = [json.loads(line) for line in (workdir / "metrics.jsonl").read_text().splitlines()]
   # Both runs' rows, in order: the preempted one's, then the resumed one's.
   train_steps = [r["step"] for r in rows if "train/loss" in r]
-  assert train_steps == list(range(1, 13))
+  assert train_steps == list(range(1, STEPS + 1))
   assert any("test/accuracy" in r for r in rows)
   events = [p.name for p in (workdir / "tensorboard").iterdir()]
   assert len([e for e in events if e.startswith("events.out.tfevents.")]) == 2, events
@@ -119,7 +120,7 @@ def test_evaluate_export_predict_and_crossval_on_the_bucket(bucket_run, tmp_path
   result = evaluate.evaluate(workdir, "test", "latest", num_pictures=1)
   written = storage.as_path(result["output_dir"])
   assert str(written).startswith(ROOT)
-  assert json.loads((written / "metrics.json").read_text())["step"] == 12
+  assert json.loads((written / "metrics.json").read_text())["step"] == STEPS
   assert (written / "confusion_matrix.png").read_bytes()[:4] == b"\x89PNG"
 
   model = f"{ROOT}/exports/fold0"

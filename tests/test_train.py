@@ -42,7 +42,8 @@ def initial_state(data_dir, workdir):
   from tests.conftest import tiny_run_config
 
   config = tiny_run_config(
-    data_dir, **{"optim.name": "sgd", "optim.learning_rate": 0.05, "train.num_steps": 12}
+    data_dir,
+    **{"optim.name": "sgd", "optim.learning_rate": 0.05, "train.num_steps": TINY_RUN_STEPS},
   )
   return trainer.Trainer(config, workdir).initial_state()
 
