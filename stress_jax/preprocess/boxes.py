@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
-import dlib
 import numpy as np
 from PIL import Image
+
+if TYPE_CHECKING:
+  import dlib
 
 # dlib's frontal detector scans an 80x80 window; faces must be at least that big
 # in the image it sees.
@@ -75,6 +78,8 @@ def prominence(box: np.ndarray, width: int, height: int) -> float:
 
 
 def rect(box: np.ndarray, origin=(0, 0)) -> dlib.rectangle:
+  import dlib  # only where faces are searched for: see models.py
+
   x0, y0 = origin
   return dlib.rectangle(
     int(round(box[0])) - x0,
