@@ -1,11 +1,11 @@
 """Sizes and time budgets of the GPU check's parts, for a device run and for the CPU dry run.
 
-A device run (one H200, 16 cores) has 8 minutes at most and should leave time to rerun
-it inside the session's 15 minutes of device time, so the parts together get
-`deadline_s` (400 s: with the machine's start, about 8.5 of the 15 minutes, leaving
-enough for a second call that reruns the parts a first one missed) and each its own budget; a part that runs out is stopped and
-reports what it had. The dry run (STRESS_JAX_DEVICE_DRY=1, tests/test_device_check.py)
-walks every part with a tiny model on the CPU in seconds, so the script cannot rot.
+A device run (one H200, 16 cores) may take 8 minutes and should leave time for a second
+call inside the session's 15 minutes of device time, so the parts together get
+`deadline_s` (400 s; with the machine's start about 8.5 minutes) and each its own budget;
+a part that runs out is stopped and reports what it had. The dry run
+(STRESS_JAX_DEVICE_DRY=1, tests/test_device_check.py) walks every part with a tiny model
+on the CPU, so the script cannot rot.
 """
 
 from __future__ import annotations
