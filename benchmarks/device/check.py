@@ -108,7 +108,7 @@ def main(argv=None) -> int:
   result = {
     "format": "stress-jax gpu check 1",
     "date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"),
-    "command": "bash benchmarks/device/check.sh" + ("" if args.dry else ""),
+    "command": ("STRESS_JAX_DEVICE_DRY=1 " if args.dry else "") + "bash benchmarks/device/check.sh",
     "dry_run": bool(args.dry),
     "machine": machine(),
     "settings": {k: v for k, v in s.items() if k != "pytest_args"},

@@ -118,7 +118,7 @@ def speed_jax(s: dict, out, tmp: str) -> None:
   if s["other_steps"]:
     record("demo", "demo", int(s["demo_batch"]))
     record("frozen_trunk", "paper", int(s["path_batch"]), freeze_trunk=True)
-  record("cached_features", "paper", int(s["path_batch"]), input_mode="features")
+    record("cached_features", "paper", int(s["path_batch"]), input_mode="features")
 
 
 def speed_torch(s: dict, out, tmp: str) -> None:

@@ -18,7 +18,7 @@ import re
 
 BENCHMARKS_MD = pathlib.Path(__file__).resolve().parents[2] / "BENCHMARKS.md"
 START, END = "<!-- gpu-table:start -->", "<!-- gpu-table:end -->"
-DEVICE_COMMAND = "benchmarks/device/README.md (prepare.sh here, then the one device call)"
+DEVICE_RUN = 'run(command="bash benchmarks/device/check.sh", carry=[".whl"], timeout_s=480)'
 GOALS = dict(mfu=0.35, vs_eager=1.1, vs_compiled=1.0, feed=1.2, stream_fps=500.0, stream_p95=5.0)
 # Feed paths: (pipeline result, speed_jax result that consumes it).
 FEED_PATHS = {
@@ -219,9 +219,12 @@ def render(result: dict | None) -> str:
   """The GPU section's body (between the markers)."""
   if result is None:
     return (
-      "The GPU check has not run yet: no session has been lent a device. It is prepared "
-      f"and dry-run in the test suite; to run it, follow {DEVICE_COMMAND}, then "
-      "`python -m benchmarks.device.report OUT/check.json` writes this section."
+      "**Not run yet**: no session has been lent a device. Every part runs on this CPU "
+      "with a tiny model in the test suite (tests/test_device_check.py), which is no "
+      "measurement. To run it: `bash benchmarks/device/prepare.sh` here, then the device "
+      f"tool's `{DEVICE_RUN}`, then `python -m benchmarks.device.restore FILES_AT "
+      "--save=benchmarks/device/results.json && python -m benchmarks.device.report "
+      "benchmarks/device/results.json` (benchmarks/device/README.md)."
     )
   m = result["machine"]
   versions = ", ".join(f"{k} {v}" for k, v in m["versions"].items() if v)
