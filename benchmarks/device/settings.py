@@ -15,13 +15,13 @@ PARTS = ("parity", "train", "speed_jax", "speed_torch", "streaming", "pipeline",
 
 # Seconds each part may take on the device (its subprocess is killed after that).
 BUDGET_S = dict(
-  parity=35,
-  train=65,
-  speed_jax=115,
-  speed_torch=65,
+  parity=30,
+  train=60,
+  speed_jax=120,
+  speed_torch=80,
   streaming=25,
-  pipeline=40,
-  pytest=55,
+  pipeline=35,
+  pytest=50,
 )
 
 # A tiny StressNet for the dry run: the code paths of the paper model at a fraction of
