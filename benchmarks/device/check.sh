@@ -24,6 +24,13 @@ else
   # ahead of its site-packages shadows nothing of the image's.
   export PYTHONPATH="$PWD:/tmp/site"
   export TFDS_DATA_DIR=/tmp/tfds
+  if ! python3 -c "import tensorflow_datasets, grain, ml_collections" 2>/tmp/import.err; then
+    echo "the carried packages do not import with the image's ($(tail -1 /tmp/import.err));" \
+      "adding the carried protobuf" >&2
+    python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
+      --target /tmp/site .whl/fallback/*.whl || exit 2
+  fi
+  python3 -c "import stress_jax.train, tfds_builders" || echo "stress_jax.train does not import: the parts that train will fail" >&2
 fi
 if [ -n "${STRESS_JAX_DEVICE_PARTS:-}" ]; then
   extra+=("--parts=$STRESS_JAX_DEVICE_PARTS")

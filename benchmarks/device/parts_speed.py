@@ -138,6 +138,8 @@ def speed_torch(s: dict, out, tmp: str) -> None:
 
   device = ref.default_device()
   dry = s["dry"]
+  if device.type == "cuda":
+    torch.backends.cudnn.benchmark = True  # torch at its best: tuned convolutions
   if device.type == "cpu":
     # The dry run on a shared CPU: torch's spinning thread pool against other processes
     # turns a tiny step into seconds.

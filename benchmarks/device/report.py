@@ -257,13 +257,19 @@ def render(result: dict | None) -> str:
         f"{100 * v['mfu']:.1f}% | {v.get('peak_memory_gib')} | {v['compile_s']} |"
       )
   torch_part = _part(result, "speed_torch")
+  same = speed.get(f"paper_b{torch_part.get('batch_clips')}", {})
   for key in ("eager", "compiled"):
     v = torch_part.get(key, {})
     if "clips_per_s" in v:
+      # The same model and step: XLA's FLOP count of the JAX step at the same batch.
+      gflop = same.get("step_gflop")
+      mfu = "-"
+      if gflop and speed.get("matmul_peak_tflops"):
+        mfu = f"{100 * gflop / v['step_s'] / 1e3 / speed['matmul_peak_tflops']:.1f}%"
       lines.append(
         f"| torch {key} ({torch_part['batch_clips']} clips, {torch_part['autocast']}, "
-        f"channels_last) | {v['clips_per_s']:.1f} | {1000 * v['step_s']:.2f} | | | "
-        f"{v.get('peak_memory_gib')} | {v['first_step_s']} |"
+        f"channels_last) | {v['clips_per_s']:.1f} | {1000 * v['step_s']:.2f} | "
+        f"{gflop or '-'} | {mfu} | {v.get('peak_memory_gib')} | {v['first_step_s']} |"
       )
   return "\n".join(lines)
 

@@ -17,10 +17,10 @@ PARTS = ("parity", "train", "speed_jax", "speed_torch", "streaming", "pipeline",
 BUDGET_S = dict(
   parity=30,
   train=60,
-  speed_jax=120,
-  speed_torch=80,
-  streaming=25,
-  pipeline=35,
+  speed_jax=115,
+  speed_torch=75,
+  streaming=20,
+  pipeline=50,
   pytest=50,
 )
 
@@ -63,7 +63,7 @@ FULL = dict(
   warmup=3,
   stream_frames=500,
   pipeline_workers=16,
-  pipeline_batches=20,
+  pipeline_batches=10,
   pipeline_batch=64,
   # Clips per synthetic subject for the pipeline's datasets (4 subjects x 3 classes).
   pipeline_clips=4,
