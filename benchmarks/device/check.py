@@ -118,7 +118,12 @@ def main(argv=None) -> int:
 
   def write():
     result["elapsed_s"] = round(time.monotonic() - started, 1)
-    result["goals"] = report.evaluate(result)
+    try:
+      result["goals"] = report.evaluate(result)
+    except Exception as error:  # figures of an unforeseen shape must not lose the run
+      result["goals"] = []
+      result["goals_error"] = f"{type(error).__name__}: {error}"
+
     with open(path + ".tmp", "w") as f:
       json.dump(result, f, indent=1)
     os.replace(path + ".tmp", path)
