@@ -119,7 +119,7 @@ def test_report_rewrites_only_the_gpu_section(dry_run, tmp_path):
   head, rest = text.split(report.START)
   section, tail = rest.split(report.END)
   assert head == original.split(report.START)[0] and tail == original.split(report.END)[1]
-  assert "DRY RUN" in section and "| MFU, paper config bf16" in section
+  assert "DRY RUN" in section and "| MFU, paper config float32" in section
   assert "| paper_b1 (1 x 4 frames, float32) |" in section
 
 
@@ -130,9 +130,9 @@ def test_benchmarks_md_gpu_section_is_generated():
 
 
 def _result(jax_clips, torch_eager, torch_compiled, feeds, demands, mfu=0.4):
-  speed = {"matmul_peak_tflops": 790.0}
+  speed = {"matmul_peak_tflops": 790.0, "matmul_dtype": "bfloat16"}
   speed["paper_b64"] = dict(
-    batch_clips=64, clips_per_s=jax_clips, mfu=mfu, achieved_tflops=790 * mfu
+    batch_clips=64, clips_per_s=jax_clips, mfu=mfu, achieved_tflops=790 * mfu, dtype="bfloat16"
   )
   for key, value in demands.items():
     speed[key] = {"clips_per_s": value}

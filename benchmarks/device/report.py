@@ -102,7 +102,7 @@ def evaluate(result: dict) -> list[dict]:
         None,
         "restores, agrees",
         None,
-        "run python -m benchmarks.device.restore OUT/check.json",
+        "python -m benchmarks.device.restore FILES_AT --save=benchmarks/device/results.json",
       )
     )
 
@@ -111,12 +111,12 @@ def evaluate(result: dict) -> list[dict]:
   if best and "mfu" in best:
     goals.append(
       _goal(
-        f"MFU, paper config bf16 (best batch, {best['batch_clips']} clips)",
+        f"MFU, paper config {best['dtype']} (best batch, {best['batch_clips']} clips)",
         f"{100 * best['mfu']:.1f}%",
         f">= {100 * GOALS['mfu']:.0f}%",
         best["mfu"] >= GOALS["mfu"],
-        f"{best['achieved_tflops']:.1f} TFLOP/s of a {speed['matmul_peak_tflops']:.0f} "
-        "TFLOP/s matmul peak",
+        f"{best['achieved_tflops']:.3g} TFLOP/s of a {speed['matmul_peak_tflops']:.3g} "
+        f"TFLOP/s {speed['matmul_dtype']} matmul peak",
       )
     )
   else:
@@ -132,7 +132,7 @@ def evaluate(result: dict) -> list[dict]:
       goals.append(
         _goal(
           f"JAX / {label}, paper training at {same['batch_clips']} clips",
-          f"{ratio:.2f}x ({same['clips_per_s']:.0f} vs {theirs['clips_per_s']:.0f} clips/s)",
+          f"{ratio:.2f}x ({same['clips_per_s']:.3g} vs {theirs['clips_per_s']:.3g} clips/s)",
           f">= {goal:g}x",
           ratio >= goal,
         )
@@ -237,12 +237,12 @@ def render(result: dict | None) -> str:
     f"Machine: {m.get('gpu') or 'no GPU seen'}; {m['cpu_count']} cores; Python {m['python']}, "
     f"{versions}. Run {result['date']}"
     + (" (DRY RUN on the CPU, tiny sizes: not a measurement)" if result.get("dry_run") else "")
-    + f", {result.get('elapsed_s', 0):.0f} s, `bash benchmarks/device/check.sh`.",
+    + f", {result.get('elapsed_s', 0):.0f} s, `{result.get('command', DEVICE_RUN)}`.",
     "",
     "| figure | value | goal | met | note |",
     "|---|---|---|---|---|",
   ]
-  for goal in result.get("goals") or evaluate(result):
+  for goal in evaluate(result):
     value = "-" if goal["value"] is None else goal["value"]
     lines.append(
       f"| {goal['name']} | {value} | {goal['goal']} | {_verdict(goal)} | {goal['reason']} |"
