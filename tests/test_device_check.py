@@ -89,6 +89,7 @@ def test_dry_run_runs_every_part(dry_run):
   assert parts["streaming"]["frames"] == 6 and parts["streaming"]["latency_ms_p95"] > 0
   for feed in ("demo", "paper", "cached_features"):
     assert parts["pipeline"][feed]["clips_per_s"] > 0
+  assert parts["pipeline"]["demo"]["workers"] == 1  # grain's worker processes, as on the GPU
   # The marked tests are found (the device runs them; the suite runs them here).
   assert parts["pytest"]["collected"] >= 2
   # Every goal is evaluated from the figures, none missing for want of a part.

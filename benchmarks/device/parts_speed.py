@@ -268,7 +268,7 @@ def _feature_handle(tmp: str, frames: int, frames_per_label: int):
   return input_pipeline.open_dataset(data)
 
 
-def _feed(s: dict, handle, cfg) -> dict:
+def _feed(s: dict, handle, cfg, key: str) -> dict:
   """clips/s of the training input pipeline (grain, s['pipeline_workers'] processes)."""
   import jax
 
@@ -277,7 +277,7 @@ def _feed(s: dict, handle, cfg) -> dict:
   batch_size = int(s["pipeline_batch"])
   with cfg.unlocked():
     cfg.input.batch_size = batch_size
-    cfg.input.num_workers = int(s["pipeline_workers"])
+    cfg.input.num_workers = int(s["pipeline_workers"]) if key in s["pipeline_worker_feeds"] else 0
   dataset = input_pipeline.train_dataset(
     handle,
     handle.subjects,
@@ -319,7 +319,7 @@ def pipeline(s: dict, out, tmp: str) -> None:
     started = time.perf_counter()
     handle = _synthetic_handle(os.path.join(tmp, key), frames, int(s["pipeline_clips"]))
     result = {"build_s": round(time.perf_counter() - started, 1)}
-    result.update(_feed(s, handle, cfg))
+    result.update(_feed(s, handle, cfg, key))
     out[key] = result
   cfg = config("paper", s, input_mode="features")
   started = time.perf_counter()
@@ -328,7 +328,7 @@ def pipeline(s: dict, out, tmp: str) -> None:
   with cfg.unlocked():  # maps of a flipped face are not flipped maps
     cfg.input.augment.flip = False
     cfg.input.augment.brightness = cfg.input.augment.contrast = 0.0
-  result.update(_feed(s, handle, cfg))
+  result.update(_feed(s, handle, cfg, "cached_features"))
   out["cached_features"] = result
 
 

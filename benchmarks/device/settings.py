@@ -63,6 +63,7 @@ FULL = dict(
   warmup=3,
   stream_frames=500,
   pipeline_workers=16,
+  pipeline_worker_feeds=("demo", "paper", "cached_features"),  # the others read in-process
   pipeline_batches=10,
   pipeline_batch=64,
   # Clips per synthetic subject for the pipeline's datasets (4 subjects x 3 classes).
@@ -96,7 +97,10 @@ DRY = dict(
   repeats=2,
   warmup=1,
   stream_frames=6,
-  pipeline_workers=0,
+  # One grain worker process on one feed: the multiprocessing path the device takes,
+  # at the cost of one worker's start.
+  pipeline_workers=1,
+  pipeline_worker_feeds=("demo",),
   pipeline_batches=2,
   pipeline_batch=2,
   pipeline_clips=1,

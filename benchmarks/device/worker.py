@@ -83,6 +83,11 @@ def main() -> None:
   parser.add_argument("--settings", required=True)
   parser.add_argument("--results", required=True)
   args = parser.parse_args()
+  from absl import flags
+
+  # grain reads absl flags when it starts worker processes; train.py parses them through
+  # absl.app, this script through argparse.
+  flags.FLAGS.mark_as_parsed()
   with open(args.settings) as f:
     s = json.load(f)
   functions = part_functions()
