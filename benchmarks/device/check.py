@@ -141,7 +141,7 @@ def main(argv=None) -> int:
     timeout = remaining if args.dry else min(budget, remaining)
     print(f"[gpu check] {','.join(group)} (up to {timeout:.0f} s)", flush=True)
     part_started = time.monotonic()
-    results, status = run_group(group, s, args.out, timeout)
+    results, status = run_group(group, {**s, "part_timeout_s": timeout}, args.out, timeout)
     for name in group:
       entry = results.get(name, {})
       if status == "timeout" and entry.get("status") is None:

@@ -339,29 +339,28 @@ def pytest_part(s: dict, out, tmp: str) -> None:
   # matmuls at full precision, as on the CPU (GPUs default to TF32-like passes).
   env["JAX_PLATFORMS"] = "cpu" if s["dry"] else "cuda,cpu"
   env["JAX_DEFAULT_MATMUL_PRECISION"] = "highest"
-  junit = os.path.join(tmp, "junit.xml")
-  command = [
-    sys.executable,
-    "-m",
-    "pytest",
-    "-q",
-    "-p",
-    "no:cacheprovider",
-    f"--junitxml={junit}",
-    *s["pytest_args"],
-  ]
-  out["command"] = " ".join(command[1:-1] + [s["pytest_args"][-1]]).replace(junit, "J")
-  budget = settings.BUDGET_S["pytest"] - 5
-  try:
-    result = subprocess.run(command, env=env, timeout=budget, capture_output=True, text=True)
-  except subprocess.TimeoutExpired:
-    out["error_tail"] = f"pytest ran past {budget} s"
-    raise
-  print(result.stdout[-3000:], result.stderr[-2000:], flush=True)
-  out["returncode"] = result.returncode
+  junit, log = os.path.join(tmp, "junit.xml"), os.path.join(tmp, "pytest.log")
+  args = ["-m", "pytest", "-v", "-p", "no:cacheprovider", *s["pytest_args"]]
+  out["command"] = "python " + " ".join(args)
+  # Inside the part's own budget, so that a cut run still counts what finished.
+  budget = max(5, int(s.get("part_timeout_s", settings.BUDGET_S["pytest"])) - 5)
+  with open(log, "w") as stdout:
+    try:
+      code = subprocess.run(
+        [sys.executable, *args, f"--junitxml={junit}"],
+        env=env,
+        timeout=budget,
+        stdout=stdout,
+        stderr=subprocess.STDOUT,
+      ).returncode
+    except subprocess.TimeoutExpired:
+      code = None
+  text = open(log).read()
+  print(text[-3000:], flush=True)
+  out["returncode"] = code
   if "--collect-only" in s["pytest_args"]:
-    out["collected"] = sum(1 for line in result.stdout.splitlines() if "::" in line)
-  elif os.path.exists(junit):
+    out["collected"] = sum(1 for line in text.splitlines() if "::" in line)
+  elif code is not None and os.path.exists(junit):
     suite = ET.parse(junit).getroot()
     suite = suite if suite.tag == "testsuite" else suite[0]
     counts = {k: int(suite.get(k, 0)) for k in ("tests", "failures", "errors", "skipped")}
@@ -371,5 +370,24 @@ def pytest_part(s: dict, out, tmp: str) -> None:
       for case in suite.iter("testcase")
       if case.find("failure") is not None or case.find("error") is not None
     ][:30]
-  if result.returncode != 0:
-    raise RuntimeError(f"pytest exited {result.returncode}: {result.stdout[-300:]}")
+  else:  # cut short: what -v printed so far
+    outcomes = {k: 0 for k in ("PASSED", "FAILED", "ERROR", "SKIPPED")}
+    failed = []
+    for line in text.splitlines():
+      for outcome in outcomes:
+        if "::" in line and f" {outcome}" in line:
+          outcomes[outcome] += 1
+          if outcome in ("FAILED", "ERROR"):
+            failed.append(line.split(" ")[0])
+    out.update(
+      tests=sum(outcomes.values()),
+      failures=outcomes["FAILED"],
+      errors=outcomes["ERROR"],
+      skipped=outcomes["SKIPPED"],
+      failed=failed[:30],
+      cut_after_s=budget,
+    )
+  if code is None:
+    raise TimeoutError(f"pytest ran past {budget} s; counts are of the tests that finished")
+  if code != 0:
+    raise RuntimeError(f"pytest exited {code}: {text[-300:]}")

@@ -180,8 +180,9 @@ def evaluate(result: dict) -> list[dict]:
         f"{tests['tests'] - bad - tests['skipped']} passed, {bad} failed, "
         f"{tests['skipped']} skipped",
         "all pass",
-        bad == 0,
-        ", ".join(tests.get("failed", [])[:5]),
+        bad == 0 and "cut_after_s" not in tests,
+        (f"cut after {tests['cut_after_s']} s; " if "cut_after_s" in tests else "")
+        + ", ".join(tests.get("failed", [])[:5]),
       )
     )
   elif "collected" in tests:
