@@ -90,8 +90,8 @@ def test_dry_run_runs_every_part(dry_run):
   for feed in ("demo", "paper", "cached_features"):
     assert parts["pipeline"][feed]["clips_per_s"] > 0
   assert parts["pipeline"]["demo"]["workers"] == 1  # grain's worker processes, as on the GPU
-  # The marked tests are found (the device runs them; the suite runs them here).
-  assert parts["pytest"]["collected"] >= 2
+  # The marked tests run and are counted (the dry run runs one file of them).
+  assert parts["pytest"]["tests"] >= 5 and parts["pytest"]["failures"] == 0
   # Every goal is evaluated from the figures, none missing for want of a part.
   names = [g["name"] for g in check["goals"]]
   assert any(n.startswith("MFU") for n in names) and len(names) >= 12

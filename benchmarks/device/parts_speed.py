@@ -340,7 +340,9 @@ def pytest_part(s: dict, out, tmp: str) -> None:
   env["JAX_PLATFORMS"] = "cpu" if s["dry"] else "cuda,cpu"
   env["JAX_DEFAULT_MATMUL_PRECISION"] = "highest"
   junit, log = os.path.join(tmp, "junit.xml"), os.path.join(tmp, "pytest.log")
-  args = ["-m", "pytest", "-v", "-p", "no:cacheprovider", *s["pytest_args"]]
+  # -q lists node ids when collecting; -v prints each test's outcome as it finishes.
+  verbosity = "-q" if "--collect-only" in s["pytest_args"] else "-v"
+  args = ["-m", "pytest", verbosity, "-p", "no:cacheprovider", *s["pytest_args"]]
   out["command"] = "python " + " ".join(args)
   # Inside the part's own budget, so that a cut run still counts what finished.
   budget = max(5, int(s.get("part_timeout_s", settings.BUDGET_S["pytest"])) - 5)
@@ -364,7 +366,7 @@ def pytest_part(s: dict, out, tmp: str) -> None:
     suite = ET.parse(junit).getroot()
     suite = suite if suite.tag == "testsuite" else suite[0]
     counts = {k: int(suite.get(k, 0)) for k in ("tests", "failures", "errors", "skipped")}
-    out.update(counts)
+    out.update(**counts)
     out["failed"] = [
       f"{case.get('classname')}::{case.get('name')}"
       for case in suite.iter("testcase")
