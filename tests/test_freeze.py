@@ -15,6 +15,9 @@ from stress_jax import steps
 from stress_jax.models import build_model
 from tests import tiny_config, torch_resnet18
 
+# Also run by the GPU check with the accelerator as JAX's default backend.
+pytestmark = pytest.mark.gpu_ok
+
 FRAMES = 3
 
 

@@ -14,6 +14,9 @@ import pytest
 
 from stress_jax.models.resnet import BN_EPSILON, BN_MOMENTUM, BatchNorm, stem_max_pool
 
+# Also run by the GPU check with the accelerator as JAX's default backend.
+pytestmark = pytest.mark.gpu_ok
+
 
 @pytest.mark.parametrize("train,masked", [(True, True), (True, False), (False, False)])
 def test_batch_norm_matches_flax(train, masked):

@@ -10,6 +10,9 @@ from sklearn import metrics as sk
 
 from stress_jax import crossval, metrics
 
+# Also run by the GPU check with the accelerator as JAX's default backend.
+pytestmark = pytest.mark.gpu_ok
+
 NAMES = ("a", "b", "c", "d")
 
 

@@ -10,6 +10,9 @@ import pytest
 from stress_jax.models import StressNetConfig
 from stress_jax.models.attention import SpatialAttention
 
+# Also run by the GPU check with the accelerator as JAX's default backend.
+pytestmark = pytest.mark.gpu_ok
+
 
 def _apply(mode, x, kernel=None, bias=0.0):
   module = SpatialAttention(3, jnp.float32, mode)

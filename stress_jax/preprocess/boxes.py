@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
-import dlib
 import numpy as np
 from PIL import Image
 
 from stress_jax.preprocess.config import parse_follow
+
+if TYPE_CHECKING:
+  import dlib
 
 # dlib's frontal detector scans an 80x80 window; faces must be at least that big
 # in the image it sees.
@@ -93,6 +96,8 @@ def ranked(boxes: list[np.ndarray], width: int, height: int, follow: str) -> lis
 
 
 def rect(box: np.ndarray, origin=(0, 0)) -> dlib.rectangle:
+  import dlib  # only where faces are searched for: see models.py
+
   x0, y0 = origin
   return dlib.rectangle(
     int(round(box[0])) - x0,

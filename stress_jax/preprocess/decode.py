@@ -15,7 +15,6 @@ import re
 from collections.abc import Iterator
 from pathlib import Path
 
-import av
 import numpy as np
 from PIL import Image
 
@@ -159,6 +158,10 @@ def _check_complete(path, container, stream, native_fps, last_time, frame_durati
 
 
 def _read_video(path, fps, start_s, end_s, threads, stats) -> Iterator[Frame]:
+  # PyAV is imported here, where video is read, so that training and export run on
+  # machines without it (a GPU host that cannot install it, say).
+  import av
+
   try:
     container = av.open(str(path))
   except (av.FFmpegError, OSError, ValueError) as err:

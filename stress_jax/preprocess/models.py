@@ -1,11 +1,13 @@
-"""dlib's models, from the `face-recognition-models` package, loaded once per process."""
+"""dlib's models, from the `face-recognition-models` package, loaded once per process.
+
+dlib is imported inside the functions that need it, so that `import stress_jax.preprocess`
+(and through it the TFDS builders, training and export) works where dlib is not installed.
+"""
 
 from __future__ import annotations
 
 import importlib.util
 import os
-
-import dlib
 
 _MODELS = None
 _DESCRIPTOR_MODEL = None
@@ -32,6 +34,8 @@ def load_models():
     predictor_path = landmark_model_path()
     if not os.path.exists(predictor_path):
       raise FileNotFoundError(f"dlib 68-point model missing at {predictor_path}")
+    import dlib
+
     _MODELS = (dlib.get_frontal_face_detector(), dlib.shape_predictor(predictor_path))
   return _MODELS
 
@@ -40,6 +44,8 @@ def descriptor_model():
   """dlib's face recognition network (128-d descriptors), or None where it is not installed."""
   global _DESCRIPTOR_MODEL
   if _DESCRIPTOR_MODEL is None:
+    import dlib
+
     path = os.path.join(os.path.dirname(landmark_model_path()), DESCRIPTOR_MODEL_FILE)
     _DESCRIPTOR_MODEL = dlib.face_recognition_model_v1(path) if os.path.exists(path) else False
   return _DESCRIPTOR_MODEL or None
