@@ -18,13 +18,12 @@ naming every variant that the full model does not beat.
 
 from __future__ import annotations
 
-import json
 import pathlib
 
 import numpy as np
 from absl import flags
 
-from stress_jax import cli, crossval
+from stress_jax import cli, crossval, jsonio
 from stress_jax.models.stressnet import StressNetConfig
 
 # (crossval row key, title) of the page's columns; localisation AUROCs only where measured.
@@ -257,7 +256,6 @@ def results_page(table: dict, config, workdir, chart_name: str) -> str:
 
 def write_results(workdir, config, results_dir, table: dict | None = None) -> pathlib.Path:
   """Collects the finished folds and writes results.md and results.png into results_dir."""
-  from stress_jax import metrics
 
   num_folds = crossval.count_folds(config)
   if table is None:
@@ -266,7 +264,7 @@ def write_results(workdir, config, results_dir, table: dict | None = None) -> pa
   results_dir = pathlib.Path(results_dir)
   results_dir.mkdir(parents=True, exist_ok=True)
   bar_chart(results_dir / "results.png", table)
-  (results_dir / "results.json").write_text(json.dumps(metrics.json_safe(table), indent=2))
+  jsonio.write(results_dir / "results.json", table)
   page = results_dir / "results.md"
   page.write_text(results_page(table, config, workdir, "results.png"))
   return page
@@ -280,7 +278,8 @@ def run(config, workdir, results_dir, fold=None, variant=None, collect_only=Fals
     result = crossval.run(
       config, workdir, fold, ablations=True, train_fn=train_fn, variants=variants
     )
-    preempted = result["preempted"]
+    # The exit status the interrupted fold asks for (130 after Ctrl-C), else False.
+    preempted = result["preempted"] and result.get("exit_code", True)
   return write_results(workdir, config, results_dir), preempted
 
 
@@ -300,7 +299,7 @@ def main(argv):
   if preempted:
     from stress_jax import train
 
-    raise SystemExit(train.PREEMPTED_EXIT_CODE)
+    raise SystemExit(train.PREEMPTED_EXIT_CODE if preempted is True else int(preempted))
 
 
 if __name__ == "__main__":

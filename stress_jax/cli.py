@@ -19,6 +19,7 @@ from __future__ import annotations
 import inspect
 import logging as pylogging
 import os
+import re
 import sys
 
 from absl import app, flags
@@ -30,6 +31,7 @@ from stress_jax.errors import ConfigError, UserError  # noqa: F401 (re-exported:
 flags.disclaim_key_flags()
 
 USER_ERROR_EXIT_CODE = 2
+INTERRUPTED_EXIT_CODE = 130  # 128 + SIGINT
 CHECKPOINT_HELP = "best, latest or a step number."
 
 
@@ -65,6 +67,12 @@ def guarded(main, name: str | None = None):
         raise
       print(f"{name or program_name()}: error: {one_line(error)}", file=sys.stderr, flush=True)
       sys.exit(USER_ERROR_EXIT_CODE)
+    except KeyboardInterrupt:
+      # Ctrl-C outside the training loop (which saves a checkpoint and exits itself).
+      if verbose():
+        raise
+      print(f"{name or program_name()}: interrupted", file=sys.stderr, flush=True)
+      sys.exit(INTERRUPTED_EXIT_CODE)
 
   return wrapper
 
@@ -138,6 +146,52 @@ def flag_arguments(flag_values: flags.FlagValues, function) -> dict:
   return {name: flag_values[name].value for name in parameters if name in own}
 
 
+def _config_field_error(error: BaseException, argv) -> str | None:
+  """An unknown --config.a.b override, as ml_collections reports it, in one line."""
+  text = str(error)
+  suggestion = re.search(r'Did you mean "(\w+)" instead of "(\w+)"', text)
+  unknown = suggestion.group(2) if suggestion else None
+  if unknown is None:
+    found = re.match(r"""^\W*'(\w+)'\W*$""", text)
+    unknown = found.group(1) if found else None
+  if unknown is None:
+    return None
+  for arg in argv[1:]:
+    name = arg.lstrip("-").split("=", 1)[0]
+    parts = name.split(".")
+    if len(parts) > 1 and unknown in parts[1:]:
+      field = ".".join(parts[1:])
+      line = f"unknown config field {field} (--{name})"
+      if suggestion:
+        fixed = [suggestion.group(1) if part == unknown else part for part in parts[1:]]
+        line += f"; did you mean {'.'.join(fixed)}?"
+      return line
+  return None
+
+
+def flags_parser(flag_values: flags.FlagValues, name: str | None = None):
+  """absl's flags_parser for `flag_values`: a flag that does not parse is one line, exit 2.
+
+  ml_collections raises a bare AttributeError (with a suggestion) for a misspelt
+  --config.field; it is caught here too, as nothing else parses flags.
+  """
+
+  def parse(argv):
+    try:
+      rest = flag_values(argv)
+    except flags.Error as error:
+      line = one_line(error)
+    except (AttributeError, KeyError, TypeError, ValueError) as error:
+      line = _config_field_error(error, argv) or f"bad flag: {one_line(error)}"
+    else:
+      flags.FLAGS.mark_as_parsed()
+      return rest
+    print(f"{name or program_name()}: error: {line}", file=sys.stderr)
+    sys.exit(USER_ERROR_EXIT_CODE)
+
+  return parse
+
+
 def unexpected_arguments(argv) -> None:
   if len(argv) > 1:
     raise UserError(f"unexpected arguments: {' '.join(argv[1:])}")
@@ -175,13 +229,4 @@ def run(main, flag_values: flags.FlagValues, name: str | None = None) -> None:
     if flag.name not in flag_values and flag_name == flag.name:
       flag_values[flag.name] = flag
 
-  def parse(argv):
-    try:
-      rest = flag_values(argv)
-    except flags.Error as error:
-      print(f"{name or program_name()}: error: {one_line(error)}", file=sys.stderr)
-      sys.exit(USER_ERROR_EXIT_CODE)
-    flags.FLAGS.mark_as_parsed()
-    return rest
-
-  app.run(guarded(main, name), flags_parser=parse)
+  app.run(guarded(main, name), flags_parser=flags_parser(flag_values, name))

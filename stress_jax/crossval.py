@@ -32,7 +32,7 @@ import pathlib
 
 from absl import flags
 
-from stress_jax import cli, storage
+from stress_jax import cli, jsonio, storage
 
 FLAGS = flags.FlagValues()
 _CONFIG = cli.define_config_flag(FLAGS)
@@ -171,7 +171,7 @@ def run(
     raise CrossValError(f"--fold={fold} is out of range: this protocol has {num_folds} folds")
   folds = range(num_folds) if fold is None else [fold]
   variants = _variants(ablations, variants if ablations else None)
-  trained, skipped, preempted = [], [], False
+  trained, skipped, preempted, exit_code = [], [], False, 0
   for variant in variants:
     for k in folds:
       directory = fold_directory(workdir, variant, k, ablations)
@@ -181,7 +181,8 @@ def run(
       print(f"== {variant} fold {k}/{num_folds}: {directory}", flush=True)
       summary = train_fn(fold_config(config, k, variant), directory)
       if summary.get("preempted"):
-        preempted = True
+        # 143 after SIGTERM, 130 after Ctrl-C (stress_jax/train.py).
+        preempted, exit_code = True, summary.get("exit_code", 143)
         break
       trained.append((variant, k))
       write_tables(workdir, collect(workdir, num_folds, ablations), config)
@@ -189,7 +190,13 @@ def run(
       break
   table = collect(workdir, num_folds, ablations)
   write_tables(workdir, table, config)
-  return {"trained": trained, "skipped": skipped, "preempted": preempted, "table": table}
+  return {
+    "trained": trained,
+    "skipped": skipped,
+    "preempted": preempted,
+    "exit_code": exit_code,
+    "table": table,
+  }
 
 
 def _fold_row(summary: dict) -> dict:
@@ -302,7 +309,6 @@ def markdown(table: dict, title: str) -> str:
 
 
 def write_tables(workdir, table: dict, config=None) -> None:
-  from stress_jax import metrics
 
   workdir = storage.as_path(workdir)
   workdir.mkdir(parents=True, exist_ok=True)
@@ -311,7 +317,7 @@ def write_tables(workdir, table: dict, config=None) -> None:
     protocol = config.protocol
     kind = "leave-one-subject-out" if protocol.kind == "loso" else f"{protocol.kind}"
     title = f"Cross-validation: {config.data.name}, {kind}, {table['num_folds']} folds"
-  (workdir / "crossval.json").write_text(json.dumps(metrics.json_safe(table), indent=2))
+  jsonio.write(workdir / "crossval.json", table)
   (workdir / "crossval.md").write_text(markdown(table, title))
 
 
@@ -333,7 +339,7 @@ def main(argv):
   if result["preempted"]:
     from stress_jax import train
 
-    raise SystemExit(train.PREEMPTED_EXIT_CODE)
+    raise SystemExit(result.get("exit_code") or train.PREEMPTED_EXIT_CODE)
 
 
 if __name__ == "__main__":
