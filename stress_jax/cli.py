@@ -16,6 +16,7 @@ the function whose parameters they name.
 
 from __future__ import annotations
 
+import errno
 import inspect
 import logging as pylogging
 import os
@@ -66,6 +67,17 @@ def guarded(main, name: str | None = None):
       if verbose():
         raise
       print(f"{name or program_name()}: error: {one_line(error)}", file=sys.stderr, flush=True)
+      sys.exit(USER_ERROR_EXIT_CODE)
+    except OSError as error:
+      # A full disk is the user's to fix: say where, not how deep in a library it hit.
+      if error.errno != errno.ENOSPC or verbose():
+        raise
+      where = f" writing {error.filename}" if error.filename else ""
+      print(
+        f"{name or program_name()}: error: no space left on device{where}",
+        file=sys.stderr,
+        flush=True,
+      )
       sys.exit(USER_ERROR_EXIT_CODE)
     except KeyboardInterrupt:
       # Ctrl-C outside the training loop (which saves a checkpoint and exits itself).

@@ -229,7 +229,13 @@ def collect(workdir, num_folds: int, ablations: bool) -> dict:
     for k in range(num_folds):
       path = fold_directory(workdir, variant, k, ablations) / "summary.json"
       if path.is_file():
-        rows.append(_fold_row(json.loads(path.read_text())))
+        try:
+          summary = json.loads(path.read_text())
+        except ValueError as error:
+          raise CrossValError(
+            f"{path} is not valid JSON ({error}); remove it and that fold is evaluated again"
+          ) from None
+        rows.append(_fold_row(summary))
     keys = [key for key, _ in METRICS] + [f"faithfulness_{k}" for k in FAITHFULNESS]
     aggregate = {
       key: metrics.mean_std([r.get(key) for r in rows])

@@ -156,8 +156,14 @@ def label_names(workdir, config) -> tuple[str, ...]:
   """Class names: from the summary a finished run wrote, else from the dataset."""
   summary_path = storage.as_path(workdir) / "summary.json"
   if summary_path.is_file():
-    summary = json.loads(summary_path.read_text())
-    if summary.get("label_names"):
+    try:
+      summary = json.loads(summary_path.read_text())
+    except ValueError as error:
+      raise EvaluationError(
+        f"{summary_path} is not valid JSON ({error}); move it away and the class names are "
+        "taken from the dataset"
+      ) from None
+    if isinstance(summary, dict) and summary.get("label_names"):
       return tuple(summary["label_names"])
   from stress_jax import input_pipeline
 

@@ -327,3 +327,32 @@ def test_every_json_the_run_writes_is_strict(finished_run, tmp_path):
     "loss": None,
     "grad": None,
   }
+
+
+def test_evaluate_names_an_unreadable_summary_of_the_workdir(tmp_path):
+  from stress_jax import evaluate
+
+  (tmp_path / "summary.json").write_text('{"label_names": ["a", ')
+  with pytest.raises(cli.UserError) as broken:
+    evaluate.label_names(tmp_path, tiny_config.get_config())
+  assert str(tmp_path / "summary.json") in str(broken.value)
+
+
+@pytest.mark.parametrize(
+  ("fault", "code", "expected"),
+  [
+    (OSError(errno.ENOSPC, "No space left on device", "/full/out.json"), 2, "no space left"),
+    (KeyboardInterrupt(), 130, "interrupted"),
+  ],
+)
+def test_every_entry_point_turns_a_full_disk_and_ctrl_c_into_one_line(
+  capsys, fault, code, expected
+):
+  def main(argv):
+    raise fault
+
+  with pytest.raises(SystemExit) as exited:
+    cli.guarded(main, "tool")(["tool"])
+  assert exited.value.code == code
+  err = capsys.readouterr().err.strip().splitlines()
+  assert len(err) == 1 and err[0].startswith("tool: ") and expected in err[0], err
