@@ -99,10 +99,17 @@ class _LocalLock:
     # The folders this lock creates go again on release if nothing else was written,
     # so a run refused before it starts leaves no trace.
     self._created = [p for p in (self.workdir, *self.workdir.parents) if not p.exists()]
-    self.workdir.mkdir(parents=True, exist_ok=True)
     self.path = self.workdir / LOCK_NAME
+    try:
+      self.workdir.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+      raise UserError(f"cannot use {self.workdir} as a workdir: {error.strerror}") from None
     while True:
-      fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+      try:
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+      except OSError as error:
+        self._remove_created()
+        raise UserError(f"cannot lock {self.path}: {error.strerror}") from None
       try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
       except BlockingIOError:
