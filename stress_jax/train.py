@@ -189,6 +189,10 @@ def _run(config, workdir, trainer, manager, fingerprint, started) -> dict:
   # Rows logged after the restored checkpoint belong to steps that run again.
   writer = MetricWriter(workdir, resume_step=start_step)
   total_steps = trainer.total_steps
+  # Signals are caught from before the run says it is training: a SIGTERM sent on that
+  # line (as a scheduler or a test may) still stops at a saved step.
+  signals = contextlib.ExitStack()
+  preemption = signals.enter_context(_Preemption())
   if jax.process_index() == 0:
     print(
       f"training {config.data.name}: {len(trainer.split.train)} train / "
@@ -207,7 +211,7 @@ def _run(config, workdir, trainer, manager, fingerprint, started) -> dict:
   last_log_time, last_log_step = time.time(), start_step
   preempted = False
 
-  with _Preemption() as preemption:
+  with signals:
     for step in range(start_step + 1, total_steps + 1):
       batch = next(train_iter)
       data_state = train_iter.get_state()
