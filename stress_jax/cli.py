@@ -213,6 +213,10 @@ class _DropNoise(pylogging.Filter):
   """Library log lines that are not about the user's run."""
 
   def filter(self, record: pylogging.LogRecord) -> bool:
+    if record.levelno >= pylogging.ERROR and f"{os.sep}orbax{os.sep}" in record.pathname:
+      # A failed background save (a full disk) is logged with its traceback by each of
+      # orbax's threads, then raised again in the main thread: reported there, once.
+      return False
     message = record.getMessage()
     # The second: TFDS probing a dataset that is not built, which the error then says.
     return "OpenCV is not installed" not in message and "has no dataset_info.json" not in message
