@@ -75,6 +75,12 @@ def test_second_run_is_refused_naming_the_holder(fake_data_dir, tmp_path):
     assert f"pid {os.getpid()}" in message and socket.gethostname() in message
     assert "started" in message
     assert not (workdir / "config.json").exists() and not (workdir / "metrics.jsonl").exists()
+    # The same from another process, as a user's second terminal sees it.
+    line = one_line_error(
+      train_command(workdir, fake_data_dir)[1:],
+    )
+    assert line.startswith(f"train.py: error: {workdir} is in use by another run (host ")
+    assert f"pid {os.getpid()}" in line
   # Released on exit: the workdir the lock made is gone again with it.
   assert not workdir.exists()
 
