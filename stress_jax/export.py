@@ -119,9 +119,9 @@ class ExportedModel:
         return None
       try:
         exported = jax.export.deserialize(bytearray(path.read_bytes()))
-      except Exception as error:  # flatbuffer and MLIR errors of many types  # noqa: BLE001
+      except Exception:  # noqa: BLE001 (flatbuffer/MLIR errors of many types, no words for a user)
         raise BrokenExportError(
-          f"{path} does not load (truncated or not a jax export: {type(error).__name__}); "
+          f"{path} does not load: truncated or not a jax export ({path.stat().st_size} bytes); "
           "export the model again"
         ) from None
       # jit caches one executable per input shape: a stream calling with one frame
