@@ -43,7 +43,7 @@ def main(argv):
 
   summary = train.train_and_evaluate(_CONFIG.value, _WORKDIR.value, _ALLOW_CHANGE.value)
   if summary.get("preempted"):
-    sys.exit(train.PREEMPTED_EXIT_CODE)
+    sys.exit(summary.get("exit_code", train.PREEMPTED_EXIT_CODE))
   if jax.process_index() == 0:
     from stress_jax.report import print_summary
 
@@ -57,4 +57,4 @@ def main(argv):
 if __name__ == "__main__":
   from stress_jax import cli
 
-  app.run(cli.guarded(main, "train.py"))
+  app.run(cli.guarded(main, "train.py"), flags_parser=cli.flags_parser(flags.FLAGS, "train.py"))

@@ -32,7 +32,7 @@ import time
 
 from benchmarks import registry, report
 from benchmarks.common import load_average
-from stress_jax import xla_cpu
+from stress_jax import jsonio, xla_cpu
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results.json"
@@ -215,7 +215,7 @@ def run(
     )
   results.update(report.summarise(sections))
   results["load_average_1m_end"] = load_average()
-  output.write_text(json.dumps(results, indent=2) + "\n")
+  jsonio.write(output, results)
   if markdown:
     report.update_markdown(results)
   return results

@@ -212,7 +212,9 @@ def main(argv=None) -> int:
     rows.append(row)
     print(json.dumps(row), flush=True)
   out = pathlib.Path(__file__).with_name("flag_sweep.json")
-  out.write_text(json.dumps(rows, indent=1) + "\n")
+  from stress_jax import jsonio  # imported late: stress_jax sets XLA flag defaults
+
+  jsonio.write(out, rows, indent=1)
   return 0
 
 

@@ -20,6 +20,7 @@ import pathlib
 import sys
 
 from benchmarks import common, harness, registry
+from stress_jax import jsonio
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -54,7 +55,7 @@ def main(argv=None) -> int:
   args = parser.parse_args(argv)
   if args.worker:
     result = registry.call_worker(args.worker, json.loads(args.settings))
-    pathlib.Path(args.worker_out).write_text(json.dumps(result))
+    pathlib.Path(args.worker_out).write_text(jsonio.dumps(result))
     return 0
 
   settings = dict(common.SETTINGS[args.quick], quick=args.quick)

@@ -27,7 +27,7 @@ import pathlib
 import numpy as np
 from absl import flags
 
-from stress_jax import cli, crossval, results_page
+from stress_jax import cli, crossval, jsonio, results_page
 from stress_jax.models.stressnet import StressNetConfig
 
 DEFAULT_SEEDS = (0, 1, 2)
@@ -236,7 +236,6 @@ def _write_atomic(path: pathlib.Path, text: str) -> None:
 
 def write_files(results_dir, table: dict, config, line: str, chart: bool = True) -> pathlib.Path:
   """results.json, results.png (with `chart`) and results.md; returns the page's path."""
-  from stress_jax import metrics
 
   results_dir = pathlib.Path(results_dir)
   results_dir.mkdir(parents=True, exist_ok=True)
@@ -244,7 +243,7 @@ def write_files(results_dir, table: dict, config, line: str, chart: bool = True)
     # Same reason as _write_atomic; the suffix stays .png for matplotlib.
     partial = results_dir / f".{os.getpid()}.results.png"
     os.replace(bar_chart(partial, table), results_dir / "results.png")
-  _write_atomic(results_dir / "results.json", json.dumps(metrics.json_safe(table), indent=2) + "\n")
+  _write_atomic(results_dir / "results.json", jsonio.dumps(table, indent=2) + "\n")
   path = results_dir / "results.md"
   _write_atomic(path, results_page.page(table, config, line))
   return path
@@ -284,8 +283,10 @@ def run(
       if crossval.is_finished(directory, job_config, handle):
         continue
       print(f"== {v} fold {f} seed {s}", flush=True)
-      if train_fn(job_config, directory).get("preempted"):
-        preempted = True
+      summary = train_fn(job_config, directory)
+      if summary.get("preempted"):
+        # The exit status the interrupted run asks for (130 after Ctrl-C, else 143).
+        preempted = summary.get("exit_code", True)
         break
       # The page after every job (the chart, a second's drawing, once at the end).
       write_results(workdir, config, results_dir, seeds, chosen_on, chart=False)
@@ -311,7 +312,7 @@ def main(argv):
   if preempted:
     from stress_jax import train
 
-    raise SystemExit(train.PREEMPTED_EXIT_CODE)
+    raise SystemExit(train.PREEMPTED_EXIT_CODE if preempted is True else int(preempted))
 
 
 if __name__ == "__main__":

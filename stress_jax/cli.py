@@ -16,9 +16,11 @@ the function whose parameters they name.
 
 from __future__ import annotations
 
+import errno
 import inspect
 import logging as pylogging
 import os
+import re
 import sys
 
 from absl import app, flags
@@ -30,6 +32,7 @@ from stress_jax.errors import ConfigError, UserError  # noqa: F401 (re-exported:
 flags.disclaim_key_flags()
 
 USER_ERROR_EXIT_CODE = 2
+INTERRUPTED_EXIT_CODE = 130  # 128 + SIGINT
 CHECKPOINT_HELP = "best, latest or a step number."
 
 
@@ -65,6 +68,23 @@ def guarded(main, name: str | None = None):
         raise
       print(f"{name or program_name()}: error: {one_line(error)}", file=sys.stderr, flush=True)
       sys.exit(USER_ERROR_EXIT_CODE)
+    except OSError as error:
+      # A full disk is the user's to fix: say where, not how deep in a library it hit.
+      if error.errno != errno.ENOSPC or verbose():
+        raise
+      where = f" writing {error.filename}" if error.filename else ""
+      print(
+        f"{name or program_name()}: error: no space left on device{where}",
+        file=sys.stderr,
+        flush=True,
+      )
+      sys.exit(USER_ERROR_EXIT_CODE)
+    except KeyboardInterrupt:
+      # Ctrl-C outside the training loop (which saves a checkpoint and exits itself).
+      if verbose():
+        raise
+      print(f"{name or program_name()}: interrupted", file=sys.stderr, flush=True)
+      sys.exit(INTERRUPTED_EXIT_CODE)
 
   return wrapper
 
@@ -138,6 +158,52 @@ def flag_arguments(flag_values: flags.FlagValues, function) -> dict:
   return {name: flag_values[name].value for name in parameters if name in own}
 
 
+def _config_field_error(error: BaseException, argv) -> str | None:
+  """An unknown --config.a.b override, as ml_collections reports it, in one line."""
+  text = str(error)
+  suggestion = re.search(r'Did you mean "(\w+)" instead of "(\w+)"', text)
+  unknown = suggestion.group(2) if suggestion else None
+  if unknown is None:
+    found = re.match(r"""^\W*'(\w+)'\W*$""", text)
+    unknown = found.group(1) if found else None
+  if unknown is None:
+    return None
+  for arg in argv[1:]:
+    name = arg.lstrip("-").split("=", 1)[0]
+    parts = name.split(".")
+    if len(parts) > 1 and unknown in parts[1:]:
+      field = ".".join(parts[1:])
+      line = f"unknown config field {field} (--{name})"
+      if suggestion:
+        fixed = [suggestion.group(1) if part == unknown else part for part in parts[1:]]
+        line += f"; did you mean {'.'.join(fixed)}?"
+      return line
+  return None
+
+
+def flags_parser(flag_values: flags.FlagValues, name: str | None = None):
+  """absl's flags_parser for `flag_values`: a flag that does not parse is one line, exit 2.
+
+  ml_collections raises a bare AttributeError (with a suggestion) for a misspelt
+  --config.field; it is caught here too, as nothing else parses flags.
+  """
+
+  def parse(argv):
+    try:
+      rest = flag_values(argv)
+    except flags.Error as error:
+      line = one_line(error)
+    except (AttributeError, KeyError, TypeError, ValueError) as error:
+      line = _config_field_error(error, argv) or f"bad flag: {one_line(error)}"
+    else:
+      flags.FLAGS.mark_as_parsed()
+      return rest
+    print(f"{name or program_name()}: error: {line}", file=sys.stderr)
+    sys.exit(USER_ERROR_EXIT_CODE)
+
+  return parse
+
+
 def unexpected_arguments(argv) -> None:
   if len(argv) > 1:
     raise UserError(f"unexpected arguments: {' '.join(argv[1:])}")
@@ -147,6 +213,10 @@ class _DropNoise(pylogging.Filter):
   """Library log lines that are not about the user's run."""
 
   def filter(self, record: pylogging.LogRecord) -> bool:
+    if record.levelno >= pylogging.ERROR and f"{os.sep}orbax{os.sep}" in record.pathname:
+      # A failed background save (a full disk) is logged with its traceback by each of
+      # orbax's threads, then raised again in the main thread: reported there, once.
+      return False
     message = record.getMessage()
     # The second: TFDS probing a dataset that is not built, which the error then says.
     return "OpenCV is not installed" not in message and "has no dataset_info.json" not in message
@@ -165,7 +235,7 @@ def run(main, flag_values: flags.FlagValues, name: str | None = None) -> None:
   """absl's app.run over the tool's own flags plus absl's, with the error path above."""
   app.define_help_flags()
   _share_flags(flag_values)
-  app.run(guarded(main, name), flags_parser=lambda argv: parse_flags(flag_values, argv, name))
+  app.run(guarded(main, name), flags_parser=flags_parser(flag_values, name))
 
 
 def _share_flags(flag_values: flags.FlagValues) -> None:
@@ -181,17 +251,6 @@ def _share_flags(flag_values: flags.FlagValues) -> None:
       flag_values[flag.name] = flag
 
 
-def parse_flags(flag_values: flags.FlagValues, argv, name: str | None = None) -> list[str]:
-  """The tool's flags from argv; a bad flag is one line and exit status 2."""
-  try:
-    rest = flag_values(argv)
-  except flags.Error as error:
-    print(f"{name or program_name()}: error: {one_line(error)}", file=sys.stderr)
-    sys.exit(USER_ERROR_EXIT_CODE)
-  flags.FLAGS.mark_as_parsed()
-  return rest
-
-
 def run_in_process(main, flag_values: flags.FlagValues, argv, name: str) -> int:
   """What `run` does, minus absl's app wrapper: parse, call, map errors; returns the status.
 
@@ -204,7 +263,7 @@ def run_in_process(main, flag_values: flags.FlagValues, argv, name: str) -> int:
   # ml_collections reads a config flag's --config.x overrides from sys.argv itself.
   saved, sys.argv = sys.argv, argv
   try:
-    guarded(main, name)(parse_flags(flag_values, argv, name))
+    guarded(main, name)(flags_parser(flag_values, name)(argv))
   except SystemExit as exit:
     return exit.code if isinstance(exit.code, int) else 1
   finally:

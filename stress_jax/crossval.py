@@ -32,7 +32,7 @@ import pathlib
 
 from absl import flags
 
-from stress_jax import cli, storage
+from stress_jax import cli, jsonio, storage
 
 FLAGS = flags.FlagValues()
 _CONFIG = cli.define_config_flag(FLAGS)
@@ -173,7 +173,7 @@ def run(
     raise CrossValError(f"--fold={fold} is out of range: this protocol has {num_folds} folds")
   folds = range(num_folds) if fold is None else [fold]
   variants = _variants(ablations, variants if ablations else None)
-  trained, skipped, preempted = [], [], False
+  trained, skipped, preempted, exit_code = [], [], False, 0
   for variant in variants:
     for k in folds:
       directory = fold_directory(workdir, variant, k, ablations)
@@ -183,7 +183,8 @@ def run(
       print(f"== {variant} fold {k}/{num_folds}: {directory}", flush=True)
       summary = train_fn(fold_config(config, k, variant), directory)
       if summary.get("preempted"):
-        preempted = True
+        # 143 after SIGTERM, 130 after Ctrl-C (stress_jax/train.py).
+        preempted, exit_code = True, summary.get("exit_code", 143)
         break
       trained.append((variant, k))
       write_tables(workdir, collect(workdir, num_folds, ablations), config)
@@ -191,7 +192,13 @@ def run(
       break
   table = collect(workdir, num_folds, ablations)
   write_tables(workdir, table, config)
-  return {"trained": trained, "skipped": skipped, "preempted": preempted, "table": table}
+  return {
+    "trained": trained,
+    "skipped": skipped,
+    "preempted": preempted,
+    "exit_code": exit_code,
+    "table": table,
+  }
 
 
 def _fold_row(summary: dict) -> dict:
@@ -224,7 +231,13 @@ def collect(workdir, num_folds: int, ablations: bool) -> dict:
     for k in range(num_folds):
       path = fold_directory(workdir, variant, k, ablations) / "summary.json"
       if path.is_file():
-        rows.append(_fold_row(json.loads(path.read_text())))
+        try:
+          summary = json.loads(path.read_text())
+        except ValueError as error:
+          raise CrossValError(
+            f"{path} is not valid JSON ({error}); remove it and that fold is evaluated again"
+          ) from None
+        rows.append(_fold_row(summary))
     keys = [key for key, _ in METRICS] + [f"faithfulness_{k}" for k in FAITHFULNESS]
     aggregate = {
       key: metrics.mean_std([r.get(key) for r in rows])
@@ -304,7 +317,6 @@ def markdown(table: dict, title: str) -> str:
 
 
 def write_tables(workdir, table: dict, config=None) -> None:
-  from stress_jax import metrics
 
   workdir = storage.as_path(workdir)
   workdir.mkdir(parents=True, exist_ok=True)
@@ -313,7 +325,7 @@ def write_tables(workdir, table: dict, config=None) -> None:
     protocol = config.protocol
     kind = "leave-one-subject-out" if protocol.kind == "loso" else f"{protocol.kind}"
     title = f"Cross-validation: {config.data.name}, {kind}, {table['num_folds']} folds"
-  (workdir / "crossval.json").write_text(json.dumps(metrics.json_safe(table), indent=2))
+  jsonio.write(workdir / "crossval.json", table)
   (workdir / "crossval.md").write_text(markdown(table, title))
 
 
@@ -335,7 +347,7 @@ def main(argv):
   if result["preempted"]:
     from stress_jax import train
 
-    raise SystemExit(train.PREEMPTED_EXIT_CODE)
+    raise SystemExit(result.get("exit_code") or train.PREEMPTED_EXIT_CODE)
 
 
 if __name__ == "__main__":

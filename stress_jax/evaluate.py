@@ -33,7 +33,7 @@ import re
 import numpy as np
 from absl import flags
 
-from stress_jax import cli, storage
+from stress_jax import cli, jsonio, storage
 
 SPLITS = ("test", "val", "train", "all")
 
@@ -156,8 +156,14 @@ def label_names(workdir, config) -> tuple[str, ...]:
   """Class names: from the summary a finished run wrote, else from the dataset."""
   summary_path = storage.as_path(workdir) / "summary.json"
   if summary_path.is_file():
-    summary = json.loads(summary_path.read_text())
-    if summary.get("label_names"):
+    try:
+      summary = json.loads(summary_path.read_text())
+    except ValueError as error:
+      raise EvaluationError(
+        f"{summary_path} is not valid JSON ({error}); move it away and the class names are "
+        "taken from the dataset"
+      ) from None
+    if isinstance(summary, dict) and summary.get("label_names"):
       return tuple(summary["label_names"])
   from stress_jax import input_pipeline
 
@@ -311,7 +317,7 @@ def evaluate(
   data_dir: str | None = None,
 ) -> dict:
   """Runs the evaluation described in the module docstring and returns metrics.json's dict."""
-  from stress_jax import faithfulness, metrics, plots
+  from stress_jax import faithfulness, plots
 
   if split not in SPLITS:
     raise EvaluationError(f"--split must be one of {', '.join(SPLITS)}, got {split!r}")
@@ -350,7 +356,7 @@ def evaluate(
   with storage.staged_directory(workdir / "eval") as eval_dir:
     out_dir = eval_dir / f"{split}_{tag}"
     out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "metrics.json").write_text(json.dumps(metrics.json_safe(result), indent=2))
+    jsonio.write(out_dir / "metrics.json", result)
     matrices = {"clips": result["clip"]["confusion_matrix"]}
     if "video" in result:
       matrices["videos"] = result["video"]["confusion_matrix"]

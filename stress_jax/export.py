@@ -56,7 +56,7 @@ import pathlib
 import numpy as np
 from absl import flags
 
-from stress_jax import cli, export_settings, storage
+from stress_jax import cli, export_settings, jsonio, storage
 
 MODEL_FILE = "model.stablehlo"
 ENCODE_FILE = "encode_frames.stablehlo"
@@ -76,6 +76,20 @@ _PLATFORMS = flags.DEFINE_string(
 )
 
 
+class BrokenExportError(cli.UserError, FileNotFoundError):
+  """A file of an export folder is missing or does not load; the message names it."""
+
+
+def read_json(path) -> dict:
+  try:
+    value = json.loads(path.read_text())
+  except ValueError as error:
+    raise BrokenExportError(f"{path} is not valid JSON ({error}); export the model again") from None
+  if not isinstance(value, dict):
+    raise BrokenExportError(f"{path} is not a JSON object; export the model again")
+  return value
+
+
 class ExportedModel:
   """An export folder loaded back: call it like the model, or use the two halves."""
 
@@ -86,23 +100,36 @@ class ExportedModel:
     self.directory = storage.local_copy(directory)
     config_path = self.directory / "config.json"
     if not config_path.is_file():
-      raise FileNotFoundError(f"{self.directory} is not an export folder: no config.json")
-    self.config = json.loads(config_path.read_text())
-    self.label_names = tuple((self.directory / "labels.txt").read_text().splitlines())
+      raise BrokenExportError(f"{self.directory} is not an export folder: no config.json")
+    self.config = read_json(config_path)
+    labels = self.directory / "labels.txt"
+    if not labels.is_file():
+      raise BrokenExportError(f"{labels} is missing: the export folder is incomplete")
+    self.label_names = tuple(line for line in labels.read_text().splitlines() if line.strip())
+    if not self.label_names:
+      raise BrokenExportError(f"{labels} names no class")
+    if "num_frames" not in self.config:
+      raise BrokenExportError(f"{config_path} does not say num_frames; export the model again")
     self.num_frames = int(self.config["num_frames"])
+    if not (self.directory / MODEL_FILE).is_file():
+      raise BrokenExportError(f"{self.directory / MODEL_FILE} is missing")
 
     def load(name):
       path = self.directory / name
       if not path.is_file():
         return None
-      exported = jax.export.deserialize(bytearray(path.read_bytes()))
+      try:
+        exported = jax.export.deserialize(bytearray(path.read_bytes()))
+      except Exception:  # noqa: BLE001 (flatbuffer/MLIR errors of many types, no words for a user)
+        raise BrokenExportError(
+          f"{path} does not load: truncated or not a jax export ({path.stat().st_size} bytes); "
+          "export the model again"
+        ) from None
       # jit caches one executable per input shape: a stream calling with one frame
       # at a time compiles once.
       return jax.jit(exported.call)
 
     self._model = load(MODEL_FILE)
-    if self._model is None:
-      raise FileNotFoundError(f"{self.directory / MODEL_FILE} is missing")
     self._encode = load(ENCODE_FILE)
     self._classify = load(CLASSIFY_FILE)
 
@@ -286,7 +313,7 @@ def export_model(
     "training_data": export_settings.training_data(workdir, config),
     "training_config": config.to_dict(),
   }
-  (output / "config.json").write_text(json.dumps(exported_config, indent=2))
+  jsonio.write(output / "config.json", exported_config)
   (output / "labels.txt").write_text("\n".join(names) + "\n")
   if verify:
     check_parity(output, jax.jit(whole), frame_shape, num_frames)

@@ -307,8 +307,9 @@ class _LocalBlock:
 def steps_per_epoch(handle: DatasetHandle, subjects, global_batch: int) -> int:
   steps = handle.num_examples(subjects) // global_batch
   if steps == 0:
-    raise ValueError(
-      f"batch_size={global_batch} is larger than the {handle.num_examples(subjects)} training clips"
+    raise cli.ConfigError(
+      f"input.batch_size={global_batch} is larger than the {handle.num_examples(subjects)} "
+      "training clips of this fold; use a smaller batch"
     )
   return steps
 

@@ -7,11 +7,11 @@ never branch on the process index.
 from __future__ import annotations
 
 import json
-import math
+import sys
 
 import jax
 
-from stress_jax import storage
+from stress_jax import cli, jsonio, storage
 
 
 class MetricWriter:
@@ -48,9 +48,9 @@ class MetricWriter:
     for name, value in scalars.items():
       value = float(value)
       key = f"{prefix}{name}"
-      row[key] = value if math.isfinite(value) else str(value)
+      row[key] = value  # NaN and infinities become null in the file
       self._tensorboard.add_scalar(key, value, int(step))
-    self._jsonl.write(json.dumps(row) + "\n")
+    self._jsonl.write(jsonio.dumps(row) + "\n")
     self._jsonl.flush()
 
   def flush(self) -> None:
@@ -66,26 +66,61 @@ class MetricWriter:
       self.enabled = False
 
 
-def truncate_metrics(workdir, last_step: int) -> int:
-  """Drops metrics.jsonl rows of steps after `last_step`; returns how many were dropped."""
+class MetricsLogError(cli.UserError):
+  """metrics.jsonl holds a line that is not JSON before its last line."""
+
+
+def check_log(workdir) -> tuple[list[dict], int]:
+  """The rows of metrics.jsonl, and whether its last line is a crash's partial write.
+
+  A run killed mid-write leaves a partial last line: it is left for `truncate_metrics`
+  to drop. An undecodable line anywhere else is damage a crash does not do: refused,
+  naming the line, before the run changes anything in the workdir.
+  Returns (rows, 1 if the last line is to be dropped else 0).
+  """
   path = storage.as_path(workdir) / "metrics.jsonl"
   if not path.exists():
-    return 0
+    return [], 0
   lines = [line for line in path.read_text().splitlines() if line.strip()]
-  kept = [line for line in lines if json.loads(line).get("step", 0) <= last_step]
-  if len(kept) != len(lines):
-    text = "".join(f"{line}\n" for line in kept)
+  rows = []
+  for number, line in enumerate(lines, start=1):
+    try:
+      row = json.loads(line)
+      if not isinstance(row, dict):
+        raise ValueError("not an object")
+    except ValueError:
+      if number == len(lines):
+        return rows, 1
+      raise MetricsLogError(
+        f"{path} line {number} is not a JSON row ({line[:40]!r}); remove the line or the file "
+        "to resume"
+      ) from None
+    rows.append(row)
+  return rows, 0
+
+
+def truncate_metrics(workdir, last_step: int) -> int:
+  """Drops metrics.jsonl rows of steps after `last_step` and a crash's partial last line.
+
+  Returns how many lines were dropped; a dropped partial line is reported in one line.
+  """
+  path = storage.as_path(workdir) / "metrics.jsonl"
+  rows, partial = check_log(workdir)
+  if partial:
+    print(f"{path}: dropped an incomplete last line (a crash mid-write)", file=sys.stderr)
+  kept = [row for row in rows if row.get("step", 0) <= last_step]
+  dropped = len(rows) - len(kept) + partial
+  if dropped:
+    text = "".join(jsonio.dumps(row) + "\n" for row in kept)
     if storage.is_remote(path):
       path.write_text(text)  # a bucket object is replaced whole anyway
     else:
       temporary = path.with_suffix(".jsonl.tmp")
       temporary.write_text(text)
       temporary.replace(path)
-  return len(lines) - len(kept)
+  return dropped
 
 
 def read_metrics(workdir) -> list[dict]:
-  path = storage.as_path(workdir) / "metrics.jsonl"
-  if not path.exists():
-    return []
-  return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+  """The rows of metrics.jsonl; a crash's partial last line is left out."""
+  return check_log(workdir)[0]

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from stress_jax import jsonio
+
 
 def confusion_matrix(labels: np.ndarray, predictions: np.ndarray, num_classes: int) -> np.ndarray:
   """Rows are true classes, columns predicted classes."""
@@ -129,18 +131,5 @@ def mean_std(values) -> dict:
   return {"mean": float(finite.mean()), "std": std, "n": int(finite.size), "dropped": dropped}
 
 
-def json_safe(value):
-  """NaN/inf -> None, numpy scalars and arrays -> Python: json.dumps then writes strict JSON."""
-  if isinstance(value, dict):
-    return {str(k): json_safe(v) for k, v in value.items()}
-  if isinstance(value, (list, tuple)):
-    return [json_safe(v) for v in value]
-  if isinstance(value, np.ndarray):
-    return json_safe(value.tolist())
-  if isinstance(value, (np.floating, float)):
-    return float(value) if np.isfinite(value) else None
-  if isinstance(value, np.integer):
-    return int(value)
-  if isinstance(value, np.bool_):
-    return bool(value)
-  return value
+# Kept for callers that only want the conversion; files are written with jsonio.write.
+json_safe = jsonio.json_safe

@@ -42,7 +42,6 @@ gives the same windows and probabilities as the default mode. A camera (an integ
 
 from __future__ import annotations
 
-import json
 import pathlib
 
 import numpy as np
@@ -148,7 +147,7 @@ def _load_model(path):
   path = pathlib.Path(path)
   if not (path / "config.json").is_file() or not (path / export.MODEL_FILE).is_file():
     raise PredictError(f"{path} is not an export folder (run python -m stress_jax.export first)")
-  input_mode = json.loads((path / "config.json").read_text()).get("input_mode", "pixels")
+  input_mode = export.read_json(path / "config.json").get("input_mode", "pixels")
   if input_mode != "pixels":
     raise PredictError(
       f"{path} is a feature-map model (input_mode={input_mode}: it reads 7x7x256 ResNet "

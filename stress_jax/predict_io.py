@@ -5,13 +5,12 @@ pipeline, and the files it writes (JSONL rows, timeline, attention pictures).
 from __future__ import annotations
 
 import dataclasses
-import json
 import sys
 import time
 
 import numpy as np
 
-from stress_jax import storage
+from stress_jax import jsonio, storage
 from stress_jax.cli import UserError
 from stress_jax.predict_windows import StreamPredictor
 
@@ -32,7 +31,7 @@ def _write_outputs(output, stem, windows, label_names, crops_of, picks, title) -
   from stress_jax import plots
 
   jsonl = output / f"{stem}.jsonl"
-  jsonl.write_text("".join(json.dumps(w.row) + "\n" for w in windows))
+  jsonl.write_text("".join(jsonio.dumps(w.row) + "\n" for w in windows))
   paths = {"jsonl": jsonl, "pictures": []}
   if windows:
     paths["timeline"] = plots.timeline_figure(

@@ -17,7 +17,7 @@ import json
 
 from etils import epath
 
-from stress_jax import cli
+from stress_jax import cli, jsonio
 
 FILE_NAME = "provenance.json"
 # Fields that say where things are or how fast they run, not what is trained:
@@ -97,7 +97,16 @@ def read(workdir) -> dict | None:
   path = epath.Path(workdir) / FILE_NAME
   if not path.exists():
     return None
-  return json.loads(path.read_text())
+  try:
+    recorded = json.loads(path.read_text())
+  except (ValueError, OSError) as error:
+    raise ProvenanceError(
+      f"{path} is unreadable ({cli.one_line(error)}); restore it, or move it away to resume "
+      "without the config check"
+    ) from None
+  if not isinstance(recorded, dict):
+    raise ProvenanceError(f"{path} is not a JSON object; restore it or move it away")
+  return recorded
 
 
 def _allowed(name: str, allow) -> bool:
@@ -152,7 +161,10 @@ def check(workdir, current: dict, allow=()) -> dict | None:
   if recorded is None and (workdir / "config.json").exists():
     import ml_collections
 
-    legacy = ml_collections.ConfigDict(json.loads((workdir / "config.json").read_text()))
+    try:
+      legacy = ml_collections.ConfigDict(json.loads((workdir / "config.json").read_text()))
+    except ValueError as error:
+      raise ProvenanceError(f"{workdir / 'config.json'} is unreadable ({error})") from None
     recorded = {"config": config_fingerprint(legacy)}
     current = {"config": current["config"]}
   if recorded is None:
@@ -171,4 +183,4 @@ def check(workdir, current: dict, allow=()) -> dict | None:
 def record(workdir, current: dict) -> None:
   workdir = epath.Path(workdir)
   workdir.mkdir(parents=True, exist_ok=True)
-  (workdir / FILE_NAME).write_text(json.dumps(current, indent=2, sort_keys=True, default=str))
+  jsonio.write(workdir / FILE_NAME, current, sort_keys=True, default=str)

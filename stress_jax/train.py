@@ -6,7 +6,9 @@ step functions); this module only drives them.
 
 from __future__ import annotations
 
-import json
+import contextlib
+import errno
+import re
 import signal
 import sys
 import time
@@ -15,17 +17,39 @@ import jax
 import numpy as np
 from absl import logging
 
-from stress_jax import checkpointing, input_pipeline, metrics, provenance, storage
+from stress_jax import (
+  checkpointing,
+  cli,
+  config_checks,
+  input_pipeline,
+  jsonio,
+  metric_writer,
+  metrics,
+  provenance,
+  storage,
+  workdir_lock,
+)
 from stress_jax.metric_writer import MetricWriter
 from stress_jax.trainer import Trainer
 
 PREEMPTED_EXIT_CODE = 143  # 128 + SIGTERM, what schedulers expect from a terminated job
+INTERRUPTED_EXIT_CODE = 130  # 128 + SIGINT, what a shell expects after Ctrl-C
+
+
+class DivergedError(cli.UserError, FloatingPointError):
+  """The loss became NaN or infinite; nothing after the last finite step is saved."""
+
+
+class DiskFullError(cli.UserError, OSError):
+  """A write failed for want of space; the message names the file and the last good checkpoint."""
 
 
 class _Preemption:
   """A preemption notice stops the loop after a saved step, at the same step on every host.
 
-  One process: SIGTERM sets a flag. Several processes: jax's preemption sync manager
+  One process: SIGTERM sets a flag, and so does the first SIGINT (Ctrl-C), which is
+  remembered so the run can exit 130 as a shell expects; a second Ctrl-C stops at
+  once (KeyboardInterrupt). Several processes: jax's preemption sync manager
   (started by jax.distributed.initialize) receives the notice (SIGTERM, or the
   platform's own notifier) on any host and tells every host the first step all of
   them can still reach; between notices each call answers locally, so no host round
@@ -34,21 +58,26 @@ class _Preemption:
 
   def __init__(self):
     self.requested = False
-    self._previous = None
+    self.interrupted = False
+    self._previous = {}
     self._synced = jax.process_count() > 1
 
   def __enter__(self):
     if not self._synced:
-      self._previous = signal.signal(signal.SIGTERM, self._handle)
+      for signum in (signal.SIGTERM, signal.SIGINT):
+        self._previous[signum] = signal.signal(signum, self._handle)
     return self
 
   def _handle(self, signum, frame):
-    del signum, frame
+    del frame
     self.requested = True
+    if signum == signal.SIGINT:
+      self.interrupted = True
+      signal.signal(signal.SIGINT, signal.default_int_handler)
 
   def __exit__(self, *exc):
-    if not self._synced:
-      signal.signal(signal.SIGTERM, self._previous)
+    for signum, previous in self._previous.items():
+      signal.signal(signum, previous)
 
   def agreed(self, step: int) -> bool:
     """Call once per step on every process; every process must stop at the same step."""
@@ -66,7 +95,7 @@ def _check_finite(pending: list[tuple[int, dict]]) -> None:
   bad = np.flatnonzero(~np.isfinite(losses))
   if bad.size:
     step = pending[int(bad[0])][0]
-    raise FloatingPointError(
+    raise DivergedError(
       f"non-finite loss ({losses[bad[0]]}) at step {step}; stopping before it is checkpointed"
     )
 
@@ -80,19 +109,71 @@ def write_config(config, workdir) -> None:
 def train_and_evaluate(config, workdir, allow_config_change=()) -> dict:
   """Trains (resuming from `workdir` if it holds checkpoints) and evaluates on test subjects.
 
-  A workdir that holds a run of another config or dataset is refused before anything
-  is written (stress_jax/provenance.py), unless `allow_config_change` names the fields.
+  The config's ranges are checked first (config_checks.py), then the workdir is locked
+  against a second run (workdir_lock.py). A workdir that holds a run of another config
+  or dataset, or a log a crash cannot have left, is refused before anything is written
+  (stress_jax/provenance.py), unless `allow_config_change` names the changed fields.
   """
   started = time.time()
-  workdir = storage.as_path(workdir)
+  config_checks.check(config)
+  with workdir_lock.held_for_run(workdir):
+    try:
+      return _train_and_evaluate(config, storage.as_path(workdir), allow_config_change, started)
+    except Exception as error:
+      full = _no_space(error)
+      if full is None:
+        raise
+      raise DiskFullError(_disk_full_message(workdir, full)) from error
+
+
+def _no_space(error: BaseException) -> BaseException | None:
+  """The error of a full disk in `error`'s chain (orbax and tensorstore wrap it), if any."""
+  seen = set()
+  while error is not None and id(error) not in seen:
+    seen.add(id(error))
+    if isinstance(error, OSError) and error.errno == errno.ENOSPC:
+      return error
+    if "No space left on device" in str(error):
+      return error
+    error = error.__cause__ or error.__context__
+  return None
+
+
+def _disk_full_message(workdir, error: BaseException) -> str:
+  path = getattr(error, "filename", None)
+  if not path:
+    found = re.search(r"(?:gs://|/)[^\s'\",:]+", str(error))
+    path = found.group(0) if found else workdir
+  directory = storage.absolute(workdir) / "checkpoints"
+  steps = []
+  if directory.is_dir():
+    steps = sorted(int(p.name) for p in directory.iterdir() if p.name.isdigit())
+  intact = checkpointing.intact_steps(directory, steps)
+  last = f"step {intact[-1]} in {directory}" if intact else "none (the run starts over)"
+  return (
+    f"no space left on device writing {path}; last good checkpoint: {last}. Free some space "
+    "and run the same command again to resume"
+  )
+
+
+def _train_and_evaluate(config, workdir, allow_config_change, started) -> dict:
   trainer = Trainer(config, workdir)
   fingerprint = provenance.fingerprint(config, trainer.handle)
   provenance.check(workdir, fingerprint, provenance.parse_allow(allow_config_change))
-  write_config(config, workdir)
   if jax.process_index() == 0:
-    provenance.record(workdir, fingerprint)
+    metric_writer.check_log(workdir)  # refuses a damaged log before anything changes
   manager = checkpointing.CheckpointManager(workdir, config.train)
+  try:
+    return _run(config, workdir, trainer, manager, fingerprint, started)
+  except Exception:
+    # A save in flight ends (written or failed) before the error is reported: the last
+    # good checkpoint the error names is then on disk, and no temp folder is left.
+    with contextlib.suppress(Exception):
+      manager.wait()
+    raise
 
+
+def _run(config, workdir, trainer, manager, fingerprint, started) -> dict:
   state = trainer.initial_state()
   restored = manager.restore_latest(state)
   train_iter = trainer.train_iterator()
@@ -101,9 +182,17 @@ def train_and_evaluate(config, workdir, allow_config_change=()) -> dict:
     train_iter.set_state(data_state)
     logging.info("resumed from step %d", int(state.step))
   start_step = int(state.step)
+  # Every check has passed: only now does the run change what the workdir records.
+  write_config(config, workdir)
+  if jax.process_index() == 0:
+    provenance.record(workdir, fingerprint)
   # Rows logged after the restored checkpoint belong to steps that run again.
   writer = MetricWriter(workdir, resume_step=start_step)
   total_steps = trainer.total_steps
+  # Signals are caught from before the run says it is training: a SIGTERM sent on that
+  # line (as a scheduler or a test may) still stops at a saved step.
+  signals = contextlib.ExitStack()
+  preemption = signals.enter_context(_Preemption())
   if jax.process_index() == 0:
     print(
       f"training {config.data.name}: {len(trainer.split.train)} train / "
@@ -122,7 +211,7 @@ def train_and_evaluate(config, workdir, allow_config_change=()) -> dict:
   last_log_time, last_log_step = time.time(), start_step
   preempted = False
 
-  with _Preemption() as preemption:
+  with signals:
     for step in range(start_step + 1, total_steps + 1):
       batch = next(train_iter)
       data_state = train_iter.get_state()
@@ -172,13 +261,23 @@ def train_and_evaluate(config, workdir, allow_config_change=()) -> dict:
   if preempted:
     writer.close()
     manager.close()
+    step = int(state.step)
+    if preemption.interrupted:
+      # stderr: the one line a Ctrl-C'd command leaves; the exit status says 130.
+      print(
+        f"interrupted at step {step}: checkpoint saved in {workdir}; "
+        "run the same command again to resume",
+        file=sys.stderr,
+        flush=True,
+      )
+      return {"preempted": True, "step": step, "exit_code": INTERRUPTED_EXIT_CODE}
     if jax.process_index() == 0:
       print(
-        f"preempted at step {int(state.step)}: checkpoint saved in {workdir}; "
+        f"preempted at step {step}: checkpoint saved in {workdir}; "
         "run the same command again to resume",
         flush=True,
       )
-    return {"preempted": True, "step": int(state.step)}
+    return {"preempted": True, "step": step, "exit_code": PREEMPTED_EXIT_CODE}
 
   summary = final_evaluation(trainer, manager, state, workdir, writer, started)
   writer.close()
@@ -229,7 +328,7 @@ def final_evaluation(trainer, manager, last_state, workdir, writer, started=None
   if faithfulness:
     summary["attention_faithfulness"] = faithfulness
   if jax.process_index() == 0:
-    (storage.as_path(workdir) / "summary.json").write_text(json.dumps(summary, indent=2))
+    jsonio.write(storage.as_path(workdir) / "summary.json", summary)
   return summary
 
 

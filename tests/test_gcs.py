@@ -195,3 +195,28 @@ def test_missing_bucket_dataset_is_built_locally_then_uploaded(emulator, tmp_pat
   assert shards, "nothing was uploaded"
   source = handle.source(handle.subjects[:1])
   assert len(source) > 0 and int(source[0]["label"]) in range(len(handle.label_names))
+
+
+def test_bucket_workdir_lock_refuses_a_second_run_and_takes_over_a_stale_one(
+  emulator, monkeypatch, capsys
+):
+  from stress_jax import workdir_lock
+
+  workdir = f"{ROOT}/runs/locked"
+  lock = storage.as_path(workdir) / workdir_lock.LOCK_NAME
+  with workdir_lock.held(workdir):
+    with pytest.raises(workdir_lock.WorkdirBusy) as refused:
+      workdir_lock.acquire(workdir)
+    assert f"pid {os.getpid()}" in str(refused.value) and "started" in str(refused.value)
+  assert not lock.exists()
+  # What a run killed on another host leaves: a lock nobody renews.
+  lock.write_text(json.dumps({"host": "gone-host", "pid": 1, "started": "2026-01-01T00:00:00"}))
+  with pytest.raises(workdir_lock.WorkdirBusy):
+    workdir_lock.acquire(workdir)  # renewed a moment ago, as far as anyone can tell
+  monkeypatch.setattr(workdir_lock, "STALE_AFTER_S", -60.0)
+  capsys.readouterr()
+  with workdir_lock.held(workdir):
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "taking over" in err[0] and "gone-host" in err[0], err
+    assert json.loads(lock.read_text())["pid"] == os.getpid()
+  assert not lock.exists()

@@ -6,10 +6,10 @@ FlatMaps; problems and stats travel on a tagged side output and are merged per s
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable
 from typing import Any
 
+from stress_jax import jsonio
 from stress_jax.featuredb.clips import ClipPlan, ClipSpec, chunk_plans, make_clip, plan_recording
 from stress_jax.featuredb.layout import Recording, merge_stats
 
@@ -57,4 +57,4 @@ def write_report_part(reports, path: str) -> None:
   problems, stats = merge_reports(reports)
   target = epath.Path(path)
   target.parent.mkdir(parents=True, exist_ok=True)
-  target.write_text(json.dumps({"problems": problems, "stats": stats}, sort_keys=True))
+  target.write_text(jsonio.dumps({"problems": problems, "stats": stats}, sort_keys=True))

@@ -23,6 +23,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 import tensorflow_datasets as tfds
 from etils import epath
 
+from stress_jax import jsonio
 from stress_jax.faces import records
 from stress_jax.featuredb import beam as beam_steps
 from stress_jax.featuredb import clips, layout
@@ -236,7 +237,7 @@ class FeatureDatabaseBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=
       splits=splits,
       problems=problems,
     )
-    (epath.Path(self.data_dir) / REPORT_NAME).write_text(json.dumps(report, indent=1))
+    jsonio.write(epath.Path(self.data_dir) / REPORT_NAME, report, indent=1)
     parts_dir.rmtree(missing_ok=True)
     logging.info(
       "%s: %d clips, %d problems %s; report in %s",

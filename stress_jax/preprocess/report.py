@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Sequence
 from pathlib import Path
+
+from stress_jax import jsonio
 
 OK = "ok"  # clips written
 NO_CLIPS = "no_clips"  # faces found, but no window had enough of them (or too short)
@@ -41,7 +42,7 @@ def write_report(path: str | os.PathLike, report: dict) -> Path:
   path = Path(path)
   path.parent.mkdir(parents=True, exist_ok=True)
   tmp = path.with_name(path.name + ".tmp")
-  tmp.write_text(json.dumps(report, indent=2) + "\n")
+  tmp.write_text(jsonio.dumps(report, indent=2) + "\n")
   # Readers never see a half-written report.
   os.replace(tmp, path)
   return path
