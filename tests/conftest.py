@@ -20,7 +20,8 @@ os.environ.setdefault("JAX_PLATFORMS", "cpu")
 # (the initialisers' random number generation alone takes seconds), and the programs
 # of the tiny configs are the same from one session to the next, so a second session
 # loads them. The cache is keyed on the program and the jax version, so a changed model
-# simply compiles again; it keeps the newest 2 GB. Set before jax starts.
+# simply compiles again. No size cap: jax's eviction deletes files that the parallel
+# train.py subprocesses are reading, and warns on their stderr. Set before jax starts.
 XLA_CACHE = pathlib.Path(
   os.environ.get("STRESS_JAX_TEST_XLA_CACHE")
   or pathlib.Path(os.environ.get("XDG_CACHE_HOME") or pathlib.Path.home() / ".cache")
@@ -28,7 +29,6 @@ XLA_CACHE = pathlib.Path(
   / "xla-tests"
 )
 os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", str(XLA_CACHE))
-os.environ.setdefault("JAX_COMPILATION_CACHE_MAX_SIZE", str(2 * 1024**3))
 os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
 os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "0")
 
@@ -168,3 +168,14 @@ def train_error(workdir, data_dir=None, **fields) -> str:
   with pytest.raises(cli.UserError) as error:
     train.train_and_evaluate(config, str(workdir))
   return f"train.py: error: {cli.one_line(error.value)}"
+
+
+# The shared trained runs (tests/trained_model.py), for every test module here. At the
+# end: that module imports this one's helpers.
+from tests.trained_model import (  # noqa: E402, F401
+  exported_dir,
+  tiny_run,
+  trained_workdir,
+  two_process_run,
+)
+
