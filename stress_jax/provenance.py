@@ -37,6 +37,15 @@ IGNORED = (
 )
 
 
+# Fields added after runs were recorded without them, with the value those runs had in
+# effect: a workdir that lacks one resumes when the current config keeps that value.
+ADDED_LATER = {
+  "model.modality_dropout": 0.0,
+  "model.combine_stream_logits": False,
+  "preprocess.follow": "prominent",
+}
+
+
 class ProvenanceError(cli.UserError):
   """The workdir holds a run of another config or dataset."""
 
@@ -119,6 +128,8 @@ def changes(recorded: dict, current: dict, allow=()) -> list[str]:
   for part in ("config", "dataset"):
     old, new = recorded.get(part) or {}, current.get(part) or {}
     for name in sorted(set(old) | set(new)):
+      if part == "config" and name not in old and ADDED_LATER.get(name, ...) == new.get(name):
+        continue  # recorded before the field existed, and it still has that run's value
       if old.get(name) != new.get(name):
         field = name if part == "config" else f"dataset.{name}"
         if not _allowed(field, allow):

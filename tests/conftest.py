@@ -178,4 +178,3 @@ from tests.trained_model import (  # noqa: E402, F401
   trained_workdir,
   two_process_run,
 )
-

@@ -77,3 +77,13 @@ def test_crossval_skips_only_folds_of_the_same_fingerprint(config, handle, tmp_p
   # Allowed: the finished fold trains on instead of being skipped or refused.
   result = crossval.run(longer, tmp_path, fold=0, train_fn=again, allow=("train.num_epochs",))
   assert result["trained"] == [("full", 0)] and again.calls
+
+
+def test_a_field_added_later_resumes_only_at_the_value_older_runs_had():
+  recorded = {"config": {"model.head_width": 16}, "dataset": {}}
+  current = {"config": {"model.head_width": 16, "model.modality_dropout": 0.0}, "dataset": {}}
+  assert provenance.changes(recorded, current) == []
+  current["config"]["model.modality_dropout"] = 0.3
+  assert provenance.changes(recorded, current) == ["model.modality_dropout"]
+  current["config"] = {"model.head_width": 16, "model.brand_new": 1}
+  assert provenance.changes(recorded, current) == ["model.brand_new"]
