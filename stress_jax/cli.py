@@ -259,6 +259,9 @@ def run_in_process(main, flag_values: flags.FlagValues, argv, name: str) -> int:
   # Not _share_flags: in one process the registry gathers every tool's flags, and
   # another tool's required flags would then be required here too.
   flag_values.unparse_flags()
+  for flag_name in [n for n in flag_values if "." in n]:
+    # A config flag's --config.x overrides, defined by the last parse: defined again now.
+    delattr(flag_values, flag_name)
   argv = [name, *map(str, argv)]
   # ml_collections reads a config flag's --config.x overrides from sys.argv itself.
   saved, sys.argv = sys.argv, argv

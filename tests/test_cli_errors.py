@@ -76,7 +76,6 @@ def test_video_builds(tmp_path):
       "data.manual_dir": str(manual),
       "data.data_dir": str(data),
       "data.build_if_missing": True,
-      "data.num_frames": 0,
     },
   )
   assert "line 3: unknown label 'stres' (known: no_stress, stress)" in line

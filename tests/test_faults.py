@@ -17,6 +17,7 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -284,6 +285,19 @@ def test_predict_on_a_truncated_model_is_one_line(tmp_path):
   assert line.startswith("predict: error: ") and str(folder / "model.stablehlo") in line
 
 
+def _wait_for_step(metrics_path, step, proc, timeout=180):
+  deadline = time.time() + timeout
+  while time.time() < deadline:
+    assert proc.poll() is None, "training ended before it could be interrupted"
+    if metrics_path.exists():
+      for line in metrics_path.read_text().splitlines():
+        row = json.loads(line)
+        if row["step"] >= step and "train/loss" in row:
+          return
+    time.sleep(0.05)
+  raise AssertionError(f"step {step} never logged")
+
+
 def test_sigint_saves_like_sigterm_and_exits_130_with_one_line(fake_data_dir, tmp_path):
   workdir = tmp_path / "run"
   args = ("--config.train.num_steps=200", "--config.train.checkpoint_every_steps=1000")
@@ -295,8 +309,6 @@ def test_sigint_saves_like_sigterm_and_exits_130_with_one_line(fake_data_dir, tm
     stderr=subprocess.PIPE,
     text=True,
   )
-  from tests.test_train import _wait_for_step
-
   _wait_for_step(workdir / "metrics.jsonl", 3, proc)
   proc.send_signal(signal.SIGINT)
   _, err = proc.communicate(timeout=120)

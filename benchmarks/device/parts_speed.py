@@ -252,6 +252,7 @@ def _feature_handle(tmp: str, frames: int, frames_per_label: int):
   """A feature-map database of random float16 stage-3 maps, built as feature_maps/clipsT."""
   from stress_jax import input_pipeline
   from stress_jax.configs import features
+  from stress_jax.data import build
   from stress_jax.featuredb.layout import FEATURE_SHAPE
 
   root = os.path.join(tmp, "featuredb")
@@ -265,6 +266,7 @@ def _feature_handle(tmp: str, frames: int, frames_per_label: int):
         np.save(os.path.join(folder, f"{index:06d}.npy"), frame)
   data = features.get_config(str(frames)).data
   data.data_dir, data.manual_dir = os.path.join(tmp, "feature_tfds"), root
+  build.ensure_built(data)
   return input_pipeline.open_dataset(data)
 
 
