@@ -101,32 +101,33 @@ def _builder(name: str, data_dir):
 def open_dataset(data_config) -> DatasetHandle:
   """Finds the dataset (building the synthetic one if allowed) and describes it."""
   import tfds_builders  # noqa: F401  (registers the project's builders with TFDS)
+  from stress_jax.data import build
 
   data_dir = data_config.data_dir or None
-  builder = _builder(data_config.name, data_dir)
+  # data.simulator ('seed=7,...') names its own population of a synthetic config.
+  name = build.with_simulator(data_config.name, data_config.get("simulator", ""))
+  builder = _builder(name, data_dir)
   if not builder.is_prepared():
     if not data_config.build_if_missing:
       raise DatasetError(
-        f"dataset {data_config.name} is not built in {builder.data_dir}; build it with "
-        f"`python -m stress_jax.data.build {data_config.name} --data_dir=...` first"
+        f"dataset {name} is not built in {builder.data_dir}; build it with "
+        f"`python -m stress_jax.data.build {name} --data_dir=...` first"
       )
-    from stress_jax.data import build
-
-    name, _, config_name = data_config.name.partition("/")
+    dataset, _, config_name = name.partition("/")
     if storage.is_remote(data_dir):
       # array_record cannot write to a bucket: build on local disk, then upload.
       with storage.staged_directory(data_dir) as local_dir:
         build.build_dataset(
-          name,
+          dataset,
           config=config_name or None,
           data_dir=str(local_dir),
           manual_dir=data_config.manual_dir or None,
           labels=data_config.get("labels", ""),
         )
-      builder = tfds.builder(data_config.name, data_dir=data_dir)
+      builder = tfds.builder(name, data_dir=data_dir)
     else:
       builder = build.build_dataset(
-        name,
+        dataset,
         config=config_name or None,
         data_dir=data_dir,
         manual_dir=data_config.manual_dir or None,
@@ -179,10 +180,14 @@ class ClipTransform:
     }
     extra = {}
     if handle.synthetic:
+      # cue_region: (T, 28, 28) uint8 per frame (stress_faces 2), or one (112, 112)
+      # float map per clip in older records; both stay as stored.
       extra = {
         "cue_frames": np.asarray(example["cue_frames"], bool),
-        "cue_region": np.asarray(example["cue_region"], np.float32),
+        "cue_region": np.asarray(example["cue_region"]),
       }
+      if "cue_events" in example:
+        extra["cue_events"] = np.asarray(example["cue_events"], np.float32)
     photometric = np.array([0.0, 1.0], np.float32)  # brightness shift, contrast gain
     if rng is not None and self.augment is not None:
       inputs, landmarks, frame_mask, extra = self._temporal_jitter(
@@ -192,7 +197,7 @@ class ClipTransform:
         inputs = inputs[:, :, ::-1]
         landmarks = face_geometry.mirror_landmarks(landmarks)
         if "cue_region" in extra:
-          extra["cue_region"] = extra["cue_region"][:, ::-1]
+          extra["cue_region"] = np.ascontiguousarray(extra["cue_region"][..., ::-1])
       photometric = np.array(
         [
           rng.uniform(-self.augment.brightness, self.augment.brightness),
@@ -234,6 +239,13 @@ class ClipTransform:
     extra = dict(extra)
     if "cue_frames" in extra:
       extra["cue_frames"] = roll(extra["cue_frames"].copy(), False)
+    if "cue_region" in extra and extra["cue_region"].ndim == 3:  # per frame: moves with it
+      extra["cue_region"] = roll(extra["cue_region"].copy(), 0)
+    if "cue_events" in extra:
+      events = extra["cue_events"].copy()
+      used = events[:, 0] >= 0
+      events[used, 1:3] = np.clip(events[used, 1:3] + shift, 0, self.handle.num_frames)
+      extra["cue_events"] = events
     return (
       roll(inputs.copy(), 0),
       roll(landmarks.copy(), edge),

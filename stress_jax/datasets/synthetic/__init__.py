@@ -45,18 +45,28 @@ One module per concern, in the order a clip is made:
 
 from stress_jax.datasets.synthetic.clip import Clip, simulate_clip
 from stress_jax.datasets.synthetic.config import (
+  CUE_FAMILIES,
   LABEL_NAMES,
   SimulatorConfig,
+  config_name,
+  parse_config_name,
+  parse_overrides,
   split_name,
   video_name,
 )
-from stress_jax.datasets.synthetic.cue_effects import cue_region
+from stress_jax.datasets.synthetic.cue_effects import REGION_SIZE, cue_regions
 from stress_jax.datasets.synthetic.cues import (
+  APPEARANCE_KINDS,
   EVENT_KINDS,
+  FAMILY_KINDS,
+  MAX_EVENTS,
   CueEvent,
+  Profile,
   clip_label,
   cue_frames,
+  event_rows,
   schedule_cues,
+  subject_profile,
 )
 from stress_jax.datasets.synthetic.identity import Identity, subject_identity
 from stress_jax.datasets.synthetic.pool import (
@@ -68,7 +78,19 @@ from stress_jax.datasets.synthetic.pool import (
 )
 
 __all__ = [
+  "APPEARANCE_KINDS",
+  "CUE_FAMILIES",
   "EVENT_KINDS",
+  "FAMILY_KINDS",
+  "MAX_EVENTS",
+  "REGION_SIZE",
+  "Profile",
+  "config_name",
+  "cue_regions",
+  "event_rows",
+  "parse_config_name",
+  "parse_overrides",
+  "subject_profile",
   "LABEL_NAMES",
   "Clip",
   "CueEvent",
@@ -79,7 +101,6 @@ __all__ = [
   "clip_key",
   "clip_label",
   "cue_frames",
-  "cue_region",
   "default_num_workers",
   "schedule_cues",
   "simulate_clip",
