@@ -164,7 +164,7 @@ def _flush(canvas: Image.Image, lm: np.ndarray, unit: float, amount: float, skin
   if pallor:
     target = np.full(3, skin.mean() * 1.12) + np.array([-4.0, 0.0, 6.0])
   else:
-    target = skin * np.array([1.05, 0.78, 0.8])
+    target = skin * np.array([1.08, 0.7, 0.72])
   spots = cue_effects.face_frame_points(lm, cue_effects.CHEEKS_AND_FOREHEAD)
   radii = np.array([[0.2, 0.16], [0.2, 0.16], [0.32, 0.14]]) * unit
   blur = 0.07 * unit * SUPERSAMPLE
@@ -178,7 +178,7 @@ def _flush(canvas: Image.Image, lm: np.ndarray, unit: float, amount: float, skin
   offset = np.array([x0, y0]) / SUPERSAMPLE
   for centre, (rx, ry) in zip(spots - offset, radii, strict=True):
     _ellipse(draw, centre, rx, ry, fill=255)
-  alpha = min(1.0, 0.8 * amount)
+  alpha = min(1.0, amount)
   mask = mask.filter(ImageFilter.GaussianBlur(float(blur)))
   mask = mask.point(lambda v: int(round(v * alpha)))
   canvas.paste(_mix(target, target, 0), (int(x0), int(y0)), mask)
