@@ -256,10 +256,11 @@ def test_cue_frames_are_exactly_the_scheduled_frames():
 
 
 @pytest.mark.parametrize("kind", synthetic.EVENT_KINDS)
-def test_a_cue_changes_the_clip_only_inside_its_frames_and_region(kind):
+@pytest.mark.parametrize("subject", [1, 2])
+def test_a_cue_changes_the_clip_only_inside_its_frames_and_region(kind, subject):
   event = CueEvent(kind, 3, 9, 0.9)
-  with_cue = synthetic.simulate_clip(EXACT, 1, 0, 2, events=[event])
-  without = synthetic.simulate_clip(EXACT, 1, 0, 2, events=[])
+  with_cue = synthetic.simulate_clip(EXACT, subject, 0, 2, events=[event])
+  without = synthetic.simulate_clip(EXACT, subject, 0, 2, events=[])
   outside = ~with_cue.cue_frames
   assert with_cue.cue_frames.sum() == 6
   np.testing.assert_array_equal(with_cue.frames[outside], without.frames[outside])

@@ -146,8 +146,8 @@ def _eyes(lm):
 _CUE_POINTS = {
   "blink_burst": (lambda lm: lm[np.r_[fg.RIGHT_EYE, fg.LEFT_EYE]], 0.055, 1.0),
   "brow_furrow": (lambda lm: lm[[19, 20, 21, 22, 23, 24, 27]], 0.06, 1.0),
-  # The chin rises with the closing mouth, so it is part of the press.
-  "lip_press": (lambda lm: lm[np.r_[fg.OUTER_LIP, 6:11]], 0.05, 1.0),
+  # The jaw rises as the pressed mouth closes, so its outline is part of the press.
+  "lip_press": (lambda lm: lm[np.r_[fg.OUTER_LIP, 1:16]], 0.05, 1.0),
   # Jitter moves the whole head; mark the face broadly but faintly.
   "head_jitter": (lambda lm: lm[np.r_[fg.JAW, fg.NOSE_BRIDGE]], 0.08, 0.4),
   "gaze_aversion": (_eyes, 0.05, 1.0),
