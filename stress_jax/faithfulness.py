@@ -29,13 +29,13 @@ half of the frames carry a cue, which is why good attention can still score smal
             cue frames scores 1 / share. Averaged over clips with at least one valid
             cue frame (clips whose every valid frame is a cue score 1 whatever the
             weights, and are counted like the others).
-  spatial   on each valid cue frame, the attention map's mass-weighted mean of the
-            region, divided by the region's mean over the map: with region weights r
-            in [0, 1] (the crop-resolution map averaged over each attention cell) and
-            map a, (sum a*r / sum a) / mean r. A binary region makes this "mass inside
-            / area share"; the soft one keeps faint cues (head jitter, weight 0.4) in.
-            Averaged over the frames of a clip, then over clips with a non-empty
-            region. Frames whose map is all zero (spatial attention switched off) do
+  spatial   on each valid cue frame, the attention map's mass-weighted mean of that
+            frame's region, divided by the region's mean over the map: with region
+            weights r in [0, 1] (the region averaged over each attention cell) and map
+            a, (sum a*r / sum a) / mean r. A binary region makes this "mass inside /
+            area share"; the soft one keeps faint cues (head jitter, weight 0.4) in.
+            Averaged over the frames of a clip with a non-empty region, then over
+            clips. Frames whose map is all zero (spatial attention switched off) do
             not count, so a model without spatial attention gets no spatial figure.
 
 Figures for the image stream's temporal attention, the landmark stream's, and the
