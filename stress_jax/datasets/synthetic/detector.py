@@ -15,6 +15,10 @@ outer eye corners' distance (NME), is `measure_nme`'s figure: 0.060 mean, 0.071 
 the 95th percentile, no misses, over 480 frames (docs/method.md). dlib fits these
 renderings, so its own output is stored and no separate error model is added.
 
+dlib sees the frame as drawn (with motion blur), before the lighting gradient and the
+sensor noise, which the simulator applies after alignment in crop pixels (`camera`);
+its error here is therefore a little smaller than on the stored, noisy crops.
+
 A fit that does not look like a face (the tracker's own test) is a miss: the frame is
 masked, as the video path masks a frame where the tracker loses the face.
 """
