@@ -17,7 +17,7 @@ renderings, so its own output is stored and no separate error model is added.
 
 dlib sees the frame as drawn (with motion blur), before the lighting gradient and the
 sensor noise, which the simulator applies after alignment in crop pixels (`camera`);
-its error here is therefore a little smaller than on the stored, noisy crops.
+so that noise does not enter its fit.
 
 A fit that does not look like a face (the tracker's own test) is a miss: the frame is
 masked, as the video path masks a frame where the tracker loses the face.
