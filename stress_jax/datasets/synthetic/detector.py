@@ -16,7 +16,7 @@ the 95th percentile, no misses, over 480 frames (docs/method.md). dlib fits thes
 renderings, so its own output is stored and no separate error model is added.
 
 dlib sees the frame as drawn (with motion blur), before the lighting gradient and the
-sensor noise, which the simulator applies after alignment in crop pixels (`camera`);
+sensor noise, which the simulator applies after alignment in crop pixels (`camera`),
 so that noise does not enter its fit.
 
 A fit that does not look like a face (the tracker's own test) is a miss: the frame is
