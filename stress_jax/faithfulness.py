@@ -1,7 +1,9 @@
 """Does the attention look where the synthetic stress cues are?
 
 The synthetic records say which frames carry a cue (`cue_frames`, (T,) bool) and where
-on the face the cues act (`cue_region`, (112, 112) in [0, 1]). Two kinds of score.
+on each frame's face the cues act (`cue_region`, (T, 28, 28) uint8, 255 = inside; records
+before stress_faces 2.0 hold one (112, 112) float map per clip, used for every frame).
+Each frame's map is scored against that frame's own region. Two kinds of score.
 
 Localisation AUROC (0.5 = chance, 1.0 = perfect ranking, 0.0 = exactly reversed):
 
@@ -9,8 +11,8 @@ Localisation AUROC (0.5 = chance, 1.0 = perfect ranking, 0.0 = exactly reversed)
             of the frame weights for telling cue frames from the others; averaged over
             those clips.
   spatial   per valid cue frame whose map is not all zero, the ROC-AUC of the map's
-            cells for telling cells inside the cue region from those outside, the region
-            pooled to the map's grid (region_cells). The pooled region is soft, so each
+            cells for telling cells inside that frame's cue region from those outside, the
+            region pooled to the map's grid (region_cells). The pooled region is soft, so each
             cell counts as "inside" with weight r and as "outside" with weight 1 - r
             (sklearn's sample_weight): for a binary region this is the plain ROC-AUC,
             and a faint cue (head jitter, 0.4) counts partly. Averaged over a clip's
@@ -27,13 +29,13 @@ half of the frames carry a cue, which is why good attention can still score smal
             cue frames scores 1 / share. Averaged over clips with at least one valid
             cue frame (clips whose every valid frame is a cue score 1 whatever the
             weights, and are counted like the others).
-  spatial   on each valid cue frame, the attention map's mass-weighted mean of the
-            region, divided by the region's mean over the map: with region weights r
-            in [0, 1] (the crop-resolution map averaged over each attention cell) and
-            map a, (sum a*r / sum a) / mean r. A binary region makes this "mass inside
-            / area share"; the soft one keeps faint cues (head jitter, weight 0.4) in.
-            Averaged over the frames of a clip, then over clips with a non-empty
-            region. Frames whose map is all zero (spatial attention switched off) do
+  spatial   on each valid cue frame, the attention map's mass-weighted mean of that
+            frame's region, divided by the region's mean over the map: with region
+            weights r in [0, 1] (the region averaged over each attention cell) and map
+            a, (sum a*r / sum a) / mean r. A binary region makes this "mass inside /
+            area share"; the soft one keeps faint cues (head jitter, weight 0.4) in.
+            Averaged over the frames of a clip with a non-empty region, then over
+            clips. Frames whose map is all zero (spatial attention switched off) do
             not count, so a model without spatial attention gets no spatial figure.
 
 Figures for the image stream's temporal attention, the landmark stream's, and the
@@ -63,34 +65,47 @@ def temporal_ratios(weights, cue_frames, frame_mask) -> np.ndarray:
   return np.where(usable, ratio, np.nan)
 
 
+def frame_regions(cue_region, num_frames: int) -> np.ndarray:
+  """(N, T, H, W) float regions in [0, 1] from per-frame uint8 ones or one float map per clip."""
+  region = np.asarray(cue_region)
+  scale = 255.0 if region.dtype == np.uint8 else 1.0
+  region = region.astype(np.float32) / scale
+  if region.ndim == 3:  # one map per clip: every frame gets it
+    region = np.broadcast_to(region[:, None], (region.shape[0], num_frames, *region.shape[1:]))
+  return region
+
+
 def region_cells(cue_region, map_shape: tuple[int, int]) -> np.ndarray:
-  """(N, H, W) region in [0, 1] -> (N, h, w): the mean of the region over each map cell."""
+  """(..., H, W) region in [0, 1] -> (..., h, w): the mean of the region over each map cell."""
   region = np.asarray(cue_region, np.float32)
   h, w = map_shape
   big_h, big_w = region.shape[-2:]
+  lead = region.shape[:-2]
   if big_h % h == 0 and big_w % w == 0:
-    return region.reshape(-1, h, big_h // h, w, big_w // w).mean(axis=(2, 4))
-  # Cells that do not tile the crop exactly: box filtering is still an area average.
-  return np.stack(
-    [np.asarray(Image.fromarray(np.ascontiguousarray(r)).resize((w, h), Image.BOX)) for r in region]
+    return region.reshape(*lead, h, big_h // h, w, big_w // w).mean(axis=(-3, -1))
+  # Cells that do not tile the region exactly: box filtering is still an area average.
+  flat = region.reshape(-1, big_h, big_w)
+  cells = np.stack(
+    [np.asarray(Image.fromarray(np.ascontiguousarray(r)).resize((w, h), Image.BOX)) for r in flat]
   )
+  return cells.reshape(*lead, h, w)
 
 
 def spatial_ratios(maps, cue_region, cue_frames, frame_mask) -> np.ndarray:
   """Per-clip ratio (N,) from maps (N, T, h, w); NaN where nothing can be measured."""
   maps = np.asarray(maps, np.float64)
-  cells = region_cells(cue_region, maps.shape[-2:]).astype(np.float64)  # (N, h, w)
-  share = cells.mean(axis=(-2, -1))  # (N,)
+  regions = frame_regions(cue_region, maps.shape[1])
+  cells = region_cells(regions, maps.shape[-2:]).astype(np.float64)  # (N, T, h, w)
+  share = cells.mean(axis=(-2, -1))  # (N, T)
   mass = maps.sum(axis=(-2, -1))  # (N, T)
-  inside = (maps * cells[:, None]).sum(axis=(-2, -1))  # (N, T)
-  frames = np.asarray(cue_frames, bool) & np.asarray(frame_mask, bool) & (mass > 0)
+  inside = (maps * cells).sum(axis=(-2, -1))  # (N, T)
+  frames = np.asarray(cue_frames, bool) & np.asarray(frame_mask, bool) & (mass > 0) & (share > 0)
   with np.errstate(divide="ignore", invalid="ignore"):
-    per_frame = (inside / mass) / share[:, None]
+    per_frame = (inside / mass) / share
   count = frames.sum(-1)
   total = np.where(frames, per_frame, 0.0).sum(-1)
-  usable = (count > 0) & (share > 0)
   with np.errstate(divide="ignore", invalid="ignore"):
-    return np.where(usable, total / count, np.nan)
+    return np.where(count > 0, total / count, np.nan)
 
 
 def _auroc(scores, positive_weight, negative_weight) -> float:
@@ -120,13 +135,15 @@ def temporal_aurocs(weights, cue_frames, frame_mask) -> np.ndarray:
 
 
 def spatial_aurocs(maps, cue_region, cue_frames, frame_mask) -> np.ndarray:
-  """Per-clip mean over valid cue frames of the map's ROC-AUC, region cells vs the rest.
+  """Per-clip mean over valid cue frames of the map's ROC-AUC, the frame's region vs the rest.
 
-  maps (N, T, h, w); NaN where no frame can be scored (no cue frame, a region that is
-  empty or covers everything, or all-zero maps, i.e. spatial attention switched off).
+  maps (N, T, h, w); NaN where no frame can be scored (no cue frame, a frame region that
+  is empty or covers everything, or all-zero maps, i.e. spatial attention switched off).
   """
   maps = np.asarray(maps, np.float64)
-  cells = region_cells(cue_region, maps.shape[-2:]).astype(np.float64).reshape(len(maps), -1)
+  regions = frame_regions(cue_region, maps.shape[1])
+  cells = region_cells(regions, maps.shape[-2:]).astype(np.float64)
+  cells = cells.reshape(*maps.shape[:2], -1)  # (N, T, h*w)
   frames = (
     np.asarray(cue_frames, bool)
     & np.asarray(frame_mask, bool)
@@ -134,11 +151,13 @@ def spatial_aurocs(maps, cue_region, cue_frames, frame_mask) -> np.ndarray:
   )
   out = np.full(maps.shape[0], np.nan)
   for i in range(maps.shape[0]):
-    inside, outside = cells[i], 1.0 - cells[i]
-    if not frames[i].any() or inside.sum() <= 0 or outside.sum() <= 0:
-      continue
-    scores = [_auroc(maps[i, t].ravel(), inside, outside) for t in np.flatnonzero(frames[i])]
-    out[i] = float(np.mean(scores))
+    scores = []
+    for t in np.flatnonzero(frames[i]):
+      inside, outside = cells[i, t], 1.0 - cells[i, t]
+      if inside.sum() > 0 and outside.sum() > 0:
+        scores.append(_auroc(maps[i, t].ravel(), inside, outside))
+    if scores:
+      out[i] = float(np.mean(scores))
   return out
 
 

@@ -99,6 +99,16 @@ def _builder(name: str, data_dir):
     raise DatasetError(f"dataset {name!r}: {cli.one_line(error)[:300]}") from None
 
 
+def dataset_name(data_config) -> str:
+  """The TFDS name the config reads: data.simulator ('seed=7,...') names its own population."""
+  import tfds_builders
+
+  try:
+    return tfds_builders.population_name(data_config.name, data_config.get("simulator", ""))
+  except ValueError as error:
+    raise DatasetError(f"{data_config.name}: {cli.one_line(error)}") from None
+
+
 def open_dataset(data_config) -> DatasetHandle:
   """Opens a built dataset and describes it; making a missing one is the command's job.
 
@@ -106,11 +116,12 @@ def open_dataset(data_config) -> DatasetHandle:
   missing dataset first where the config allows it.
   """
   data_dir = data_config.data_dir or None
-  builder = _builder(data_config.name, data_dir)
+  name = dataset_name(data_config)
+  builder = _builder(name, data_dir)
   if not builder.is_prepared():
     raise DatasetError(
-      f"dataset {data_config.name} is not built in {builder.data_dir}; build it with "
-      f"`python -m stress_jax.data.build {data_config.name} --data_dir=...` first"
+      f"dataset {name} is not built in {builder.data_dir}; build it with "
+      f"`python -m stress_jax.data.build {name} --data_dir=...` first"
     )
   features = builder.info.features
   label_names, label_map = _task_labels(data_config, builder)
@@ -159,10 +170,14 @@ class ClipTransform:
     }
     extra = {}
     if handle.synthetic:
+      # cue_region: (T, 28, 28) uint8 per frame (stress_faces 2), or one (112, 112)
+      # float map per clip in older records; both stay as stored.
       extra = {
         "cue_frames": np.asarray(example["cue_frames"], bool),
-        "cue_region": np.asarray(example["cue_region"], np.float32),
+        "cue_region": np.asarray(example["cue_region"]),
       }
+      if "cue_events" in example:
+        extra["cue_events"] = np.asarray(example["cue_events"], np.float32)
     photometric = np.array([0.0, 1.0], np.float32)  # brightness shift, contrast gain
     if rng is not None and self.augment is not None:
       inputs, landmarks, frame_mask, extra = self._temporal_jitter(
@@ -172,7 +187,7 @@ class ClipTransform:
         inputs = inputs[:, :, ::-1]
         landmarks = face_geometry.mirror_landmarks(landmarks)
         if "cue_region" in extra:
-          extra["cue_region"] = extra["cue_region"][:, ::-1]
+          extra["cue_region"] = np.ascontiguousarray(extra["cue_region"][..., ::-1])
       photometric = np.array(
         [
           rng.uniform(-self.augment.brightness, self.augment.brightness),
@@ -214,6 +229,13 @@ class ClipTransform:
     extra = dict(extra)
     if "cue_frames" in extra:
       extra["cue_frames"] = roll(extra["cue_frames"].copy(), False)
+    if "cue_region" in extra and extra["cue_region"].ndim == 3:  # per frame: moves with it
+      extra["cue_region"] = roll(extra["cue_region"].copy(), 0)
+    if "cue_events" in extra:
+      events = extra["cue_events"].copy()
+      used = events[:, 0] >= 0
+      events[used, 1:3] = np.clip(events[used, 1:3] + shift, 0, self.handle.num_frames)
+      extra["cue_events"] = events
     return (
       roll(inputs.copy(), 0),
       roll(landmarks.copy(), edge),

@@ -61,7 +61,8 @@ def attention_figure(
 
   frames (T,112,112,3) uint8 or None (feature-mode data: the maps are drawn alone);
   spatial (T,h,w) or None; temporal / landmark_temporal (T,) or None; frame_mask (T,);
-  cue_frames (T,) and cue_region (112,112) on synthetic data, drawn in red.
+  cue_frames (T,) and cue_region ((T,28,28) per frame, or one (112,112) map) on synthetic
+  data, drawn in red.
   frame_times (T,) seconds label the curve's axis instead of frame indices.
   """
   plt = _pyplot()
@@ -125,11 +126,14 @@ def attention_figure(
         vmax=heat_range[1],
       )
     if cue_region is not None and cues is not None and cues[t]:
-      region = np.asarray(cue_region, np.float32)
+      # Per-frame (T, 28, 28) uint8 regions (stress_faces 2) or one (112, 112) map.
+      region = np.asarray(cue_region)
+      region = (region[t] if region.ndim == 3 else region).astype(np.float32)
       if region.max() > 0:
+        centres = (np.arange(region.shape[0]) + 0.5) * 112 / region.shape[0]
         ax.contour(
-          np.arange(112) + 0.5,
-          np.arange(112) + 0.5,
+          centres,
+          centres,
           region,
           levels=[0.5 * float(region.max())],
           colors="white",

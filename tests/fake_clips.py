@@ -52,7 +52,8 @@ class FakeClips(tfds.core.GeneratorBasedBuilder):
           "video": f"s{subject:02d}/v{clip // 3}",
           "start_frame": clip * NUM_FRAMES,
           "cue_frames": np.arange(NUM_FRAMES) < label,
-          "cue_region": np.zeros((112, 112), np.float32),
+          "cue_region": np.zeros((NUM_FRAMES, 28, 28), np.uint8),
+          "cue_events": np.tile(np.float32([-1, 0, 0, 0]), (4, 1)),
         },
       )
 

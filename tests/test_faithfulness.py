@@ -115,3 +115,25 @@ def test_attention_faithfulness_reports_auroc_alongside_ratios():
     "spatial",
     "spatial_auroc",
   }
+
+
+def test_each_frame_is_scored_against_its_own_region():
+  # Per-frame uint8 regions (stress_faces 2): the cue sits top-left in frame 0 and
+  # bottom-right in frame 1, and each frame's map looks exactly there.
+  region = np.zeros((1, 2, 28, 28), np.uint8)
+  region[0, 0, :12, :12] = 255  # 3 x 3 of the 7 x 7 map cells
+  region[0, 1, 16:, 16:] = 255
+  maps = np.zeros((1, 2, 7, 7))
+  maps[0, 0, :3, :3] = 1.0
+  maps[0, 1, 4:, 4:] = 1.0
+  cues, mask = np.ones((1, 2), bool), np.ones((1, 2), bool)
+  assert faithfulness.spatial_aurocs(maps, region, cues, mask)[0] == pytest.approx(1.0)
+  # Scored against the clip's union instead, half of each frame's region is missed.
+  union = region.max(axis=1)
+  assert faithfulness.spatial_aurocs(maps, union, cues, mask)[0] < 0.9
+  # Mass ratio: all the mass inside a region of 9 of the 49 cells.
+  assert faithfulness.spatial_ratios(maps, region, cues, mask)[0] == pytest.approx(49 / 9)
+  # A frame without a cue has an empty region and does not count.
+  region[0, 1] = 0
+  cues[0, 1] = False
+  assert faithfulness.spatial_aurocs(maps, region, cues, mask)[0] == pytest.approx(1.0)

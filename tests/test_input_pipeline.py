@@ -108,7 +108,13 @@ def _dot_frames(landmarks_px):
   return frame
 
 
-def test_flip_mirrors_frames_and_landmark_indices_together(handle):
+def _cell_at(point_px) -> np.ndarray:
+  region = np.zeros((28, 28), np.uint8)
+  region[int(point_px[1]) // 4, int(point_px[0]) // 4] = 255
+  return region
+
+
+def test_flip_mirrors_frames_landmark_indices_and_cue_regions_together(handle):
   handle, _ = handle
   rng = np.random.default_rng(0)
   landmarks = rng.uniform(0.1, 0.9, (fake_clips.NUM_FRAMES, 68, 2)).astype(np.float32)
@@ -119,13 +125,17 @@ def test_flip_mirrors_frames_and_landmark_indices_together(handle):
     "landmarks": landmarks,
     "frame_mask": np.ones(fake_clips.NUM_FRAMES, bool),
     "label": 1,
-    "cue_frames": np.zeros(fake_clips.NUM_FRAMES, bool),
-    "cue_region": np.zeros((112, 112)),
+    "cue_frames": np.ones(fake_clips.NUM_FRAMES, bool),
+    # Each frame's cue region: the 4x4-pixel cell under its landmark 0.
+    "cue_region": np.stack([_cell_at(lm[0] * 112) for lm in landmarks]),
+    "subject": b"s",
+    "video": b"v",
+    "start_frame": 0,
   }
   augment = ml_collections.ConfigDict(
     dict(flip=True, brightness=0.0, contrast=0.0, temporal_jitter=False)
   )
-  transform = input_pipeline.ClipTransform(handle, augment)
+  transform = input_pipeline.ClipTransform(handle, augment, keep_metadata=True)
   flipped = None
   for seed in range(20):
     out = transform(example, np.random.default_rng(seed))
@@ -140,6 +150,11 @@ def test_flip_mirrors_frames_and_landmark_indices_together(handle):
   for t in range(fake_clips.NUM_FRAMES):
     for x, y in flipped["landmarks"][t] * 112:
       assert flipped["inputs"][t, int(y), int(x), 0] == 255
+  # The regions flip with the frames: each still marks the cell under its frame's point.
+  np.testing.assert_array_equal(flipped["cue_region"], example["cue_region"][..., ::-1])
+  for t in range(fake_clips.NUM_FRAMES):
+    x, y = face_geometry.mirror_landmarks(landmarks)[t, 16] * 112  # landmark 0, mirrored
+    assert flipped["cue_region"][t, int(y) // 4, int(x) // 4] == 255
   right_eye_x = flipped["landmarks"][0, face_geometry.RIGHT_EYE, 0].mean()
   np.testing.assert_allclose(right_eye_x, 1 - landmarks[0, face_geometry.LEFT_EYE, 0].mean())
 
@@ -155,7 +170,11 @@ def test_temporal_jitter_keeps_frames_landmarks_and_mask_aligned(handle):
     "frame_mask": np.ones(16, bool),
     "label": 0,
     "cue_frames": np.arange(16) == 5,
-    "cue_region": np.zeros((112, 112)),
+    # Frame t's region holds t + 1 in its top-left cell, so it can be followed.
+    "cue_region": np.stack([np.pad([[t + 1]], ((0, 27), (0, 27))) for t in range(16)]).astype(
+      np.uint8
+    ),
+    "cue_events": np.float32([[1, 5, 6, 0.9], [-1, 0, 0, 0], [-1, 0, 0, 0], [-1, 0, 0, 0]]),
   }
   augment = ml_collections.ConfigDict(
     dict(flip=False, brightness=0.0, contrast=0.0, temporal_jitter=True)
@@ -177,6 +196,12 @@ def test_temporal_jitter_keeps_frames_landmarks_and_mask_aligned(handle):
     np.testing.assert_array_equal(
       np.flatnonzero(out["cue_frames"]), np.flatnonzero((frame_ids == 5) & valid)
     )
+    # So does each frame's region (vacated frames have none), and the event's frames.
+    region_ids = out["cue_region"][:, 0, 0].astype(int) - 1
+    np.testing.assert_array_equal(region_ids[valid], frame_ids[valid])
+    assert not out["cue_region"][~valid].any()
+    if 0 <= 5 - shift < 16:
+      assert out["cue_events"][0, 1] == np.flatnonzero(frame_ids == 5)[0]
   assert len(shifts) > 2 and max(abs(s) for s in shifts) <= 16 // 8
 
 

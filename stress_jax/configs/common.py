@@ -81,6 +81,9 @@ def base_config() -> ml_collections.ConfigDict:
       build_if_missing=True,
       task="",  # yonsei_stress only: "4class", "3class" or "binary"
       num_frames=16,
+      # Synthetic datasets: SimulatorConfig overrides, e.g. "seed=7,num_subjects=20"; the
+      # population is built and read under its own config name (docs/populations.md).
+      simulator="",
     )
   )
   config.protocol = ml_collections.ConfigDict(

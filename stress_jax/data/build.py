@@ -6,6 +6,7 @@ in `tfds_builders/`, with the `tfds build` flags that apply here (--config,
 
   python -m stress_jax.data.build stress_faces --config=synthetic
   python -m stress_jax.data.build stress_faces/synthetic_tiny --data_dir=/tmp/tfds
+  python -m stress_jax.data.build stress_faces/synthetic --simulator=seed=7,num_subjects=20
   python -m stress_jax.data.build stress_faces/video --manual_dir=DIR --labels=calm,stress
   python -m stress_jax.data.build yonsei_stress --manual_dir=/path/to/YonseiStressImageDatabase \
       --beam_pipeline_options=runner=DirectRunner,direct_num_workers=4
@@ -58,6 +59,16 @@ flags.DEFINE_list(
   None,
   "video configs: the class names, in label order; a manifest label outside them stops "
   "the build. Default: the config's declared set.",
+  flag_values=FLAGS,
+)
+
+
+flags.DEFINE_string(
+  "simulator",
+  "",
+  "synthetic configs: SimulatorConfig overrides, e.g. seed=7,num_subjects=20 (a tuple "
+  "field joins items with +: cue_families=skin+head); the population is built under its "
+  "own config name, e.g. synthetic-num_subjects20-seed7.",
   flag_values=FLAGS,
 )
 
@@ -187,6 +198,20 @@ def _builder_kwargs(cls, config, labels) -> dict:
   return {"config": config, "labels": tuple(labels)}
 
 
+def with_simulator(name: str, simulator: str | None) -> str:
+  """'stress_faces/synthetic' with overrides 'seed=7' -> 'stress_faces/synthetic-seed7'.
+
+  Unchanged without overrides; a dataset without a simulator refuses them (BuildError).
+  """
+  import tfds_builders
+
+  builder_class(split_name(name)[0])  # an unknown dataset: BuildError naming the known ones
+  try:
+    return tfds_builders.population_name(name, simulator)
+  except ValueError as error:
+    raise BuildError(f"{name}: {cli.one_line(error)}") from None
+
+
 def build_dataset(
   name: str,
   config: str | None = None,
@@ -195,6 +220,7 @@ def build_dataset(
   overwrite: bool = False,
   beam_pipeline_options: str | Sequence[str] | Mapping | None = None,
   labels: str | Sequence[str] | None = None,
+  simulator: str | None = None,
 ) -> tfds.core.DatasetBuilder:
   """Prepares `name` (optionally 'dataset/config') as array_record shards; returns its builder.
 
@@ -202,14 +228,21 @@ def build_dataset(
   build's class names; empty keeps the config's. An already prepared dataset is
   reused unless `overwrite` (with other labels it is refused). Failures the user can
   fix (a bad manifest, no usable source, a missing manual_dir) raise BuildError.
+  `simulator` ('seed=7,num_subjects=20') builds that population of a synthetic config
+  under its own config name (`with_simulator`).
   """
   labels = declared_labels(labels)
   dataset, config = split_name(name, config)
+  if simulator:
+    dataset, config = split_name(with_simulator(f"{dataset}/{config or ''}".rstrip("/"), simulator))
   cls = builder_class(dataset)
   kwargs = _builder_kwargs(cls, config, labels)
 
   def make():
-    return cls(**kwargs, data_dir=data_dir or None, file_format="array_record")
+    try:
+      return cls(**kwargs, data_dir=data_dir or None, file_format="array_record")
+    except ValueError as error:  # an unknown config, or a population name it cannot parse
+      raise BuildError(f"{dataset}/{config}: {cli.one_line(error)[:300]}") from None
 
   with build_lock(make().data_dir):
     # Made again under the lock: a build that finished while we waited is read from disk.
@@ -224,18 +257,19 @@ def ensure_built(data_config) -> None:
   says `build_if_missing=False` (a manual download) is left for the pipeline's
   one-line "not built" error.
   """
-  import tfds_builders  # noqa: F401  (registers the project's builders with TFDS)
+  import tfds_builders
   from stress_jax import storage
 
   if not data_config.get("build_if_missing", False):
     return
   data_dir = data_config.data_dir or None
   try:
-    if tfds.builder(data_config.name, data_dir=data_dir).is_prepared():
+    full_name = tfds_builders.population_name(data_config.name, data_config.get("simulator", ""))
+    if tfds.builder(full_name, data_dir=data_dir).is_prepared():
       return
   except (tfds.core.registered.DatasetNotFoundError, ValueError):
     return  # an unknown name: the pipeline names the problem in one line
-  name, _, config_name = data_config.name.partition("/")
+  name, _, config_name = full_name.partition("/")
   kwargs = dict(
     config=config_name or None,
     manual_dir=data_config.get("manual_dir", "") or None,

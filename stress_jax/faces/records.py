@@ -11,7 +11,11 @@ One example is one clip of T consecutive frames of one person:
   video        Text                     the source recording
   start_frame  int32                    index of the clip's first frame in its source
   cue_frames   (T,)             bool    synthetic only: a stress cue is active
-  cue_region   (112, 112)       float32 synthetic only: where on the face cues act
+  cue_region   (T, 28, 28)      uint8   synthetic only: where on each frame cues act (255 =
+                                        inside; a cell is 4x4 crop pixels)
+  cue_events   (4, 4)           float32 synthetic only: one row per event, (kind, first
+                                        frame, end frame, intensity); kind indexes the
+                                        builder metadata's `cue_kinds`, -1 = no event
 
 Frames are handed to TFDS as a list of already-encoded JPEG bytes: TFDS can then
 write and read array_record shards without TensorFlow.
@@ -29,6 +33,8 @@ from PIL import Image
 from stress_jax.faces.geometry import CROP_SIZE, NUM_LANDMARKS
 
 JPEG_QUALITY = 92
+CUE_REGION_SIZE = 28
+MAX_CUE_EVENTS = 4
 
 
 def clip_features(
@@ -60,7 +66,10 @@ def clip_features(
     spec["landmarks"] = tfds.features.Tensor(shape=(num_frames, NUM_LANDMARKS, 2), dtype=np.float32)
   if synthetic:
     spec["cue_frames"] = tfds.features.Tensor(shape=(num_frames,), dtype=np.bool_)
-    spec["cue_region"] = tfds.features.Tensor(shape=(CROP_SIZE, CROP_SIZE), dtype=np.float32)
+    spec["cue_region"] = tfds.features.Tensor(
+      shape=(num_frames, CUE_REGION_SIZE, CUE_REGION_SIZE), dtype=np.uint8
+    )
+    spec["cue_events"] = tfds.features.Tensor(shape=(MAX_CUE_EVENTS, 4), dtype=np.float32)
   return tfds.features.FeaturesDict(spec)
 
 

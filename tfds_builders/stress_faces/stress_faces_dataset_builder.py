@@ -11,6 +11,11 @@ Every config writes the clip record of `stress_jax.faces.records` with one split
 per subject (`s00`, `s01`, ...). Build without TensorFlow:
 
   python -m stress_jax.data.build stress_faces --config=synthetic
+
+Any other population of a synthetic config is a config name too: the base name with
+overrides of `SimulatorConfig` fields, `synthetic-num_subjects20-seed7` (see
+`synthetic.config_name`; the build's --simulator=seed=7,num_subjects=20 and the
+training config's data.simulator make that name), each built in its own folder.
 """
 
 from __future__ import annotations
@@ -77,18 +82,46 @@ def _synthetic(name: str, summary: str, **simulator) -> StressFacesConfig:
     description=(
       f"{summary} Simulated: {sim.num_subjects} subjects x {sim.num_classes} classes x "
       f"{sim.clips_per_class_per_subject} clips of {sim.num_frames} frames at {sim.fps:g} fps, "
-      f"difficulty {sim.difficulty:g}, label noise {sim.label_noise:g}, seed {sim.seed}."
+      f"difficulty {sim.difficulty:g}, label noise {sim.label_noise:g}, seed {sim.seed}; "
+      f"cue families {'+'.join(sim.cue_families)}, {sim.families_per_subject} per subject; "
+      f"landmarks by {sim.detector if sim.detector != 'none' else 'the renderer'}."
     ),
     kind="synthetic",
     simulator=sim,
   )
 
 
+def population_config(name: str) -> StressFacesConfig | None:
+  """`synthetic-seed7-...`: a declared synthetic config with simulator overrides, or None."""
+  base_name, _, _ = name.partition("-")
+  base = next((c for c in StressFaces.BUILDER_CONFIGS if c.name == base_name), None)
+  if base is None or base.kind != "synthetic":
+    return None
+  _, overrides = synthetic.parse_config_name(name)
+  simulator = dataclasses.replace(base.simulator, **overrides)
+  canonical = synthetic.config_name(base_name, base.simulator, overrides)
+  if canonical == base_name:
+    return base
+  summary = base.description.split(" Simulated:")[0]
+  return _synthetic(canonical, summary, **dataclasses.asdict(simulator))
+
+
 class StressFaces(tfds.core.GeneratorBasedBuilder):
   """Face clips (T x 112 x 112 x 3), 68 landmarks per frame and a stress label."""
 
-  VERSION = tfds.core.Version("1.0.0")
-  RELEASE_NOTES = {"1.0.0": "Synthetic configs: simulated faces with stress cue events."}
+  VERSION = tfds.core.Version("2.0.0")
+  RELEASE_NOTES = {
+    "1.0.0": "Synthetic configs: simulated faces with stress cue events.",
+    "2.0.0": (
+      "Synthetic configs: appearance-only cues the 68 landmarks cannot carry (gaze "
+      "aversion, pupil dilation, flushing or pallor, perspiration sheen); landmarks found by "
+      "dlib's 68-point predictor on each rendered frame, crops aligned on them (a failed "
+      "fit masks the frame); each subject shows stress through its own cue families and "
+      "gains (metadata `subjects`); per-frame cue regions, cue_region (T, 28, 28) uint8 "
+      "in place of one (112, 112) map per clip; the clip's events as cue_events (4, 4); "
+      "any population by config name, e.g. synthetic-seed7-num_subjects20."
+    ),
+  }
   BUILDER_CONFIGS = [
     _synthetic("synthetic", "No / weak / strong stress.", difficulty=DEMO_DIFFICULTY),
     _synthetic("synthetic_binary", "No stress / stress (strong cues).", num_classes=2),
@@ -128,6 +161,29 @@ class StressFaces(tfds.core.GeneratorBasedBuilder):
   DEFAULT_CONFIG_NAME = "synthetic"
   MANUAL_DOWNLOAD_INSTRUCTIONS = ingest.MANUAL_DOWNLOAD_INSTRUCTIONS
 
+  @classmethod
+  def get_builder_config(cls, name: str, version=None):
+    """A declared config, or a synthetic one with simulator overrides in its name."""
+    found = super().get_builder_config(name, version)
+    if found is not None or "-" not in name:
+      return found
+    return population_config(name)
+
+  @classmethod
+  def population_name(cls, config_name: str | None, overrides: str) -> str:
+    """The config name of `config_name` (a synthetic config) with 'field=value,...' overrides."""
+    base_name = config_name or cls.DEFAULT_CONFIG_NAME
+    base = population_config(base_name) or cls.get_builder_config(base_name)
+    if base is None or base.kind != "synthetic":
+      raise ValueError(f"simulator overrides apply to synthetic configs only, not {base_name!r}")
+    # Overrides on a population name add to (and win over) the ones it already has.
+    root, named = synthetic.parse_config_name(base.name)
+    declared = cls.get_builder_config(root)
+    merged = {**named, **synthetic.parse_overrides(overrides)}
+    name = synthetic.config_name(root, declared.simulator, merged)
+    dataclasses.replace(declared.simulator, **merged)  # refuses values the simulator cannot use
+    return name
+
   def __init__(self, *, labels=None, **kwargs):
     # `labels` declares a video build's class names in place of the config's (the
     # build CLI's --labels); a custom config cannot reuse the name `video`.
@@ -151,7 +207,14 @@ class StressFaces(tfds.core.GeneratorBasedBuilder):
     config = self.builder_config
     metadata = {"kind": config.kind}
     if config.kind == "synthetic":
-      metadata["simulator"] = dataclasses.asdict(config.simulator)
+      sim = config.simulator
+      metadata["simulator"] = dataclasses.asdict(sim)
+      metadata["cue_kinds"] = list(synthetic.EVENT_KINDS)
+      metadata["appearance_only_kinds"] = list(synthetic.APPEARANCE_KINDS)
+      metadata["subjects"] = {
+        synthetic.split_name(s, sim.num_subjects): synthetic.subject_profile(sim, s).as_dict()
+        for s in range(sim.num_subjects)
+      }
       features = records.clip_features(config.num_frames, self._label_names(), synthetic=True)
     elif config.kind == "video":
       metadata["preprocess"] = config.preprocess.to_dict()

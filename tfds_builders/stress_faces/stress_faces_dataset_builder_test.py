@@ -16,6 +16,7 @@ import pathlib
 import subprocess
 import sys
 import tempfile
+import types
 import unittest
 
 import grain
@@ -65,6 +66,15 @@ class StressFacesSyntheticTest(unittest.TestCase):
     self.assertEqual(features["label"].names, list(SIM.label_names))
     self.assertEqual(features["landmarks"].shape, (SIM.num_frames, 68, 2))
     self.assertEqual(info.metadata["simulator"]["seed"], SIM.seed)
+    self.assertEqual(info.metadata["cue_kinds"], list(synthetic.EVENT_KINDS))
+    # Each subject's own cue families and gains are part of the dataset's description.
+    profiles = info.metadata["subjects"]
+    self.assertEqual(sorted(profiles), sorted(SPLITS))
+    for split, profile in profiles.items():
+      expected_profile = synthetic.subject_profile(SIM, int(split[1:]))
+      self.assertEqual(profile["families"], list(expected_profile.families))
+    self.assertEqual(str(info.version), "2.0.0")
+    self.assertIn("2.0.0", StressFaces.RELEASE_NOTES)
     default = StressFaces(data_dir=str(self.data_dir)).info
     self.assertEqual(default.features["label"].names, ["no_stress", "weak_stress", "strong_stress"])
     binary = StressFaces(config="synthetic_binary", data_dir=str(self.data_dir)).info
@@ -91,9 +101,16 @@ class StressFacesSyntheticTest(unittest.TestCase):
         self.assertEqual(frames.shape, (SIM.num_frames, 112, 112, 3))
         self.assertEqual(frames.dtype, np.uint8)
         self.assertEqual(example["landmarks"].dtype, np.float32)
+        # dlib fits every frame of these renderings; a miss would be masked.
         self.assertTrue(np.all(example["frame_mask"]))
-        self.assertEqual(example["cue_region"].shape, (112, 112))
-        self.assertTrue(0 <= example["cue_region"].min() and example["cue_region"].max() <= 1)
+        region = example["cue_region"]
+        self.assertEqual((region.shape, region.dtype), ((SIM.num_frames, 28, 28), np.uint8))
+        # Each frame's region marks the events active on it, and only those frames.
+        self.assertEqual(region.any(axis=(1, 2)).tolist(), example["cue_frames"].tolist())
+        events = example["cue_events"]
+        self.assertEqual(events.shape, (4, 4))
+        used = events[events[:, 0] >= 0]
+        self.assertEqual(len(used) > 0, bool(example["cue_frames"].any()))
         # A stressed clip carries its cue frames; a calm one none (label noise aside).
         video = records.as_text(example["video"])
         session = int(video.rsplit("session", 1)[1])
@@ -116,6 +133,7 @@ class StressFacesSyntheticTest(unittest.TestCase):
     np.testing.assert_array_equal(stored["landmarks"], clip.landmarks)
     np.testing.assert_array_equal(stored["cue_frames"], clip.cue_frames)
     np.testing.assert_array_equal(stored["cue_region"], clip.cue_region)
+    np.testing.assert_array_equal(stored["cue_events"], synthetic.event_rows(clip.events))
     self.assertEqual(int(stored["label"]), clip.label)
     # Frames went through JPEG: close to the rendered crops, not equal.
     error = np.abs(np.stack(stored["frames"]).astype(int) - clip.frames.astype(int))
@@ -155,11 +173,34 @@ class StressFacesSyntheticTest(unittest.TestCase):
         theirs = next(pathlib.Path(serial.data_dir).glob(f"*{split}.array_record*"))
         self.assertEqual(ours.read_bytes(), theirs.read_bytes(), split)
 
-  def test_cli(self):
-    # main() works imported, once the module's flags are parsed.
+  def test_cli_builds_another_population(self):
+    # main() works imported, once the module's flags are parsed. Another seed and
+    # fewer subjects: a population of its own, in its own folder, told apart by provenance.
+    from stress_jax import provenance
+
     with tempfile.TemporaryDirectory() as other:
-      build.main(build.FLAGS(["build", f"stress_faces/{CONFIG}", f"--data_dir={other}"]))
-      self.assertTrue(any(pathlib.Path(other).rglob("*.array_record*")))
+      argv = ["build", f"stress_faces/{CONFIG}", f"--data_dir={other}"]
+      build.main(build.FLAGS([*argv, "--simulator=seed=5,num_subjects=2"]))
+      name = f"{CONFIG}-num_subjects2-seed5"
+      folder = pathlib.Path(other) / "stress_faces" / name / "2.0.0"
+      self.assertTrue(any(folder.glob("*.array_record*")))
+      built = tfds.builder(f"stress_faces/{name}", data_dir=other)
+      self.assertTrue(built.is_prepared())
+      self.assertEqual(built.info.metadata["simulator"]["seed"], 5)
+      self.assertEqual(sorted(built.info.splits), ["s00", "s01"])
+      ours, theirs = (
+        provenance.dataset_fingerprint(
+          types.SimpleNamespace(builder=b, label_names=b.info.features["label"].names)
+        )
+        for b in (self.builder, built)
+      )
+      self.assertNotEqual(ours, theirs)
+      self.assertEqual(theirs["config"], name)
+      build.FLAGS.unparse_flags()
+    with self.assertRaisesRegex(build.BuildError, "not field=value"):
+      build.build_dataset(f"stress_faces/{CONFIG}", data_dir=other, simulator="seed")
+    with self.assertRaisesRegex(build.BuildError, "no simulator|synthetic configs only"):
+      build.with_simulator("stress_faces/video", "seed=1")
     with self.assertRaisesRegex(build.BuildError, "unknown dataset 'no_such_dataset'"):
       build.main(["build", "no_such_dataset"])
     with self.assertRaisesRegex(ValueError, "names config"):

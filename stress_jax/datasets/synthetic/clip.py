@@ -1,8 +1,10 @@
 """One simulated clip, start to finish: states, face, drawing, alignment, exposure.
 
-Frames are drawn in a camera image, then aligned by `stress_jax.faces.geometry.align_face`,
-the same eye-based similarity the real-video pipeline applies; the stored landmarks
-are the drawn points mapped through that alignment.
+Frames are drawn in a camera image; dlib's predictor finds the 68 points in it
+(`detector`, unless the config's detector is "none"), and the frame is aligned on
+those points by `stress_jax.faces.geometry.align_face`, the eye-based similarity the
+real-video pipeline applies. The stored landmarks are the found points mapped
+through that alignment; the cue regions come from the true points, mapped the same way.
 """
 
 from __future__ import annotations
@@ -11,12 +13,22 @@ import dataclasses
 from collections.abc import Sequence
 
 import numpy as np
+from PIL import Image
 
-from stress_jax.datasets.synthetic import camera, cue_effects, cues, face_model, render, timeline
+from stress_jax.datasets.synthetic import (
+  camera,
+  cue_effects,
+  cues,
+  detector,
+  face_model,
+  render,
+  timeline,
+)
 from stress_jax.datasets.synthetic.config import SimulatorConfig, split_name, video_name
 from stress_jax.datasets.synthetic.cues import CueEvent
 from stress_jax.datasets.synthetic.identity import subject_identity
 from stress_jax.faces import geometry as fg
+from stress_jax.faces.landmarks import fill_missing_landmarks
 
 
 @dataclasses.dataclass
@@ -24,15 +36,17 @@ class Clip:
   """One rendered clip and what went into it."""
 
   frames: np.ndarray  # (T, 112, 112, 3) uint8 aligned crops
-  landmarks: np.ndarray  # (T, 68, 2) float32 crop coords / 112
+  landmarks: np.ndarray  # (T, 68, 2) float32 crop coords / 112, as the detector found them
   cue_frames: np.ndarray  # (T,) bool
-  cue_region: np.ndarray  # (112, 112) float32
+  cue_region: np.ndarray  # (T, 28, 28) uint8, 255 = inside; each frame its active cues
   events: list[CueEvent]
   label: int  # after label noise
   true_label: int
   subject: str
   video: str
   start_frame: int
+  frame_mask: np.ndarray | None = None  # (T,) bool; False where the detector missed
+  true_landmarks: np.ndarray | None = None  # (T, 68, 2) the renderer's points, crop coords / 112
   camera_frames: np.ndarray | None = None  # (T, S, S, 3) uint8 as drawn, when asked for
   camera_landmarks: np.ndarray | None = None  # (T, 68, 2) camera pixels
   matrices: np.ndarray | None = None  # (T, 2, 3) camera -> crop
@@ -64,6 +78,7 @@ def simulate_clip(
     events = cues.schedule_cues(config, subject, session, clip)
   events = list(events)
   idn = subject_identity(config, subject)
+  pallor = cues.subject_profile(config, subject).pallor
   state = timeline.confounder_states(config, subject, session, clip)
   state = cue_effects.apply_cues(state, events, config, subject, session, clip)
   num_frames, size = config.num_frames, config.image_size
@@ -74,6 +89,8 @@ def simulate_clip(
 
   crops = np.zeros((num_frames, fg.CROP_SIZE, fg.CROP_SIZE, 3), np.uint8)
   crop_landmarks = np.zeros((num_frames, 68, 2), np.float32)
+  true_landmarks = np.zeros((num_frames, 68, 2), np.float32)
+  found = np.ones(num_frames, bool)
   camera_frames = np.zeros((num_frames, size, size, 3), np.uint8) if keep_camera else None
   camera_landmarks = np.zeros((num_frames, 68, 2))
   matrices = np.zeros((num_frames, 2, 3))
@@ -85,6 +102,10 @@ def simulate_clip(
       mouth_open=expression.mouth_open,
       lip_press=expression.lip_press,
       furrow=expression.brow_drop,
+      pupil=expression.pupil,
+      flush=expression.flush,
+      sweat=expression.sweat,
+      pallor=pallor,
     )
     image = render.draw_face(background, geometry, look, idn.palette)
     face_centre = geometry.landmarks.mean(axis=0)
@@ -94,23 +115,37 @@ def simulate_clip(
     if dot_landmarks:
       dotted = render.paint_dots(image.astype(np.float64), geometry.landmarks[list(dot_landmarks)])
       image = np.round(dotted).astype(np.uint8)
-    crop, crop_landmarks[f], matrices[f] = fg.align_face(image, geometry.landmarks)
+    points = geometry.landmarks
+    if config.detector == "dlib":
+      gray = np.asarray(Image.fromarray(image).convert("L"))
+      fitted = detector.fit_landmarks(gray, geometry.landmarks)
+      found[f] = fitted is not None
+      points = geometry.landmarks if fitted is None else fitted
+    crop, crop_landmarks[f], matrices[f] = fg.align_face(image, points)
+    true_landmarks[f] = fg.apply_affine(matrices[f], geometry.landmarks) / fg.CROP_SIZE
+    # A missed frame is blank, as the video path stores it (its region stays true).
     crops[f] = exposure.expose(crop, matrices[f], state["gain"][f], state["angle"][f])
+    if not found[f]:
+      crops[f] = 0
     camera_landmarks[f] = geometry.landmarks
     if camera_frames is not None:
       camera_frames[f] = image
 
+  if not found.all():
+    crop_landmarks = fill_missing_landmarks(crop_landmarks, found)
   return Clip(
     frames=crops,
     landmarks=crop_landmarks,
     cue_frames=cues.cue_frames(events, num_frames),
-    cue_region=cue_effects.cue_region(events, crop_landmarks),
+    cue_region=cue_effects.cue_regions(events, true_landmarks),
     events=events,
     label=cues.clip_label(config, subject, session, clip),
     true_label=session,
     subject=split_name(subject, config.num_subjects),
     video=video_name(subject, session, config.num_subjects),
     start_frame=int(config.clip_starts()[clip]),
+    frame_mask=found,
+    true_landmarks=true_landmarks,
     camera_frames=camera_frames,
     camera_landmarks=camera_landmarks if keep_camera else None,
     matrices=matrices if keep_camera else None,

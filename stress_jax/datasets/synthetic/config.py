@@ -3,11 +3,17 @@
 Every random draw of the simulator comes from `rng`, seeded by (seed, stream,
 subject, session[, clip]), so the output is a function of the config alone,
 whatever the number of worker processes or the order of work.
+
+Populations on demand: any field can be overridden by text, `"seed=7,num_subjects=20"`
+(`parse_overrides`; a tuple field joins its items with `+`, `cue_families=skin+gaze`),
+and each set of overrides gets its own builder config name, `synthetic-num_subjects20-seed7`
+(`config_name`), hence its own data folder. `parse_config_name` reads such a name back.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import re
 
 import numpy as np
 
@@ -19,7 +25,13 @@ _STRESS_LEVELS = {2: (0, 2), 3: (0, 1, 2)}
 
 # Independent random streams, so that adding a cue event does not change the
 # camera noise or the head motion of the frames around it.
-IDENTITY, SESSION, CUES, NOISE, LABEL, JITTER = range(1, 7)
+IDENTITY, SESSION, CUES, NOISE, LABEL, JITTER, PROFILE = range(1, 8)
+
+# The ways a person can show stress (`cues.FAMILY_KINDS` lists each family's cue kinds).
+CUE_FAMILIES = ("eyes", "brows", "mouth", "skin", "head")
+# Where the landmarks come from: dlib's 68-point predictor fitted on each rendered
+# frame (what the video pipeline stores), or the renderer's exact points.
+DETECTORS = ("dlib", "none")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -39,8 +51,28 @@ class SimulatorConfig:
   difficulty: float = 1.0
   label_noise: float = 0.02
   seed: int = 0
+  # The cue families this population can show; each subject shows
+  # `families_per_subject` of them (fewer if fewer are enabled), drawn per subject.
+  cue_families: tuple[str, ...] = CUE_FAMILIES
+  families_per_subject: int = 2
+  detector: str = "dlib"
 
   def __post_init__(self):
+    if isinstance(self.cue_families, str | list):
+      families = (
+        self.cue_families.split("+") if isinstance(self.cue_families, str) else self.cue_families
+      )
+      object.__setattr__(self, "cue_families", tuple(families))
+    unknown = sorted(set(self.cue_families) - set(CUE_FAMILIES))
+    if unknown or not self.cue_families or len(set(self.cue_families)) != len(self.cue_families):
+      raise ValueError(
+        f"cue_families must be distinct names from {', '.join(CUE_FAMILIES)}; "
+        f"got {'+'.join(self.cue_families) or 'none'}"
+      )
+    if self.families_per_subject < 1:
+      raise ValueError("families_per_subject must be >= 1")
+    if self.detector not in DETECTORS:
+      raise ValueError(f"detector must be one of {', '.join(DETECTORS)}, got {self.detector!r}")
     if self.num_classes not in LABEL_NAMES:
       raise ValueError(f"num_classes must be 2 or 3, got {self.num_classes}")
     if self.num_subjects < 1 or self.clips_per_class_per_subject < 1:
@@ -104,3 +136,78 @@ def video_name(subject: int, session: int, num_subjects: int | None = None) -> s
 
 def rng(config: SimulatorConfig, stream: int, *keys: int) -> np.random.Generator:
   return np.random.default_rng(np.random.SeedSequence([config.seed, stream, *keys]))
+
+
+def parse_overrides(text: str) -> dict:
+  """'seed=7,num_subjects=20' -> {'seed': 7, 'num_subjects': 20}, typed like the fields.
+
+  Raises ValueError naming the first item that is not `field=value` of a known field.
+  """
+  fields = {f.name: f for f in dataclasses.fields(SimulatorConfig)}
+  overrides = {}
+  for item in (part.strip() for part in (text or "").split(",")):
+    if not item:
+      continue
+    name, equals, value = item.partition("=")
+    name, value = name.strip(), value.strip()
+    if not equals or name not in fields or not value:
+      raise ValueError(
+        f"simulator override {item!r} is not field=value of a SimulatorConfig field "
+        f"({', '.join(fields)})"
+      )
+    overrides[name] = _typed(name, fields[name].default, value)
+  return overrides
+
+
+def _typed(name: str, default, value: str):
+  try:
+    if isinstance(default, bool):
+      return value.lower() in ("1", "true", "yes")
+    if isinstance(default, int):
+      return int(value)
+    if isinstance(default, float):
+      return float(value)
+  except ValueError:
+    raise ValueError(f"simulator field {name} takes a number, not {value!r}") from None
+  if isinstance(default, tuple):
+    return tuple(item for item in value.split("+") if item)
+  return value
+
+
+def _value_text(value) -> str:
+  if isinstance(value, tuple):
+    return "+".join(value)
+  if isinstance(value, float):
+    return f"{value:g}"
+  return str(value)
+
+
+def config_name(base_name: str, base: SimulatorConfig, overrides: dict) -> str:
+  """The builder config name of `base` with `overrides`: `base_name-field1value1-...`.
+
+  Overrides equal to the base's value are left out, so a name stands for one
+  population only; fields appear in declaration order.
+  """
+  changed = dataclasses.replace(base, **overrides)
+  parts = [base_name]
+  for field in dataclasses.fields(SimulatorConfig):
+    value = getattr(changed, field.name)
+    if field.name in overrides and value != getattr(base, field.name):
+      text = _value_text(value)
+      if not re.fullmatch(r"[\w+.]+", text):
+        raise ValueError(f"simulator field {field.name}={text!r} cannot be part of a config name")
+      parts.append(f"{field.name}{text}")
+  return "-".join(parts)
+
+
+def parse_config_name(name: str) -> tuple[str, dict]:
+  """`synthetic-seed7-num_subjects20` -> ('synthetic', {'seed': 7, 'num_subjects': 20})."""
+  base_name, *parts = name.split("-")
+  fields = sorted((f for f in dataclasses.fields(SimulatorConfig)), key=lambda f: -len(f.name))
+  overrides = {}
+  for part in parts:
+    field = next((f for f in fields if part.startswith(f.name) and len(part) > len(f.name)), None)
+    if field is None:
+      raise ValueError(f"{name!r}: {part!r} names no simulator field")
+    overrides[field.name] = _typed(field.name, field.default, part[len(field.name) :])
+  return base_name, overrides

@@ -5,8 +5,8 @@
 
 With a prepared dataset in --data_dir it shows stored records; without one it
 renders the same clips with the simulator (no build needed). Each row is one clip:
-sampled frames with the 68 landmarks (a red frame border marks cue frames), then
-the clip's cue region over its middle frame.
+sampled frames with the 68 landmarks the detector found (a red frame border marks
+cue frames), then the cue region of the frame where the cues cover most, over it.
 """
 
 from __future__ import annotations
@@ -45,8 +45,19 @@ def _as_clip(example: dict) -> dict:
     subject=records.as_text(example["subject"]),
     video=records.as_text(example["video"]),
     start_frame=int(example["start_frame"]),
-    events=example.get("events"),
+    events=example.get("events") or _events(example.get("cue_events")),
   )
+
+
+def _events(rows) -> list[synthetic.CueEvent]:
+  """The records' (kind, start, end, intensity) rows as events."""
+  if rows is None:
+    return []
+  return [
+    synthetic.CueEvent(synthetic.EVENT_KINDS[int(k)], int(a), int(b), float(i))
+    for k, a, b, i in np.asarray(rows)
+    if k >= 0
+  ]
 
 
 def simulated_clips(
@@ -156,11 +167,19 @@ def draw_contact_sheet(
     for ax in row[1 + len(shown) : -1]:
       ax.axis("off")
     ax = row[-1]
-    ax.imshow(clip["frames"][num_frames // 2])
+    regions = np.asarray(clip["cue_region"], np.float32) / 255  # (T, 28, 28)
+    busiest = int(regions.sum(axis=(1, 2)).argmax()) if regions.any() else num_frames // 2
+    size = clip["frames"].shape[1]
+    ax.imshow(clip["frames"][busiest])
     ax.imshow(
-      clip["cue_region"], cmap="magma", alpha=0.6 * clip["cue_region"].clip(0, 1), vmin=0, vmax=1
+      regions[busiest],
+      cmap="magma",
+      alpha=0.6 * regions[busiest],
+      vmin=0,
+      vmax=1,
+      extent=(-0.5, size - 0.5, size - 0.5, -0.5),
     )
-    ax.set_title("cue region", fontsize=6, pad=1.5)
+    ax.set_title(f"cue region t={busiest}", fontsize=6, pad=1.5)
     ax.set_xticks([])
     ax.set_yticks([])
   fig.suptitle(

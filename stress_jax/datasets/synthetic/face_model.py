@@ -28,6 +28,9 @@ class Expression:
   mouth_open: float
   lip_press: float
   gaze: np.ndarray
+  pupil: float = 0.42  # pupil radius / iris radius
+  flush: float = 0.0
+  sweat: float = 0.0
 
 
 def _superellipse(a: float, b: float, power: float, theta: np.ndarray):
@@ -212,6 +215,9 @@ def frame_geometry(
     mouth_open=state["mouth_open"][f],
     lip_press=state["lip_press"][f],
     gaze=state["gaze"][f],
+    pupil=float(state["pupil"][f]) if "pupil" in state else 0.42,
+    flush=float(state["flush"][f]) if "flush" in state else 0.0,
+    sweat=float(state["sweat"][f]) if "sweat" in state else 0.0,
   )
   pts = face_points(idn, expression)
   rotation = rotation_matrix(state["yaw"][f], state["pitch"][f], state["roll"][f])

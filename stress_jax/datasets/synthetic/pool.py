@@ -13,6 +13,7 @@ from collections.abc import Iterator
 
 import numpy as np
 
+from stress_jax.datasets.synthetic import cues
 from stress_jax.datasets.synthetic.clip import Clip, simulate_clip
 from stress_jax.datasets.synthetic.config import SimulatorConfig
 from stress_jax.faces import records
@@ -23,13 +24,16 @@ def clip_example(clip: Clip) -> dict:
   return dict(
     frames=records.encode_frames(clip.frames),
     landmarks=clip.landmarks.astype(np.float32),
-    frame_mask=np.ones(len(clip.frames), bool),
+    frame_mask=(
+      np.ones(len(clip.frames), bool) if clip.frame_mask is None else clip.frame_mask.copy()
+    ),
     label=int(clip.label),
     subject=clip.subject,
     video=clip.video,
     start_frame=np.int32(clip.start_frame),
     cue_frames=clip.cue_frames,
     cue_region=clip.cue_region,
+    cue_events=cues.event_rows(clip.events),
   )
 
 
@@ -84,6 +88,11 @@ class RecordPool:
 
   def _get_pool(self):
     if self._pool is None and self.num_workers > 1:
+      if self.config.detector == "dlib" and self.start_method == "fork":
+        # Loaded once here (seconds), the forked workers share dlib's model.
+        from stress_jax.datasets.synthetic import detector
+
+        detector.load_predictor()
       self._pool = multiprocessing.get_context(self.start_method).Pool(self.num_workers)
     return self._pool
 

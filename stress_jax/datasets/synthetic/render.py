@@ -10,8 +10,9 @@ from __future__ import annotations
 import dataclasses
 
 import numpy as np
-from PIL import Image, ImageDraw
+from PIL import Image, ImageChops, ImageDraw, ImageFilter
 
+from stress_jax.datasets.synthetic import cue_effects
 from stress_jax.datasets.synthetic.face_model import FrameGeometry
 from stress_jax.datasets.synthetic.identity import Palette
 
@@ -29,6 +30,10 @@ class FrameLook:
   mouth_open: float
   lip_press: float
   furrow: float
+  pupil: float = 0.42  # pupil radius / iris radius
+  flush: float = 0.0  # 0..~1.2: cheeks and forehead redden (or pale, with `pallor`)
+  sweat: float = 0.0  # 0..~1.2: specular spots on forehead, nose and upper lip
+  pallor: bool = False
 
 
 def _pts(points: np.ndarray) -> list[float]:
@@ -76,9 +81,14 @@ def draw_face(
   for centre in geo.ears:
     _ellipse(draw, centre, *geo.ear_radii, fill=palette.skin_shadow)
   draw.polygon(_pts(geo.head), fill=palette.skin)
+  lm = geo.landmarks
+  if look.flush > 0.02:
+    canvas = _flush(canvas, lm, unit, look.flush, palette.skin, look.pallor)
+    draw = ImageDraw.Draw(canvas)
+  if look.sweat > 0.02:
+    _sweat(draw, lm, unit, look.sweat, palette.skin)
   draw.polygon(_pts(geo.fringe), fill=palette.hair)
 
-  lm = geo.landmarks
   # Glabella furrows: short dark creases between the inner brows (corrugator).
   if look.furrow > 0.02:
     crease = _mix(palette.skin, (40, 20, 15), 0.55 * min(1.0, look.furrow))
@@ -96,8 +106,15 @@ def draw_face(
       draw.polygon(_pts(eye), fill=(236, 232, 226))
       half_open = 0.5 * float(np.mean(eye[[4, 5], 1]) - np.mean(eye[[1, 2], 1]))
       ry = min(geo.iris_radius, max(half_open, 0.0) * 1.05)
-      _ellipse(draw, geo.irises[k], geo.iris_radius, ry, fill=palette.iris)
-      _ellipse(draw, geo.irises[k], geo.iris_radius * 0.45, ry * 0.45, fill=(15, 12, 12))
+      r = geo.iris_radius
+      _inside(
+        canvas,
+        eye,
+        [
+          (geo.irises[k], r, ry, palette.iris),
+          (geo.irises[k], r * look.pupil, ry * look.pupil, (15, 12, 12)),
+        ],
+      )
       draw.line(_pts(eye[[3, 4, 5, 0]]), fill=palette.skin_shadow, width=lw(0.02))
     draw.line(lid, fill=(35, 25, 22), width=lw(0.045 if opening > 0.12 else 0.06), joint="curve")
 
@@ -120,6 +137,61 @@ def draw_face(
 
   out = canvas.reduce(SUPERSAMPLE)
   return np.asarray(out)
+
+
+def _inside(canvas: Image.Image, outline: np.ndarray, ellipses) -> None:
+  """Paints ellipses (centre, rx, ry, colour) clipped to the polygon `outline`: an iris
+  that looks aside is hidden by the lids, as a real one is."""
+  pts = np.asarray(_pts(outline)).reshape(-1, 2)
+  x0, y0 = np.floor(pts.min(0)).astype(int) - 1
+  x1, y1 = np.ceil(pts.max(0)).astype(int) + 2
+  size = (int(x1 - x0), int(y1 - y0))
+  lid = Image.new("L", size, 0)
+  ImageDraw.Draw(lid).polygon((pts - [x0, y0]).ravel().tolist(), fill=255)
+  for centre, rx, ry, colour in ellipses:
+    cx, cy = _pts(centre)
+    rx, ry = rx * SUPERSAMPLE, ry * SUPERSAMPLE
+    if rx < 0.5 or ry < 0.5:
+      continue
+    disc = Image.new("L", size, 0)
+    ImageDraw.Draw(disc).ellipse([cx - rx - x0, cy - ry - y0, cx + rx - x0, cy + ry - y0], fill=255)
+    canvas.paste(colour, (int(x0), int(y0)), ImageChops.multiply(disc, lid))
+
+
+def _flush(canvas: Image.Image, lm: np.ndarray, unit: float, amount: float, skin, pallor: bool):
+  """Cheeks and forehead blended towards a redder (or, for pallor, paler) skin colour."""
+  skin = np.asarray(skin, np.float64)
+  if pallor:
+    target = np.full(3, skin.mean() * 1.12) + np.array([-4.0, 0.0, 6.0])
+  else:
+    target = skin * np.array([1.08, 0.7, 0.72])
+  spots = cue_effects.face_frame_points(lm, cue_effects.CHEEKS_AND_FOREHEAD)
+  radii = np.array([[0.2, 0.16], [0.2, 0.16], [0.32, 0.14]]) * unit
+  blur = 0.07 * unit * SUPERSAMPLE
+  # Drawn and blurred in a window around the patches only: a whole-canvas blur cost
+  # more than drawing the face.
+  pad = 3 * blur
+  x0, y0 = np.floor((spots - radii).min(0) * SUPERSAMPLE - pad).astype(int)
+  x1, y1 = np.ceil((spots + radii).max(0) * SUPERSAMPLE + pad).astype(int)
+  mask = Image.new("L", (int(x1 - x0), int(y1 - y0)), 0)
+  draw = ImageDraw.Draw(mask)
+  offset = np.array([x0, y0]) / SUPERSAMPLE
+  for centre, (rx, ry) in zip(spots - offset, radii, strict=True):
+    _ellipse(draw, centre, rx, ry, fill=255)
+  alpha = min(1.0, amount)
+  mask = mask.filter(ImageFilter.GaussianBlur(float(blur)))
+  mask = mask.point(lambda v: int(round(v * alpha)))
+  canvas.paste(_mix(target, target, 0), (int(x0), int(y0)), mask)
+  return canvas
+
+
+def _sweat(draw: ImageDraw.ImageDraw, lm: np.ndarray, unit: float, amount: float, skin) -> None:
+  """Specular highlights of perspiration: more and brighter spots as `amount` grows."""
+  spots = cue_effects.face_frame_points(lm, cue_effects.SWEAT_SPOTS)
+  count = int(np.clip(round(4 + 6 * amount), 1, len(spots)))
+  shine = _mix(skin, (255, 255, 250), min(1.0, 0.3 + 0.4 * amount))
+  for centre in spots[:count]:
+    _ellipse(draw, centre, 0.05 * unit, 0.035 * unit, fill=shine)
 
 
 def paint_dots(image: np.ndarray, points: np.ndarray, colour=(0, 255, 0), sigma: float = 1.2):
