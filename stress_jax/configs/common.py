@@ -82,7 +82,7 @@ def base_config() -> ml_collections.ConfigDict:
       task="",  # yonsei_stress only: "4class", "3class" or "binary"
       num_frames=16,
       # Synthetic datasets: SimulatorConfig overrides, e.g. "seed=7,num_subjects=20"; the
-      # population is built and read under its own config name (docs/populations.md).
+      # population is built and read under its own config name (README: populations).
       simulator="",
     )
   )
