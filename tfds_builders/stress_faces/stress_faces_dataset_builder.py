@@ -127,12 +127,14 @@ class StressFaces(tfds.core.GeneratorBasedBuilder):
     _synthetic("synthetic_binary", "No stress / stress (strong cues).", num_classes=2),
     _synthetic(
       "synthetic_small",
-      "A small, easier set that a tiny model learns in seconds (tests, smoke runs).",
+      "A small, easier set that a tiny model learns in seconds (tests, smoke runs): every "
+      "subject shows every cue family.",
       num_subjects=12,
       clips_per_class_per_subject=6,
       num_frames=8,
       clip_stride=8,
       difficulty=0.3,
+      families_per_subject=5,
     ),
     _synthetic(
       "synthetic_tiny",
