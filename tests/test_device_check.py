@@ -72,6 +72,7 @@ def dry_run(tmp_path_factory):
   return out, result
 
 
+@pytest.mark.slow  # the CPU dry run of the whole check
 def test_dry_run_runs_every_part(dry_run):
   out, result = dry_run
   check = json.loads((out / "check.json").read_text())
@@ -103,6 +104,7 @@ def report_parts():
   return settings.PARTS
 
 
+@pytest.mark.slow  # the CPU dry run of the whole check
 def test_checkpoint_from_the_check_restores_on_cpu(dry_run):
   out, _ = dry_run
   result = restore.restore(out / "checkpoint.tar.gz")
@@ -110,6 +112,7 @@ def test_checkpoint_from_the_check_restores_on_cpu(dry_run):
   assert result["step"] == 6 and result["backend_here"] == "cpu"
 
 
+@pytest.mark.slow  # the CPU dry run of the whole check
 def test_report_rewrites_only_the_gpu_section(dry_run, tmp_path):
   out, _ = dry_run
   doc = tmp_path / "BENCHMARKS.md"

@@ -71,6 +71,7 @@ def _logged_step(workdir) -> int:
   return max((r["step"] for r in rows if "train/loss" in r), default=0)
 
 
+@pytest.mark.slow  # two 2-process runs, one preempted
 def test_slurm_job_preempted_on_one_host_stops_both_and_resumes_to_the_explicit_run(
   fake_data_dir,
   two_process_run,  # noqa: F811

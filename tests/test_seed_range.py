@@ -47,7 +47,7 @@ def test_no_figure_says_why(results, tmp_path):
   )
   config = demo.get_config()
   config.optim.learning_rate = 0.1
-  config.model.modality_dropout = 0.0
+  config.model.modality_dropout = 0.3
   assert seed_range.range_text(config, 0.9, results).endswith(
     "its runs used another config (model.modality_dropout, optim.learning_rate differ)"
   )

@@ -191,6 +191,7 @@ def test_optimizers_skip_weight_decay_on_norms_and_biases(name):
   np.testing.assert_array_equal(new["bn"]["scale"], params["bn"]["scale"])
 
 
+@pytest.mark.slow  # builds a synthetic set and trains 24 epochs
 def test_demo_config_learns_synthetic_faces_above_chance(tmp_path):
   """The demo config with a tiny model on a small synthetic set: subjects it never saw."""
   from stress_jax.data import build

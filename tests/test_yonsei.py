@@ -257,13 +257,18 @@ def test_float16_errors_and_overflow_detection():
   stats = clips.float16_errors(values, values.astype(np.float16))
   assert 0.0 < stats["max_rel_error"] <= 2.0**-11
   assert stats["max_abs_value"] == float(values.max())
-  # Below float16's normal range the error is measured against 2**-14, not |x|.
-  tiny = np.float32(1e-7)
-  stats = clips.float16_errors(np.array([tiny]), np.array([tiny]).astype(np.float16))
-  assert stats["max_rel_error"] == pytest.approx(
-    abs(float(np.float16(tiny)) - 1e-7) / 2.0**-14, rel=1e-3
-  )
-  assert stats["max_rel_error"] <= 2.0**-11
+  # Values whose float16 rounding is known by hand: float16's step above 1 is 2**-10, so
+  # 1 + 2**-12 (a quarter step) rounds to 1, a relative error of 2**-12 / (1 + 2**-12).
+  near_one = np.array([1.0 + 2.0**-12], np.float32)
+  stats = clips.float16_errors(near_one, near_one.astype(np.float16))
+  assert stats["max_rel_error"] == pytest.approx(2.0**-12 / (1 + 2.0**-12), rel=1e-6)
+  # Below float16's normal range the error is measured against 2**-14, not |x|:
+  # 3 * 2**-26 rounds to the subnormal 2**-24, off by 2**-26, which is 2**-12 of 2**-14
+  # (against |x| it would be a third).
+  tiny = np.array([3 * 2.0**-26], np.float32)
+  assert float(tiny.astype(np.float16)[0]) == 2.0**-24
+  stats = clips.float16_errors(tiny, tiny.astype(np.float16))
+  assert stats["max_rel_error"] == pytest.approx(2.0**-12, rel=1e-6)
 
 
 def test_task_labels():
