@@ -221,6 +221,45 @@ def stream_functions(model):
   return jax.jit(encode), jax.jit(classify), jax.jit(fused, donate_argnums=1)
 
 
+def stream_inputs(seed: int = 0):
+  """64 random crops (uint8) and landmark sets that the streaming timings cycle through."""
+  rng = np.random.default_rng(seed)
+  crops = rng.integers(0, 256, (64, 112, 112, 3), dtype=np.uint8)
+  points = rng.uniform(0.25, 0.75, (64, 68, 2)).astype(np.float32)
+  return crops, points
+
+
+def stream_frames(fused, variables, window, crops, points, count: int):
+  """Pushes `count` frames through the fused streaming step, each to probabilities on the host.
+
+  Returns (window, per-frame latencies in s, total s).
+  """
+  latencies = []
+  started_all = time.perf_counter()
+  for i in range(count):
+    started = time.perf_counter()
+    window, probabilities, _ = fused(variables, window, crops[i % 64], points[i % 64], True)
+    np.asarray(probabilities)
+    latencies.append(time.perf_counter() - started)
+  return window, latencies, time.perf_counter() - started_all
+
+
+def train_batches(handle, input_config, num_epochs: int):
+  """The training input pipeline of one process over every subject, as an iterator."""
+  from stress_jax import input_pipeline
+
+  dataset = input_pipeline.train_dataset(
+    handle,
+    handle.subjects,
+    input_config,
+    seed=0,
+    num_epochs=num_epochs,
+    process_index=0,
+    process_count=1,
+  )
+  return iter(dataset)
+
+
 def stream_model(cfg=None):
   """(model, variables, empty_window(), window frames) for streaming; paper by default."""
   import jax

@@ -39,16 +39,7 @@ def worker_pipeline(s: dict, config_name: str) -> dict:
       batch_size = s["paper_batch"]
     with config.unlocked():
       config.input.batch_size = batch_size
-    dataset = input_pipeline.train_dataset(
-      handle,
-      handle.subjects,
-      config.input,
-      seed=0,
-      num_epochs=1000,
-      process_index=0,
-      process_count=1,
-    )
-    iterator = iter(dataset)
+    iterator = common.train_batches(handle, config.input, num_epochs=1000)
     for _ in range(3):
       next(iterator)
     batches = s["pipeline_batches"]

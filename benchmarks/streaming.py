@@ -25,25 +25,14 @@ def worker_infer(s: dict) -> dict:
 
   model, variables, empty_window, t = common.stream_model()
   encode, classify, fused = common.stream_functions(model)
-  rng = np.random.default_rng(0)
   frames = s["stream_frames"]
-  crops = rng.integers(0, 256, (64, 112, 112, 3), dtype=np.uint8)
-  points = rng.uniform(0.25, 0.75, (64, 68, 2)).astype(np.float32)
+  crops, points = common.stream_inputs()
   counter = common.CompileCounter()
 
-  window = empty_window()
-  for i in range(2 * t):  # warm-up, and fills the window
-    window, probabilities, _ = fused(variables, window, crops[i % 64], points[i % 64], True)
-    np.asarray(probabilities)
+  # Warm-up, and fills the window.
+  window, _, _ = common.stream_frames(fused, variables, empty_window(), crops, points, 2 * t)
   counter.active = True
-  latencies = []
-  started_all = time.perf_counter()
-  for i in range(frames):
-    started = time.perf_counter()
-    window, probabilities, _ = fused(variables, window, crops[i % 64], points[i % 64], True)
-    np.asarray(probabilities)
-    latencies.append(time.perf_counter() - started)
-  fused_total = time.perf_counter() - started_all
+  _, latencies, fused_total = common.stream_frames(fused, variables, window, crops, points, frames)
   fused_compiles = counter.count
 
   # The unfused form: predict.py's StreamPredictor calls the two halves, with the

@@ -233,22 +233,11 @@ def streaming(s: dict, out, tmp: str) -> None:
   cfg.model.dtype = "bfloat16" if not s["dry"] else "float32"
   model, variables, empty_window, t = common.stream_model(cfg)
   _, _, fused = common.stream_functions(model)
-  rng = np.random.default_rng(0)
-  crops = rng.integers(0, 256, (64, 112, 112, 3), dtype=np.uint8)
-  points = rng.uniform(0.25, 0.75, (64, 68, 2)).astype(np.float32)
-  window = empty_window()
-  for i in range(2 * t):  # compiles, then fills the window
-    window, probabilities, _ = fused(variables, window, crops[i % 64], points[i % 64], True)
-    np.asarray(probabilities)
+  crops, points = common.stream_inputs()
+  # The first 2T frames compile, then fill the window.
+  window, _, _ = common.stream_frames(fused, variables, empty_window(), crops, points, 2 * t)
   frames = int(s["stream_frames"])
-  latencies = []
-  started_all = time.perf_counter()
-  for i in range(frames):
-    started = time.perf_counter()
-    window, probabilities, _ = fused(variables, window, crops[i % 64], points[i % 64], True)
-    np.asarray(probabilities)
-    latencies.append(time.perf_counter() - started)
-  total = time.perf_counter() - started_all
+  _, latencies, total = common.stream_frames(fused, variables, window, crops, points, frames)
   out.update(
     config="paper",
     dtype=str(cfg.model.dtype),

@@ -274,23 +274,15 @@ def _feed(s: dict, handle, cfg, key: str) -> dict:
   """clips/s of the training input pipeline (grain, s['pipeline_workers'] processes)."""
   import jax
 
+  from benchmarks import common
   from stress_jax import input_pipeline
 
   batch_size = int(s["pipeline_batch"])
   with cfg.unlocked():
     cfg.input.batch_size = batch_size
     cfg.input.num_workers = int(s["pipeline_workers"]) if key in s["pipeline_worker_feeds"] else 0
-  dataset = input_pipeline.train_dataset(
-    handle,
-    handle.subjects,
-    cfg.input,
-    seed=0,
-    num_epochs=100000,
-    process_index=0,
-    process_count=1,
-  )
   sharding = jax.sharding.SingleDeviceSharding(jax.devices()[0])
-  iterator = iter(dataset)
+  iterator = common.train_batches(handle, cfg.input, num_epochs=100000)
   for _ in range(3):  # starts the workers
     jax.block_until_ready(input_pipeline.to_global(next(iterator), sharding))
   count = int(s["pipeline_batches"])
