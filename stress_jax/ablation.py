@@ -268,11 +268,13 @@ def run(
   Returns (the page's path, whether a job was preempted).
   """
   from stress_jax import input_pipeline
+  from stress_jax.data import build
 
   seeds = parse_seeds(seeds)
   preempted = False
   if not collect_only:
     train_fn = train_fn or crossval._train
+    build.ensure_built(config.data)  # as train.py does: a fresh machine has no data yet
     handle = input_pipeline.open_dataset(config.data)
     num_folds = crossval.count_folds(config, handle)
     if fold is not None and not 0 <= fold < num_folds:

@@ -191,6 +191,20 @@ def _row(fold, seed, accuracy, **extra):
   return {"fold": fold, "seed": seed, "accuracy": accuracy, "selected_step": 1, **extra}
 
 
+def test_a_missing_dataset_is_built_before_the_jobs(tmp_path):
+  # A fresh machine: the ablation's first job finds no data, as train.py would.
+  config = tiny_config.get_config()
+  config.data.name, config.data.data_dir = "stress_faces/synthetic_tiny", str(tmp_path / "tfds")
+  config.data.build_if_missing, config.data.num_frames = True, 0
+  calls = []
+  ablation.run(
+    config, tmp_path / "runs", tmp_path / "docs", fold=0, variant="full", seeds=[0],
+    train_fn=fake_training(calls),
+  )  # fmt: skip
+  assert (tmp_path / "tfds" / "stress_faces" / "synthetic_tiny").is_dir()
+  assert [(v, f) for v, f, *_ in calls] == [("full", 0)]
+
+
 def test_goals_count_ties_as_losses_scale_the_wins_and_find_the_worst_fold():
   runs = {
     "full": [_row(0, 0, 0.9), _row(0, 1, 0.96), _row(1, 0, 0.9), _row(1, 1, 0.91)],
