@@ -86,6 +86,11 @@ def probe(workdir, num_clips: int) -> dict:
   ):
     for i in np.flatnonzero(batch["valid"]):
       row = {k: batch[k][i] for k in batch}
+      if row["cue_region"].ndim != 2:
+        sys.exit(
+          "occlusion.py reads stress_faces 1.0.0's one (112, 112) region per clip; this "
+          "dataset stores a region per frame (2.0.0)"
+        )
       if row["cue_frames"].any() and (row["cue_region"] >= 0.5).any():
         rows.append(row)
     if len(rows) >= num_clips:
