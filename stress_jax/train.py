@@ -195,7 +195,7 @@ def _run(config, workdir, trainer, manager, fingerprint, started) -> dict:
   preemption = signals.enter_context(_Preemption())
   if jax.process_index() == 0:
     print(
-      f"training {config.data.name}: {len(trainer.split.train)} train / "
+      f"training {input_pipeline.dataset_name(config.data)}: {len(trainer.split.train)} train / "
       f"{len(trainer.split.val)} val / {len(trainer.split.test)} test subjects, "
       f"{trainer.steps_per_epoch} steps per epoch, {total_steps} steps, "
       f"{jax.device_count()} device(s) x {jax.process_count()} process(es)"

@@ -155,6 +155,8 @@ def test_workdir_holds_config_logs_and_checkpoints(tiny_run):  # noqa: F811
   summary = json.loads((workdir / "summary.json").read_text())
   assert set(summary["test_subjects"]).isdisjoint(summary["val_subjects"])
   assert "accuracy" in result.stdout
+  # The dataset as read (a simulator population would be named here with its overrides).
+  assert "training fake_clips: " in result.stdout
 
 
 @pytest.mark.parametrize("name", ["adamw", "sgd"])
