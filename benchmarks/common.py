@@ -244,6 +244,37 @@ def stream_frames(fused, variables, window, crops, points, count: int):
   return window, latencies, time.perf_counter() - started_all
 
 
+def synthetic_handle(tmp: str, name: str, **simulator):
+  """A small simulated stress_faces set of JPEG clips built in `tmp`: (its handle, build s)."""
+  from stress_jax import input_pipeline
+  from stress_jax.datasets import synthetic
+  from tfds_builders.stress_faces.stress_faces_dataset_builder import (
+    StressFaces,
+    StressFacesConfig,
+  )
+
+  sim = synthetic.SimulatorConfig(**simulator)
+  builder_config = StressFacesConfig(
+    name=name, description="benchmark clips", kind="synthetic", simulator=sim
+  )
+  started = time.perf_counter()
+  builder = StressFaces(config=builder_config, data_dir=tmp, file_format="array_record")
+  builder.download_and_prepare()
+  build_s = time.perf_counter() - started
+  names = builder.info.features["label"].names
+  handle = input_pipeline.DatasetHandle(
+    builder=builder,
+    subjects=tuple(sorted(builder.info.splits.keys())),
+    label_names=tuple(names),
+    label_map=np.arange(len(names), dtype=np.int32),
+    input_key="frames",
+    has_landmarks=True,
+    synthetic=True,
+    num_frames=sim.num_frames,
+  )
+  return handle, build_s
+
+
 def train_batches(handle, input_config, num_epochs: int):
   """The training input pipeline of one process over every subject, as an iterator."""
   from stress_jax import input_pipeline

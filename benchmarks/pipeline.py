@@ -11,8 +11,6 @@ import statistics
 import tempfile
 import time
 
-import numpy as np
-
 from benchmarks import common
 
 
@@ -31,7 +29,7 @@ def worker_pipeline(s: dict, config_name: str) -> dict:
       source = f"{config.data.name} (built, {handle.num_examples(handle.subjects)} clips)"
       batch_size = int(config.input.batch_size)
     else:
-      handle, build_s = _small_video48_like(tmp, config)
+      handle, build_s = _small_video48_like(tmp)
       source = (
         f"synthetic 48-frame stress_faces built in a temp dir "
         f"({handle.num_examples(handle.subjects)} clips, {build_s:.0f} s to build)"
@@ -68,34 +66,8 @@ def worker_pipeline(s: dict, config_name: str) -> dict:
   }
 
 
-def _small_video48_like(tmp: str, config):
-  """A small synthetic dataset with the paper's 48-frame JPEG clips, and its handle."""
-  from stress_jax import input_pipeline
-  from stress_jax.datasets import synthetic
-  from tfds_builders.stress_faces.stress_faces_dataset_builder import (
-    StressFaces,
-    StressFacesConfig,
+def _small_video48_like(tmp: str):
+  """A small synthetic dataset with the paper's 48-frame JPEG clips: (handle, build s)."""
+  return common.synthetic_handle(
+    tmp, "bench48", num_subjects=2, clips_per_class_per_subject=4, num_frames=48, clip_stride=24
   )
-
-  sim = synthetic.SimulatorConfig(
-    num_subjects=2, clips_per_class_per_subject=4, num_frames=48, clip_stride=24
-  )
-  builder_config = StressFacesConfig(
-    name="bench48", description="benchmark clips", kind="synthetic", simulator=sim
-  )
-  started = time.perf_counter()
-  builder = StressFaces(config=builder_config, data_dir=tmp, file_format="array_record")
-  builder.download_and_prepare()
-  build_s = time.perf_counter() - started
-  names = builder.info.features["label"].names
-  handle = input_pipeline.DatasetHandle(
-    builder=builder,
-    subjects=tuple(sorted(builder.info.splits.keys())),
-    label_names=tuple(names),
-    label_map=np.arange(len(names), dtype=np.int32),
-    input_key="frames",
-    has_landmarks=True,
-    synthetic=True,
-    num_frames=48,
-  )
-  return handle, build_s

@@ -220,32 +220,17 @@ def speed_torch(s: dict, out, tmp: str) -> None:
 
 def _synthetic_handle(tmp: str, frames: int, clips: int):
   """A small simulated stress_faces set of `frames`-frame JPEG clips, and its handle."""
-  from stress_jax import input_pipeline
-  from stress_jax.datasets import synthetic
-  from tfds_builders.stress_faces.stress_faces_dataset_builder import (
-    StressFaces,
-    StressFacesConfig,
-  )
+  from benchmarks import common
 
-  sim = synthetic.SimulatorConfig(
-    num_subjects=4, clips_per_class_per_subject=clips, num_frames=frames, clip_stride=frames
-  )
-  builder_config = StressFacesConfig(
-    name=f"feed{frames}", description="GPU check feed", kind="synthetic", simulator=sim
-  )
-  builder = StressFaces(config=builder_config, data_dir=tmp, file_format="array_record")
-  builder.download_and_prepare()
-  names = builder.info.features["label"].names
-  return input_pipeline.DatasetHandle(
-    builder=builder,
-    subjects=tuple(sorted(builder.info.splits.keys())),
-    label_names=tuple(names),
-    label_map=np.arange(len(names), dtype=np.int32),
-    input_key="frames",
-    has_landmarks=True,
-    synthetic=True,
+  handle, _ = common.synthetic_handle(
+    tmp,
+    f"feed{frames}",
+    num_subjects=4,
+    clips_per_class_per_subject=clips,
     num_frames=frames,
+    clip_stride=frames,
   )
+  return handle
 
 
 def _feature_handle(tmp: str, frames: int, frames_per_label: int):
