@@ -89,6 +89,28 @@ def train_in_process(workdir, data_dir, **fields) -> dict:
   return train.train_and_evaluate(tiny_run_config(data_dir, **fields), str(workdir))
 
 
+def sigterm_at_start(command, env, timeout: int = 300) -> tuple[int, str, str]:
+  """Runs a train.py command and sends SIGTERM on its "training ..." line, as the loop starts.
+
+  Returns (exit status, stdout after that line, stderr).
+  """
+  import signal
+
+  proc = subprocess.Popen(
+    command, env=env, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+  )
+  try:
+    for line in proc.stdout:  # the loop is about to start: the run has steps left
+      if line.startswith("training "):
+        proc.send_signal(signal.SIGTERM)
+        break
+    out, err = proc.communicate(timeout=timeout)
+  finally:
+    if proc.poll() is None:
+      proc.kill()
+  return proc.returncode, out, err
+
+
 def run_training(workdir, data_dir, *overrides, num_devices=1, timeout=240, config=TINY_CONFIG):
   result = subprocess.run(
     train_command(workdir, data_dir, *overrides, config=config),

@@ -10,13 +10,12 @@ from __future__ import annotations
 import json
 import os
 import pathlib
-import signal
 import subprocess
 
 import pytest
 
 from stress_jax import checkpointing, storage
-from tests.conftest import REPO, subprocess_env, train_command
+from tests.conftest import REPO, sigterm_at_start, subprocess_env, train_command
 from tests.gcs_emulator import BUCKET, Emulator
 from tests.test_train import assert_trees_close
 from tests.trained_model import TINY_RUN_ARGS as ARGS
@@ -53,24 +52,10 @@ def bucket_run(emulator, bucket_data, tiny_run):  # noqa: F811
 
   workdir = f"{ROOT}/runs/fold0"
   env = emulator.env(subprocess_env(1))
-  proc = subprocess.Popen(
-    train_command(workdir, bucket_data, *ARGS),
-    env=env,
-    cwd=REPO,
-    stdout=subprocess.PIPE,
-    stderr=subprocess.PIPE,
-    text=True,
+  returncode, out, err = sigterm_at_start(
+    train_command(workdir, bucket_data, *ARGS), env, timeout=600
   )
-  try:
-    for line in proc.stdout:
-      if line.startswith("training "):
-        proc.send_signal(signal.SIGTERM)
-        break
-    out, err = proc.communicate(timeout=600)
-  finally:
-    if proc.poll() is None:
-      proc.kill()
-  assert proc.returncode == 143, err[-4000:]
+  assert returncode == 143, err[-4000:]
   assert "preempted at step" in out
   stopped = int(out.split("preempted at step ")[1].split(":")[0])
 

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import signal
-import subprocess
 
 import jax
 import numpy as np
@@ -12,7 +10,14 @@ import pytest
 
 from stress_jax import checkpointing
 from stress_jax.metric_writer import read_metrics
-from tests.conftest import REPO, run_training, subprocess_env, train_command, train_in_process
+from tests.conftest import (
+  REPO,
+  run_training,
+  sigterm_at_start,
+  subprocess_env,
+  train_command,
+  train_in_process,
+)
 from tests.trained_model import (  # noqa: F401  (fixtures)
   EQUIVALENCE,
   TINY_RUN_ARGS,
@@ -85,24 +90,10 @@ def test_two_processes_match_one_process(tiny_run, two_process_run):  # noqa: F8
 
 def test_sigterm_then_same_command_resumes_exactly(fake_data_dir, tiny_run, tmp_path):  # noqa: F811
   workdir = tmp_path / "interrupted"
-  proc = subprocess.Popen(
-    train_command(workdir, fake_data_dir, *TINY_RUN_ARGS),
-    env=subprocess_env(1),
-    cwd=REPO,
-    stdout=subprocess.PIPE,
-    stderr=subprocess.PIPE,
-    text=True,
+  returncode, out, err = sigterm_at_start(
+    train_command(workdir, fake_data_dir, *TINY_RUN_ARGS), subprocess_env(1)
   )
-  try:
-    for line in proc.stdout:  # the loop is about to start: the run has steps left
-      if line.startswith("training "):
-        proc.send_signal(signal.SIGTERM)
-        break
-    out, err = proc.communicate(timeout=300)
-  finally:
-    if proc.poll() is None:
-      proc.kill()
-  assert proc.returncode == 143, err[-3000:]
+  assert returncode == 143, err[-3000:]
   assert "preempted" in out
   interrupted_step, _ = checkpointing.load_state_arrays(workdir)
   assert 1 <= interrupted_step < TINY_RUN_STEPS
