@@ -2,6 +2,7 @@
 
   python -m stress_jax.ablation                                  # every variant, fold, seed
   python -m stress_jax.ablation --variant=full --fold=2 --seed=1  # one job
+  python -m stress_jax.ablation --variant=full,no_image_stream    # some variants
   python -m stress_jax.ablation --shard=0/2 & python -m stress_jax.ablation --shard=1/2
   python -m stress_jax.ablation --collect                        # only rewrite the page
   ... plus any config override, e.g. --config.train.num_epochs=4
@@ -40,8 +41,11 @@ _RESULTS_DIR = flags.DEFINE_string(
   "results_dir", "docs", "Where results.md/.json/.png are written.", flag_values=FLAGS
 )
 _FOLD, _COLLECT = cli.define_fold_flags(FLAGS, "page")
-_VARIANT = flags.DEFINE_enum(
-  "variant", None, list(crossval.VARIANTS), "Run only this variant.", flag_values=FLAGS
+_VARIANT = flags.DEFINE_list(
+  "variant",
+  None,
+  f"Run only these variants (comma-separated; of {', '.join(crossval.VARIANTS)}).",
+  flag_values=FLAGS,
 )
 _SEEDS = flags.DEFINE_list(
   "seeds",
@@ -105,12 +109,19 @@ def run_config(config, variant: str, fold: int, seed: int):
 
 
 def jobs(num_folds: int, seeds, fold=None, variant=None, seed=None, shard=(0, 1)) -> list:
-  """(variant, fold, seed) to run, in order, this shard's share only."""
-  variants = crossval._variants(True, None if variant is None else [variant])
+  """(variant, fold, seed) to run, in order, this shard's share only.
+
+  Seed-major: every variant of (fold 0, first seed), then fold 1, ..., then the next seed,
+  so that a list cut short still holds whole paired comparisons on every fold it reached.
+  `variant` is one name or a list of them.
+  """
+  if isinstance(variant, str):
+    variant = [variant]
+  variants = crossval._variants(True, None if variant is None else list(variant))
   if seed is not None and seed not in seeds:
     raise AblationError(f"--seed={seed} is not one of --seeds={','.join(map(str, seeds))}")
   folds = range(num_folds) if fold is None else [fold]
-  picked = [(v, f, s) for v in variants for f in folds for s in (seeds if seed is None else [seed])]
+  picked = [(v, f, s) for s in (seeds if seed is None else [seed]) for f in folds for v in variants]
   k, n = shard
   return picked[k::n]
 

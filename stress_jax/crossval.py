@@ -69,6 +69,7 @@ METRICS = (
 FAITHFULNESS = (
   "temporal_auroc",
   "landmark_temporal_auroc",
+  "landmark_temporal_visible_auroc",
   "spatial_auroc",
   "temporal",
   "spatial",

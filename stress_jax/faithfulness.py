@@ -41,6 +41,15 @@ half of the frames carry a cue, which is why good attention can still score smal
 Figures for the image stream's temporal attention, the landmark stream's, and the
 spatial map are reported as "temporal", "landmark_temporal" and "spatial" (ratios) and
 "temporal_auroc", "landmark_temporal_auroc" and "spatial_auroc".
+
+What each stream can see. In stress_faces 2.0 four cue kinds change pixels only
+(datasets/synthetic/cues.py APPEARANCE_KINDS): the 68 points stay where they were, so
+the landmark stream cannot tell those frames from rest frames, and a clip whose only
+cue is a flush gives its frame weights nothing to find. "landmark_temporal_visible_auroc"
+scores the landmark stream's frame weights against the frames where a cue that moves
+the points is active (from the records' `cue_events`); frames of appearance-only cues
+count as negatives, since to the points they are rest. Clips without such a cue have
+no score. "landmark_temporal_auroc" keeps scoring against every cue frame.
 """
 
 from __future__ import annotations
@@ -48,6 +57,13 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image
 from sklearn.metrics import roc_auc_score
+
+from stress_jax.datasets.synthetic.cues import APPEARANCE_KINDS, EVENT_KINDS
+
+# cue_events kind indices (the builder metadata's cue_kinds) that move the 68 points.
+LANDMARK_VISIBLE_KINDS = tuple(
+  i for i, kind in enumerate(EVENT_KINDS) if kind not in APPEARANCE_KINDS
+)
 
 
 def temporal_ratios(weights, cue_frames, frame_mask) -> np.ndarray:
@@ -63,6 +79,22 @@ def temporal_ratios(weights, cue_frames, frame_mask) -> np.ndarray:
   with np.errstate(divide="ignore", invalid="ignore"):
     ratio = (on_cues / total) / (num_cues / num_valid)
   return np.where(usable, ratio, np.nan)
+
+
+def event_frames(cue_events, num_frames: int, kinds) -> np.ndarray:
+  """(N, T) bool: frames where an event whose kind index is in `kinds` is active.
+
+  cue_events (N, E, 4) rows (kind, start, end, intensity), frames [start, end); kind -1
+  marks an unused row.
+  """
+  events = np.asarray(cue_events, np.float64)
+  frames = np.arange(num_frames)
+  out = np.zeros((events.shape[0], num_frames), bool)
+  for kind in kinds:
+    rows = events[..., 0] == kind  # (N, E)
+    inside = (frames >= events[..., 1:2]) & (frames < events[..., 2:3])  # (N, E, T)
+    out |= (inside & rows[..., None]).any(axis=1)
+  return out
 
 
 def frame_regions(cue_region, num_frames: int) -> np.ndarray:
@@ -182,6 +214,11 @@ def attention_faithfulness(outputs: dict) -> dict[str, float]:
     if key in outputs:
       figures[name] = _mean(temporal_ratios(outputs[key], cues, mask))
       figures[f"{name}_auroc"] = _mean(temporal_aurocs(outputs[key], cues, mask))
+  key = "aux/landmark_temporal_attention"
+  if key in outputs and "cue_events" in outputs:
+    weights = outputs[key]
+    visible = event_frames(outputs["cue_events"], weights.shape[1], LANDMARK_VISIBLE_KINDS)
+    figures["landmark_temporal_visible_auroc"] = _mean(temporal_aurocs(weights, visible, mask))
   if "aux/spatial_attention" in outputs and "cue_region" in outputs:
     maps, region = outputs["aux/spatial_attention"], outputs["cue_region"]
     figures["spatial"] = _mean(spatial_ratios(maps, region, cues, mask))

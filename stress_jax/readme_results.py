@@ -71,7 +71,10 @@ def results_table(summary: dict, seed_range_text: str | None = None) -> str:
   ]
   labels = {
     "temporal_auroc": "temporal attention AUROC, image stream (cue frames vs others)",
-    "landmark_temporal_auroc": "temporal attention AUROC, landmark stream",
+    "landmark_temporal_auroc": "temporal attention AUROC, landmark stream (every cue frame)",
+    "landmark_temporal_visible_auroc": (
+      "temporal attention AUROC, landmark stream (frames of cues that move the points)"
+    ),
     "spatial_auroc": "spatial attention AUROC (cue region vs rest of the face)",
     "temporal": "temporal attention mass ratio, image stream",
     "landmark_temporal": "temporal attention mass ratio, landmark stream",

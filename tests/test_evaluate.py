@@ -11,6 +11,7 @@ import pytest
 from PIL import Image
 
 from stress_jax import evaluate, faithfulness, metrics, report
+from stress_jax.datasets.synthetic import cues
 from tests.conftest import in_process_error
 from tests.trained_model import trained_workdir  # noqa: F401  (fixture)
 
@@ -95,6 +96,31 @@ def test_temporal_faithfulness_by_hand():
   assert np.isnan(ratios[2])
   uniform = faithfulness.temporal_ratios(np.full((1, 4), 0.25), [[1, 1, 0, 0]], np.ones((1, 4)))
   np.testing.assert_allclose(uniform, [1.0])
+
+
+def test_landmark_stream_is_scored_on_the_cues_that_move_the_points():
+  kind = cues.EVENT_KINDS.index
+  unused = [-1, 0, 0, 0]
+  events = np.array(
+    [
+      [[kind("blink_burst"), 1, 3, 1.0], [kind("flush"), 3, 5, 1.0], unused, unused],
+      [[kind("sweat"), 0, 2, 1.0], unused, unused, unused],  # nothing the points carry
+    ],
+    np.float32,
+  )
+  frames = faithfulness.event_frames(events, 6, faithfulness.LANDMARK_VISIBLE_KINDS)
+  assert frames.tolist() == [[0, 1, 1, 0, 0, 0], [0] * 6]
+  outputs = {
+    "aux/landmark_temporal_attention": np.array([[0.1, 0.3, 0.3, 0.1, 0.1, 0.1], [1 / 6] * 6]),
+    "cue_frames": np.array([[0, 1, 1, 1, 1, 0], [1, 1, 0, 0, 0, 0]], bool),
+    "cue_events": events,
+    "frame_mask": np.ones((2, 6), bool),
+  }
+  figures = faithfulness.attention_faithfulness(outputs)
+  # All cues: clip 0 has 4 wins and 4 ties of 8 pairs (0.75), clip 1 is flat (0.5).
+  assert figures["landmark_temporal_auroc"] == pytest.approx(0.625)
+  # The blink's frames rank first, the flush counts as rest; clip 1 has nothing to score.
+  assert figures["landmark_temporal_visible_auroc"] == pytest.approx(1.0)
 
 
 def spatial_example():
