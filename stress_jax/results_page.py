@@ -268,7 +268,10 @@ def page(table: dict, config, model_line: str) -> str:
     f"`{config.data.name}`, {config.protocol.kind} protocol with {table['num_folds']} folds "
     f"of held-out subjects, seeds {seeds} (`config.seed`: initialisation, dropout and data "
     "order; the folds stay the same). Each run's checkpoint is chosen on validation "
-    "subjects. Localisation AUROC: 0.5 is chance, 1.0 perfect (`stress_jax/faithfulness.py`).",
+    "subjects. Localisation AUROC: 0.5 is chance, 1.0 perfect (`stress_jax/faithfulness.py`). "
+    "The landmark stream's frame weights are scored twice: against every cue frame, and "
+    "against the frames of the cues that move the 68 points (blinks, brows, lips, head "
+    "jitter), the only ones it can sense; its goal reads the second.",
     "",
     f"Settings chosen on: {table['chosen_on']} (`--chosen_on`).",
     "",
