@@ -278,3 +278,13 @@ def test_triplet_variant_trains_for_real_and_reaches_the_page(fake_data_dir, tmp
   assert any("train/triplet" in row for row in rows)
   text = (docs / "results.md").read_text()
   assert "| triplet | full model, triplet objective | 1/2 |" in text
+
+
+def test_the_page_names_the_simulated_population_it_read():
+  from stress_jax.configs import demo
+
+  config = demo.get_config()
+  config.data.simulator = "seed=7"
+  table = results_page.collect({"full": []}, 4, [0], "elsewhere", config)
+  assert table["dataset"] == "stress_faces/synthetic-seed7"
+  assert "Dataset `stress_faces/synthetic-seed7`, kfold" in results_page.page(table, config, "")
