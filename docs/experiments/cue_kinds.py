@@ -1,0 +1,81 @@
+"""Which cues each attention finds, kind by kind, on a trained workdir's test subjects.
+
+  python docs/experiments/cue_kinds.py --workdir=RUN [--workdir=RUN2 ...] [--checkpoint=best]
+
+stress_faces 2.0.0 records hold each clip's cue events (`cue_events`). A weakly stressed
+clip holds exactly one event, so its frames and its region belong to one cue kind. For
+each kind this scores, over the test clips whose only event is of that kind, the spatial
+map's AUROC against each frame's region and both streams' temporal AUROC against the
+event's frames (stress_jax/faithfulness.py), and prints one JSON line per workdir and kind
+plus one line "all" over every clip with cues. Clips of two or more events count in
+"all" only.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+from absl import app, flags
+
+_WORKDIRS = flags.DEFINE_multi_string("workdir", [], "Trained workdirs on stress_faces 2.0.0.")
+_CHECKPOINT = flags.DEFINE_string("checkpoint", "best", "best, latest or step<N>.")
+
+
+def _mean(values) -> float | None:
+  values = np.asarray(values, np.float64)
+  values = values[np.isfinite(values)]
+  return round(float(values.mean()), 3) if values.size else None
+
+
+def kind_scores(outputs: dict, kinds) -> list[dict]:
+  """Per cue kind (and "all"): clips, spatial / temporal / landmark temporal AUROC."""
+  from stress_jax import faithfulness as f
+
+  events = np.asarray(outputs["cue_events"])
+  used = events[..., 0] >= 0
+  mask, cues = outputs["frame_mask"], outputs["cue_frames"]
+  scores = {}
+  if "aux/spatial_attention" in outputs:
+    scores["spatial_auroc"] = f.spatial_aurocs(
+      outputs["aux/spatial_attention"], outputs["cue_region"], cues, mask
+    )
+  for name in ("temporal", "landmark_temporal"):
+    key = f"aux/{name}_attention"
+    if key in outputs:
+      scores[f"{name}_auroc"] = f.temporal_aurocs(outputs[key], cues, mask)
+  groups = [("all", used.any(-1))]
+  single = used.sum(-1) == 1
+  for index, kind in enumerate(kinds):
+    groups.append((kind, single & (events[:, 0, 0] == index)))
+  rows = []
+  for kind, chosen in groups:
+    if chosen.any():
+      row = {"kind": kind, "clips": int(chosen.sum())}
+      row.update({name: _mean(values[chosen]) for name, values in scores.items()})
+      rows.append(row)
+  return rows
+
+
+def main(argv):
+  del argv
+  from stress_jax import cli, evaluate
+  from stress_jax.datasets.synthetic.cues import EVENT_KINDS
+
+  cli.quiet_logging("error")
+  for workdir in _WORKDIRS.value:
+    config = evaluate.read_config(workdir)
+    step, _ = evaluate.resolve_checkpoint(workdir, config, _CHECKPOINT.value)
+    trainer = evaluate._trainer(config, workdir)
+    variables = evaluate.load_variables(workdir, step, trainer.model, trainer.handle.num_frames)
+    state = evaluate._state(trainer, variables, step)
+    subjects = tuple(sorted(trainer.split.test))
+    outputs = trainer.predict(state, subjects, keep_metadata=True)
+    if "cue_events" not in outputs:
+      raise SystemExit(f"{workdir}: its records hold no cue_events (stress_faces 2.0.0 only)")
+    for row in kind_scores(outputs, EVENT_KINDS):
+      print(json.dumps({"workdir": workdir, "step": step, **row}), flush=True)
+
+
+if __name__ == "__main__":
+  app.run(main)
