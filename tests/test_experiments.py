@@ -1,5 +1,6 @@
 """The analysis scripts under docs/experiments: their arithmetic on hand-made outputs."""
 
+import functools
 import importlib.util
 import pathlib
 
@@ -11,6 +12,7 @@ from stress_jax.datasets.synthetic.cues import EVENT_KINDS
 EXPERIMENTS = pathlib.Path(__file__).resolve().parents[1] / "docs" / "experiments"
 
 
+@functools.cache  # a script defines its absl flags when loaded: once per process
 def load(name):
   spec = importlib.util.spec_from_file_location(name, EXPERIMENTS / f"{name}.py")
   module = importlib.util.module_from_spec(spec)
@@ -54,3 +56,15 @@ def test_cue_kinds_scores_single_event_clips_by_their_kind():
   assert rows["all"]["spatial_auroc"] == pytest.approx(2 / 3, abs=1e-3)
   assert rows["blink_burst"]["temporal_auroc"] == pytest.approx(1.0)
   assert "landmark_temporal_auroc" not in rows["all"]
+
+
+def test_cue_kinds_table_averages_a_model_over_its_seeds():
+  cue_kinds = load("cue_kinds")
+  lines = [
+    '{"workdir": "runs/a/full/fold_0/seed_0", "kind": "flush", "clips": 3, "spatial_auroc": 0.5}',
+    '{"workdir": "runs/a/full/fold_0/seed_1", "kind": "flush", "clips": 2, "spatial_auroc": 0.7}',
+    '{"workdir": "runs/b/full/fold_0/seed_0", "kind": "flush", "clips": 4, "spatial_auroc": 0.9}',
+  ]
+  text = cue_kinds.table(lines)
+  assert "| runs/a/full/fold_0 | flush | 2 | 5 | 0.600 | - | - |" in text
+  assert "| runs/b/full/fold_0 | flush | 1 | 4 | 0.900 | - | - |" in text
