@@ -309,6 +309,15 @@ def write_training_curves(workdir, eval_dir=None) -> pathlib.Path | None:
   return plots.training_curves(eval_dir / "training_curves.png", rows)
 
 
+def restore(workdir, config, checkpoint: str = "best"):
+  """(trainer, inference state, step, tag) of a workdir's checkpoint under `config` (its
+  config.json as read_config gives it, or that with inference-only fields changed)."""
+  step, tag = resolve_checkpoint(workdir, config, checkpoint)
+  trainer = _trainer(config, workdir)
+  variables = load_variables(workdir, step, trainer.model, trainer.handle.num_frames)
+  return trainer, _state(trainer, variables, step), step, tag
+
+
 def evaluate(
   workdir,
   split: str = "test",
@@ -327,10 +336,7 @@ def evaluate(
   config = read_config(workdir)
   if data_dir:
     config.data.data_dir = data_dir
-  step, tag = resolve_checkpoint(workdir, config, checkpoint)
-  trainer = _trainer(config, workdir)
-  variables = load_variables(workdir, step, trainer.model, trainer.handle.num_frames)
-  state = _state(trainer, variables, step)
+  trainer, state, step, tag = restore(workdir, config, checkpoint)
 
   subjects = trainer.handle.subjects if split == "all" else getattr(trainer.split, split)
   subjects = tuple(sorted(subjects))

@@ -98,10 +98,7 @@ def main(argv):
   cli.quiet_logging("error")
   for workdir in _WORKDIRS.value:
     config = evaluate.read_config(workdir)
-    step, _ = evaluate.resolve_checkpoint(workdir, config, _CHECKPOINT.value)
-    trainer = evaluate._trainer(config, workdir)
-    variables = evaluate.load_variables(workdir, step, trainer.model, trainer.handle.num_frames)
-    state = evaluate._state(trainer, variables, step)
+    trainer, state, step, _ = evaluate.restore(workdir, config, _CHECKPOINT.value)
     subjects = tuple(sorted(trainer.split.test))
     outputs = trainer.predict(state, subjects, keep_metadata=True)
     if "cue_events" not in outputs:

@@ -31,14 +31,11 @@ def main(argv):
     config = evaluate.read_config(workdir)
     if not config.model.stream_heads:
       raise SystemExit(f"{workdir}: model.stream_heads is off, there are no stream heads")
-    step, _ = evaluate.resolve_checkpoint(workdir, config, "best")
     rows = {}
     for combine in (False, True):
       with config.unlocked():
         config.model.combine_stream_logits = combine
-      trainer = evaluate._trainer(config, workdir)
-      variables = evaluate.load_variables(workdir, step, trainer.model, trainer.handle.num_frames)
-      state = evaluate._state(trainer, variables, step)
+      trainer, state, step, _ = evaluate.restore(workdir, config, "best")
       for split in _SPLITS.value:
         outputs = trainer.predict(state, tuple(sorted(getattr(trainer.split, split))))
         correct = outputs["probabilities"].argmax(-1) == outputs["label"]
