@@ -30,9 +30,9 @@ def get_config():
   model.stream_heads = True
   model.detach_stream_attention = True
   # Our fusion switches (models/fusion.py: model.modality_dropout, .combine_stream_logits)
-  # stay off: on the one development comparison run so far (stress_faces/synthetic_small,
-  # tiny model, fold 0, seed 0) turning both on lowered held-out accuracy from 0.417 to
-  # 0.292. One run decides nothing; it is not a reason to switch them on (docs/method.md).
+  # stay off. On the development population (docs/development/README.md, three seeds)
+  # averaging the heads did not beat the fused head on validation subjects, and modality
+  # dropout 0.3, though more accurate, flattened the landmark stream's frame weights.
   model.num_classes = 3
 
   config.input.batch_size = 16
