@@ -89,12 +89,9 @@ def event_frames(cue_events, num_frames: int, kinds) -> np.ndarray:
   """
   events = np.asarray(cue_events, np.float64)
   frames = np.arange(num_frames)
-  out = np.zeros((events.shape[0], num_frames), bool)
-  for kind in kinds:
-    rows = events[..., 0] == kind  # (N, E)
-    inside = (frames >= events[..., 1:2]) & (frames < events[..., 2:3])  # (N, E, T)
-    out |= (inside & rows[..., None]).any(axis=1)
-  return out
+  chosen = np.isin(events[..., 0], kinds)  # (N, E)
+  inside = (frames >= events[..., 1:2]) & (frames < events[..., 2:3])  # (N, E, T)
+  return (inside & chosen[..., None]).any(axis=1)
 
 
 def frame_regions(cue_region, num_frames: int) -> np.ndarray:
