@@ -192,6 +192,13 @@ def model_line(config) -> str:
     if model.combine_stream_logits
     else "prediction = fused classifier"
   )
+  reference = model.image_reference
+  parts.append(
+    "image maps as they are"
+    if not reference
+    else f"image maps minus the clip's {reference} map"
+    + (", beside the maps themselves" if model.image_reference_mode == "append" else "")
+  )
   parts.append(f"landmark deviation from the clip's {model.landmark_reference}")
   return "Full model: " + "; ".join(parts) + " (see `docs/method.md`)."
 

@@ -246,9 +246,13 @@ def export_model(
   if not model.frames_independent:
     # A stream encodes each frame once as it arrives (encode_frames.stablehlo); a map
     # that reads the clip's mean would change with every frame that joins the window.
+    setting = (
+      f"model.image_reference={config.model.image_reference!r}"
+      if config.model.get("image_reference")
+      else f"model.spatial_attention_input={config.model.spatial_attention_input!r}"
+    )
     raise evaluate.EvaluationError(
-      f"{workdir}: model.spatial_attention_input={config.model.spatial_attention_input!r} "
-      "reads the whole clip, so the model has no per-frame half to export"
+      f"{workdir}: {setting} reads the whole clip, so the model has no per-frame half to export"
     )
   variables = evaluate.load_variables(workdir, step, model, num_frames)
   if not variables["batch_stats"]:

@@ -42,6 +42,8 @@ IGNORED = (
 ADDED_LATER = {
   "model.modality_dropout": 0.0,
   "model.combine_stream_logits": False,
+  "model.image_reference": "",
+  "model.image_reference_mode": "subtract",
   "preprocess.follow": "prominent",
 }
 

@@ -344,7 +344,9 @@ def page(table: dict, config, model_line: str) -> str:
     lines.append(f"| {name} | " + " | ".join(cells) + " |")
   lines += ["", "## Goals (issue 25)", "", *goal_lines(table), ""]
   lines += [
-    "What was tried for the spatial map: [spatial_attention.md](spatial_attention.md).",
+    "What was tried for the spatial map: [spatial_attention.md](spatial_attention.md). "
+    "What was tried on the development population, with each rule and its outcome: "
+    "[development/README.md](development/README.md).",
     "",
     "![ablation bar chart](results.png)",
     "",

@@ -25,7 +25,7 @@ def fold_range(config, results_path=None) -> tuple[dict | None, str]:
   The page's runs count only when their config equals `config` in every field but the
   seed and the fold (and those provenance ignores: paths, worker counts).
   """
-  from stress_jax import results_page
+  from stress_jax import provenance, results_page
 
   path = pathlib.Path(results_path) if results_path else RESULTS_JSON
   if not path.is_file():
@@ -35,7 +35,15 @@ def fold_range(config, results_path=None) -> tuple[dict | None, str]:
     return None, f"{SHOWN_PATH} predates the per-seed results page"
   ours = results_page.comparable_config(config)
   theirs = table["config"]
-  differ = sorted(k for k in set(ours) | set(theirs) if ours.get(k) != theirs.get(k))
+
+  def same(key: str) -> bool:
+    if key in ours and key in theirs:
+      return ours[key] == theirs[key]
+    # A field added after the page's runs: they had its old value in effect.
+    value = ours[key] if key in ours else theirs[key]
+    return provenance.ADDED_LATER.get(key, ...) == value
+
+  differ = sorted(k for k in set(ours) | set(theirs) if not same(k))
   if differ:
     listed = ", ".join(differ[:MAX_LISTED])
     more = f" and {len(differ) - MAX_LISTED} more" if len(differ) > MAX_LISTED else ""

@@ -68,3 +68,60 @@ def test_cue_kinds_table_averages_a_model_over_its_seeds():
   text = cue_kinds.table(lines)
   assert "| runs/a/full/fold_0 | flush | 2 | 5 | 0.600 | - | - |" in text
   assert "| runs/b/full/fold_0 | flush | 1 | 4 | 0.900 | - | - |" in text
+
+
+def test_simple_probe_reads_departures_from_the_clips_median_frame():
+  probe = load("simple_probe")
+  frames = np.full((5, 14, 14, 3), 100, np.uint8)
+  frames[1, :2, :2, 0] = 200  # one frame reddens the top-left cell (2x2 pixels of 14x14)
+  frames[4] = 0  # a masked frame: ignored
+  mask = np.array([True, True, True, True, False])
+  features = probe.image_features(frames, mask).reshape(4, 7, 7, 3)
+  # |departure| max, |departure| mean, largest rise, largest fall; in [0, 1] pixel units.
+  np.testing.assert_allclose(features[0, 0, 0, 0], 100 / 255, rtol=1e-5)
+  np.testing.assert_allclose(features[1, 0, 0, 0], 100 / 255 / 4, rtol=1e-5)
+  np.testing.assert_allclose(features[2, 0, 0, 0], 100 / 255, rtol=1e-5)
+  assert features[3, 0, 0, 0] == 0
+  features[:, 0, 0, 0] = 0
+  assert not features.any()  # no other cell or channel moved
+  points = np.zeros((3, 68, 2), np.float32)
+  points[:, 36:42, 0], points[:, 42:48, 0] = 0.0, 0.5  # eyes 0.5 apart
+  points[2, 10, 1] = 0.1  # one point moves on one frame
+  landmarks = probe.landmark_features(points, np.ones(3, bool)).reshape(2, 68, 2)
+  np.testing.assert_allclose(landmarks[0, 10, 1], 0.2, rtol=1e-5)  # 0.1 over 0.5
+  landmarks[:, 10, 1] = 0
+  assert not landmarks.any()
+
+
+def test_simple_probe_chooses_its_regularisation_on_validation():
+  probe = load("simple_probe")
+  rng = np.random.default_rng(0)
+
+  def data(n):
+    y = rng.integers(0, 3, n)
+    x = rng.normal(0, 1, (n, 5))
+    x[:, 0] += 6 * y  # one informative feature
+    return x, y
+
+  scores = probe.fit_and_score(data(90), data(60), data(60))
+  assert scores["C"] in probe.C_GRID
+  assert scores["accuracy"] > 0.9
+  rows = [
+    {"features": name, "accuracy": acc, "macro_f1": acc}
+    for name in probe.SETS
+    for acc in (0.6, 0.8)
+  ]
+  assert "| image | 2 | 0.700 ± 0.141 | 0.700 |" in probe.table(rows)
+
+
+def test_cue_coverage_counts_the_share_of_valid_frames_inside_cues():
+  coverage = load("cue_coverage")
+  cues = np.array([[0, 0, 0, 0], [1, 1, 0, 0], [1, 1, 1, 0], [1, 0, 0, 1]], bool)
+  masks = np.array([[1, 1, 1, 1], [1, 1, 1, 1], [1, 1, 1, 1], [1, 1, 0, 0]], bool)
+  rows = coverage.coverage_rows([0, 1, 2, 2], cues, masks, ("none", "weak", "strong"))
+  assert [r["clips"] for r in rows] == [1, 1, 2]
+  assert rows[0]["cue_fraction"] == 0 and rows[1]["cue_fraction"] == 0.5
+  # 3 of 4 frames, and 1 of the 2 valid frames (the masked cue frame does not count).
+  np.testing.assert_allclose(rows[2]["cue_fraction"], (0.75 + 0.5) / 2)
+  assert rows[1]["half_or_more"] == 1.0 and rows[2]["half_or_more"] == 1.0
+  assert "| strong | 2 | 0.62 | 1.00 |" in coverage.markdown(rows, "p")

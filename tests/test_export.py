@@ -153,8 +153,9 @@ def test_a_model_whose_map_reads_the_clip_is_not_split_into_frame_halves(
   workdir = tmp_path / "workdir"
   shutil.copytree(trained_workdir, workdir)
   config = json.loads((workdir / "config.json").read_text())
-  config["model"]["spatial_attention_input"] = "deviation"
-  (workdir / "config.json").write_text(json.dumps(config))
-  with pytest.raises(evaluate.EvaluationError, match="reads the whole clip"):
-    export.export_model(workdir, tmp_path / "out")
-  assert not (tmp_path / "out" / export.ENCODE_FILE).exists()
+  for field, value in (("spatial_attention_input", "deviation"), ("image_reference", "median")):
+    changed = {**config, "model": {**config["model"], field: value}}
+    (workdir / "config.json").write_text(json.dumps(changed))
+    with pytest.raises(evaluate.EvaluationError, match=f"model.{field}='{value}' reads the whole"):
+      export.export_model(workdir, tmp_path / "out")
+    assert not (tmp_path / "out" / export.ENCODE_FILE).exists()

@@ -355,3 +355,61 @@ def test_trunk_position_gates_the_heads_input():
   assert not np.allclose(vectors_open, zeros)
   with pytest.raises(ValueError, match="spatial_attention_position must be one of"):
     tiny(spatial_attention_position="stem")
+
+
+@pytest.mark.parametrize("reference", ["mean", "median"])
+def test_image_reference_removes_what_every_frame_of_a_clip_shares(reference):
+  cfg = tiny(input_mode="features", image_reference=reference)
+  model = build_model(cfg)
+  assert not model.frames_independent
+  x, landmarks, mask = make_inputs(cfg)
+  variables = model.init(jax.random.key(0), x, landmarks, mask, train=False)
+  (logits, aux), _ = forward(cfg, variables, x, landmarks, mask)
+  # A face's own constant look (one map added to every frame of a clip, another clip
+  # another map) is what the reference takes away: nothing downstream sees it.
+  look = np.random.default_rng(3).normal(0, 2.0, (x.shape[0], 1, *x.shape[2:]))
+  (logits2, aux2), _ = forward(cfg, variables, x + look, landmarks, mask)
+  np.testing.assert_allclose(logits2, logits, rtol=1e-4, atol=1e-4)
+  np.testing.assert_allclose(aux2["spatial_attention"], aux["spatial_attention"], atol=1e-5)
+  # Masked frames do not move the reference.
+  x3, landmarks3 = corrupt_masked(x, landmarks, mask)
+  (logits3, _), _ = forward(cfg, variables, x3, landmarks3, mask)
+  np.testing.assert_array_equal(logits3, logits)
+  # Without the reference, the same constant look changes the prediction.
+  plain = tiny(input_mode="features")
+  plain_vars = build_model(plain).init(jax.random.key(0), x, landmarks, mask, train=False)
+  (before, _), _ = forward(plain, plain_vars, x, landmarks, mask)
+  (after, _), _ = forward(plain, plain_vars, x + look, landmarks, mask)
+  assert not np.allclose(before, after, atol=1e-3)
+
+
+def test_clip_median_map_ignores_an_outlying_frame():
+  x = np.zeros((1 * 5, 1, 1, 2), np.float32)
+  x[:, 0, 0, 0] = [1.0, 2.0, 3.0, 100.0, -50.0]
+  valid = np.array([True, True, True, True, False])
+  out = np.asarray(clip_mean_map(jnp.asarray(x), jnp.asarray(valid), 1, 5, "median"))
+  # Median of the valid 1, 2, 3, 100 is 2.5 (numpy's even-count rule); the mean would be 26.5.
+  np.testing.assert_allclose(out[:, 0, 0, 0], 2.5)
+  with pytest.raises(ValueError, match="image_reference must be one of"):
+    tiny(image_reference="mode")
+
+
+def test_appended_departure_doubles_the_heads_input_and_keeps_the_frames_own_map():
+  cfg = tiny(input_mode="features", image_reference="median", image_reference_mode="append")
+  paths = param_paths(cfg)
+  channels = cfg.feature_channels
+  assert paths["head/block1/conv1/kernel"][2] == 2 * channels
+  assert param_paths(tiny(input_mode="features"))["head/block1/conv1/kernel"][2] == channels
+  model = build_model(cfg)
+  x, landmarks, mask = make_inputs(cfg)
+  variables = model.init(jax.random.key(0), x, landmarks, mask, train=False)
+  (logits, _), _ = forward(cfg, variables, x, landmarks, mask)
+  # The frame's own map still reaches the head, so a face's constant look counts again.
+  look = np.random.default_rng(3).normal(0, 2.0, (x.shape[0], 1, *x.shape[2:]))
+  (moved, _), _ = forward(cfg, variables, x + look, landmarks, mask)
+  assert not np.allclose(moved, logits, atol=1e-3)
+  x2, landmarks2 = corrupt_masked(x, landmarks, mask)
+  (masked, _), _ = forward(cfg, variables, x2, landmarks2, mask)
+  np.testing.assert_array_equal(masked, logits)
+  with pytest.raises(ValueError, match="image_reference_mode must be one of"):
+    tiny(image_reference_mode="both")

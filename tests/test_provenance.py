@@ -87,3 +87,14 @@ def test_a_field_added_later_resumes_only_at_the_value_older_runs_had():
   assert provenance.changes(recorded, current) == ["model.modality_dropout"]
   current["config"] = {"model.head_width": 16, "model.brand_new": 1}
   assert provenance.changes(recorded, current) == ["model.brand_new"]
+
+
+def test_every_model_field_added_later_defaults_to_the_value_older_runs_had():
+  from stress_jax.configs import common
+
+  defaults = common.model_config()
+  added = {k.removeprefix("model."): v for k, v in provenance.ADDED_LATER.items()}
+  model_fields = {k: v for k, v in added.items() if k in defaults}
+  assert {"modality_dropout", "image_reference", "image_reference_mode"} <= set(model_fields)
+  for name, value in model_fields.items():
+    assert defaults[name] == value, name

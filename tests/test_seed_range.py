@@ -74,3 +74,16 @@ def test_the_readme_table_shows_the_range_of_the_runs_config(results, tmp_path, 
   (run / "config.json").unlink()
   readme_results.main(["readme_results"])
   assert "no seed range: the workdir has no config.json" in readme.read_text()
+
+
+def test_a_page_older_than_a_config_field_still_matches_at_that_fields_old_value(results):
+  table = json.loads(results.read_text())
+  del table["config"]["model.image_reference"]  # the page's runs predate the field
+  results.write_text(json.dumps(table))
+  config = demo.get_config()
+  config.model.image_reference = ""
+  assert seed_range.range_text(config, 0.9, results).startswith("0.850-0.920 across 3 seeds")
+  config.model.image_reference = "median"
+  assert seed_range.range_text(config, 0.9, results).endswith(
+    "its runs used another config (model.image_reference differ)"
+  )

@@ -41,6 +41,12 @@ def model_config() -> ml_collections.ConfigDict:
       landmark_hidden=128,
       # The shape landmark deviations are taken from: the clip's "mean" or "median".
       landmark_reference="mean",
+      # What every frame's stage-3 map has taken from it before the head and the spatial
+      # map read it: "" nothing, or the clip's per-cell "mean" or "median" map, so the
+      # image stream sees how a frame departs from the same person's other frames.
+      image_reference="",
+      # "subtract": the departure replaces the map; "append": the head reads both.
+      image_reference_mode="subtract",
       image_stream=True,
       # A classifier per stream whose loss (train.stream_loss_weight) is added in
       # training, so each stream's attention keeps its own reason to find the cues.

@@ -25,6 +25,11 @@ PIXEL_NORMS = {
 }
 
 LANDMARK_REFERENCES = ("mean", "median")
+# What the image stream subtracts from each frame's stage-3 map before anything else
+# reads it: nothing (""), or the clip's per-cell mean or median over its valid frames.
+IMAGE_REFERENCES = ("", "mean", "median")
+# How the departure reaches the head: in place of the frame's map, or appended to it.
+IMAGE_REFERENCE_MODES = ("subtract", "append")
 # Where the spatial map acts: after the head (the authors' code) or on the trunk's map,
 # where each cell's features mix less of the face, before the head's convolutions.
 SPATIAL_POSITIONS = ("head", "trunk")
@@ -56,6 +61,12 @@ class StressNetConfig:
   landmark_stream: bool = True
   landmark_hidden: int = 128
   landmark_reference: str = "mean"
+  # "" or a reference map (IMAGE_REFERENCES) taken from every frame's stage-3 map, so the
+  # head and both attentions see how a frame departs from the same person's other frames.
+  image_reference: str = ""
+  # "subtract": the head reads the departure only; "append": [map, departure], so twice
+  # the channels (a stressed clip is mostly cue frames, so its median is one of them).
+  image_reference_mode: str = "subtract"
   image_stream: bool = True
   stream_heads: bool = False
   # With stream heads: each stream's frame weights learn only from its own head; the
@@ -101,6 +112,15 @@ class StressNetConfig:
     if self.landmark_reference not in LANDMARK_REFERENCES:
       raise ConfigError(
         f"landmark_reference must be one of {LANDMARK_REFERENCES}, got {self.landmark_reference!r}"
+      )
+    if self.image_reference not in IMAGE_REFERENCES:
+      raise ConfigError(
+        f"image_reference must be one of {IMAGE_REFERENCES}, got {self.image_reference!r}"
+      )
+    if self.image_reference_mode not in IMAGE_REFERENCE_MODES:
+      raise ConfigError(
+        f"image_reference_mode must be one of {IMAGE_REFERENCE_MODES}, "
+        f"got {self.image_reference_mode!r}"
       )
     if self.detach_stream_attention and not self.stream_heads:
       raise ConfigError(

@@ -89,10 +89,15 @@ def landmark_features(landmarks, frame_mask, reference: str = "mean"):
   return jnp.concatenate([shape, velocity, deviation], axis=-1)
 
 
-def clip_mean_map(x, valid, batch: int, steps: int):
-  """(B*T,h,w,C) maps, (B*T,) validity -> each frame's clip mean over valid frames, (B*T,h,w,C)."""
-  mean = masked_mean(x.reshape(batch, steps, -1), valid.reshape(batch, steps))
-  return jnp.broadcast_to(mean[:, None], (batch, steps, mean.shape[-1])).reshape(x.shape)
+def clip_mean_map(x, valid, batch: int, steps: int, reference: str = "mean"):
+  """(B*T,h,w,C) maps, (B*T,) validity -> each frame's clip mean (or `reference="median"`:
+  per-element median) over valid frames, (B*T,h,w,C)."""
+  flat, mask = x.reshape(batch, steps, -1), valid.reshape(batch, steps)
+  if reference == "median":
+    middle = masked_median(flat, mask)[:, 0]
+  else:
+    middle = masked_mean(flat, mask)
+  return jnp.broadcast_to(middle[:, None], flat.shape).reshape(x.shape).astype(x.dtype)
 
 
 class LandmarkMLP(nn.Module):

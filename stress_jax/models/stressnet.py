@@ -14,6 +14,10 @@ the fusion switches beyond the paper's concatenation, models/fusion.py.
       '---------------- concat -------------------'
                   dropout -> classifier -> logits
 
+`model.image_reference` ("mean" or "median") subtracts the clip's reference map from
+every frame's stage-3 map before the head, so the image stream reads how each frame
+departs from the same face's other frames (the landmark stream's deviation, for pixels);
+with `model.image_reference_mode="append"` the head reads [map, departure] instead.
 `model.spatial_attention_position="trunk"` moves the spatial map below the head, onto
 the trunk's map (in feature mode: the input features), so it weights cells before the
 head's convolutions mix them.
@@ -139,11 +143,14 @@ class StressNet(nn.Module):
   def frames_independent(self) -> bool:
     """Whether encode_frames encodes each frame on its own (a frame-by-frame stream can)."""
     cfg = self.config
+    if cfg.image_reference:
+      return False
     return not (cfg.spatial_attention and cfg.spatial_attention_input == "deviation")
 
   def encode_frames(self, inputs, frame_mask, train: bool = False):
-    """Per-frame image encoding, independent across frames except for BN batch stats and,
-    with spatial_attention_input "deviation", the clip mean map the attention reads.
+    """Per-frame image encoding, independent across frames except for BN batch stats,
+    the clip reference map that image_reference subtracts and, with spatial_attention_input
+    "deviation", the clip mean map the attention reads.
 
     inputs: (B,T,112,112,3) pixels in [0,1] or (B,T,h,w,C) stage-3 feature maps.
     Returns (frame_vectors (B,T,head_width) float32, spatial_maps (B,T,h,w) float32);
@@ -163,6 +170,14 @@ class StressNet(nn.Module):
         x = jax.lax.stop_gradient(self.trunk(x, False, bn_mask))
       else:
         x = self.trunk(x, train, bn_mask)
+    if cfg.image_reference:
+      reference = clip_mean_map(x, valid, batch, steps, cfg.image_reference)
+      departure = jnp.where(valid[:, None, None, None], x - reference, 0.0).astype(x.dtype)
+      x = (
+        departure
+        if cfg.image_reference_mode == "subtract"
+        else jnp.concatenate([x, departure], axis=-1)
+      )
     spatial = None
     if cfg.spatial_attention and cfg.spatial_attention_position == "trunk":
       x, spatial = self._attend(x, valid, batch, steps)
