@@ -125,3 +125,16 @@ def test_cue_coverage_counts_the_share_of_valid_frames_inside_cues():
   np.testing.assert_allclose(rows[2]["cue_fraction"], (0.75 + 0.5) / 2)
   assert rows[1]["half_or_more"] == 1.0 and rows[2]["half_or_more"] == 1.0
   assert "| strong | 2 | 0.62 | 1.00 |" in coverage.markdown(rows, "p")
+
+
+def test_simple_probe_takes_the_first_rest_clips_as_calibration():
+  probe = load("simple_probe")
+  videos = ["s01_session2", "s01_session0", "s01_session0", "s01_session1", "s01_session0"]
+  starts = [0, 40, 0, 0, 20]
+  np.testing.assert_array_equal(probe.rest_clips(videos, starts, 2), [2, 4])
+  # A given reference replaces the clip's own median.
+  frames = np.full((3, 14, 14, 3), 100, np.uint8)
+  rest = np.full((7, 7, 3), 50 / 255, np.float32)
+  features = probe.image_features(frames, np.ones(3, bool), rest).reshape(4, 7, 7, 3)
+  np.testing.assert_allclose(features[2], 50 / 255, rtol=1e-5)  # every cell rose by 50
+  np.testing.assert_allclose(probe.image_features(frames, np.ones(3, bool)), 0)
