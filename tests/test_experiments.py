@@ -138,3 +138,18 @@ def test_simple_probe_takes_the_first_rest_clips_as_calibration():
   features = probe.image_features(frames, np.ones(3, bool), rest).reshape(4, 7, 7, 3)
   np.testing.assert_allclose(features[2], 50 / 255, rtol=1e-5)  # every cell rose by 50
   np.testing.assert_allclose(probe.image_features(frames, np.ones(3, bool)), 0)
+
+
+def test_departures_rank_the_odd_frames_out_whatever_carries_the_cue():
+  coverage = load("cue_coverage")
+  # Three cue frames alike, one rest frame apart: the rest frame departs most.
+  values = np.array([[1.0, 1.0], [1.0, 1.0], [1.0, 1.0], [0.0, 0.0], [9.0, 9.0]])
+  mask = np.array([True, True, True, True, False])
+  median = coverage.departures(values, mask, "median")
+  np.testing.assert_allclose(median, [0, 0, 0, 1, 0])
+  np.testing.assert_allclose(coverage.departures(values, mask, "mean"), [0.25] * 3 + [0.75, 0])
+  cues = np.array([[1, 1, 1, 0, 0]], bool)
+  dep = {r: coverage.departures(values, mask, r)[None] for r in coverage.REFERENCES}
+  rows = coverage.departure_rows(dep, dep, cues, cues, mask[None])
+  assert [r["image_auroc"] for r in rows] == [0.0, 0.0]  # the cue frames rank last
+  assert "| median | 0.000 | 1 | 0.000 | 1 |" in coverage.markdown([], "p", rows)
