@@ -375,6 +375,10 @@ def test_image_reference_removes_what_every_frame_of_a_clip_shares(reference):
   x3, landmarks3 = corrupt_masked(x, landmarks, mask)
   (logits3, _), _ = forward(cfg, variables, x3, landmarks3, mask)
   np.testing.assert_array_equal(logits3, logits)
+  # In training too (batch statistics, dropout with the same key).
+  (train_logits, _), _ = forward(cfg, variables, x, landmarks, mask, train=True)
+  (train_logits3, _), _ = forward(cfg, variables, x3, landmarks3, mask, train=True)
+  np.testing.assert_allclose(train_logits3, train_logits, rtol=1e-5, atol=1e-5)
   # Without the reference, the same constant look changes the prediction.
   plain = tiny(input_mode="features")
   plain_vars = build_model(plain).init(jax.random.key(0), x, landmarks, mask, train=False)
