@@ -15,10 +15,13 @@ import sys
 from absl import app, flags
 from ml_collections import config_flags
 
-from stress_jax import distributed
+from stress_jax import cli, distributed
 
 _CONFIG = config_flags.DEFINE_config_file(
-  "config", "stress_jax/configs/demo.py", "Config file (a get_config() module).", lock_config=True
+  "config",
+  cli.shipped_config("stress_jax/configs/demo.py"),  # found from any working directory
+  "Config file (a get_config() module).",
+  lock_config=True,
 )
 _WORKDIR = flags.DEFINE_string("workdir", "runs/demo", "Where checkpoints, logs and results go.")
 _ALLOW_CHANGE = flags.DEFINE_list(
@@ -31,8 +34,6 @@ distributed.define_flags()
 
 
 def main(argv):
-  from stress_jax import cli
-
   cli.unexpected_arguments(argv)
   # orbax and TFDS log every file operation at INFO; keep the console readable.
   cli.quiet_logging("warning")
@@ -55,6 +56,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  from stress_jax import cli
-
   app.run(cli.guarded(main, "train.py"), flags_parser=cli.flags_parser(flags.FLAGS, "train.py"))

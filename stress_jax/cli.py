@@ -20,6 +20,7 @@ import errno
 import inspect
 import logging as pylogging
 import os
+import pathlib
 import re
 import sys
 
@@ -89,13 +90,23 @@ def guarded(main, name: str | None = None):
   return wrapper
 
 
+def shipped_config(path: str) -> str:
+  """`path` as given where it exists from the working directory; else, for a config this
+  repository ships (stress_jax/configs/...), the copy beside this package, so the tools
+  run from any directory."""
+  if os.path.exists(path.split(":", 1)[0]):
+    return path
+  beside = pathlib.Path(__file__).resolve().parents[1] / path
+  return str(beside) if beside.is_file() else path
+
+
 def define_config_flag(flag_values: flags.FlagValues, default: str = "stress_jax/configs/demo.py"):
   """The --config flag (a get_config() module, overridable by --config.x) of a tool."""
   from ml_collections import config_flags
 
   return config_flags.DEFINE_config_file(
     "config",
-    default,
+    shipped_config(default),
     "Config file (a get_config() module).",
     lock_config=True,
     flag_values=flag_values,
@@ -181,6 +192,20 @@ def _config_field_error(error: BaseException, argv) -> str | None:
   return None
 
 
+def _config_file_argv(argv) -> list:
+  """argv with a shipped --config path made absolute when it is not found from here; a
+  --config file that is nowhere is one line (ml_collections would defer the failure to
+  the config's first use, with a traceback)."""
+  argv = list(argv)
+  for index, arg in enumerate(argv[1:], start=1):
+    if arg.startswith("--config="):
+      path = shipped_config(arg.split("=", 1)[1])
+      if not os.path.exists(path.split(":", 1)[0]):
+        raise flags.Error(f"config file {path} does not exist")
+      argv[index] = f"--config={path}"
+  return argv
+
+
 def flags_parser(flag_values: flags.FlagValues, name: str | None = None):
   """absl's flags_parser for `flag_values`: a flag that does not parse is one line, exit 2.
 
@@ -190,7 +215,7 @@ def flags_parser(flag_values: flags.FlagValues, name: str | None = None):
 
   def parse(argv):
     try:
-      rest = flag_values(argv)
+      rest = flag_values(_config_file_argv(argv))
     except flags.Error as error:
       line = one_line(error)
     except (AttributeError, KeyError, TypeError, ValueError) as error:

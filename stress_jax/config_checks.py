@@ -106,3 +106,8 @@ def check(config) -> None:
     for item in values:
       if not _fits(item, spec):
         raise ConfigError(f"{field}={value!r} is out of range: it takes {allowed(spec)}")
+  if "model" in config:
+    # The model section's own checks (StressNetConfig), before any data is built.
+    from stress_jax.models.config import StressNetConfig
+
+    StressNetConfig.from_any(config.model)

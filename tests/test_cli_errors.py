@@ -144,3 +144,28 @@ def test_feature_writer_weights_converter_and_contact_sheet(tmp_path):
   line = in_process_error(*sheet, "--frames=0")
   assert line == "contact_sheet: error: flag --frames=0: 0 is not a positive integer"
   assert not (tmp_path / "s.png").exists()
+
+
+def test_config_files_are_found_from_any_directory_or_named_in_one_line(tmp_path, monkeypatch):
+  from stress_jax import cli
+
+  monkeypatch.chdir(tmp_path)  # not the repository: the shipped configs are not here
+  found = cli.shipped_config("stress_jax/configs/paper.py")
+  assert found == str(REPO / "stress_jax" / "configs" / "paper.py")
+  (tmp_path / "mine.py").write_text("")
+  assert cli.shipped_config("mine.py") == "mine.py"  # the user's own file, as given
+  assert cli.shipped_config("stress_jax/configs/nosuch.py") == "stress_jax/configs/nosuch.py"
+  run = tmp_path / "run"
+  line = in_process_error("stress_jax.crossval", "--config=configs/dmeo.py", f"--workdir={run}")
+  assert line == "crossval: error: config file configs/dmeo.py does not exist"
+  assert not run.exists()
+
+
+def test_a_bad_model_field_is_refused_before_any_data_is_built(tmp_path):
+  run, empty = tmp_path / "run", tmp_path / "empty"
+  fields = {"model.image_reference": "medain", "data.data_dir": str(empty)}
+  line = train_error(run, **fields)
+  assert line == (
+    "train.py: error: image_reference must be one of ('', 'mean', 'median'), got 'medain'"
+  )
+  assert not run.exists() and not empty.exists()
