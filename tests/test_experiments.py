@@ -153,3 +153,21 @@ def test_departures_rank_the_odd_frames_out_whatever_carries_the_cue():
   rows = coverage.departure_rows(dep, dep, cues, cues, mask[None])
   assert [r["image_auroc"] for r in rows] == [0.0, 0.0]  # the cue frames rank last
   assert "| median | 0.000 | 1 | 0.000 | 1 |" in coverage.markdown([], "p", rows)
+
+
+def test_occlusion_greys_each_frames_own_region_and_moves_the_control_off_it():
+  occlusion = load("occlusion")
+  region = np.zeros((3, 28, 28), np.uint8)
+  region[1, :7, :7] = 255  # frame 1: the top-left 28x28 pixels of the crop
+  pixels = occlusion.pixel_regions(region, 3)
+  assert pixels.shape == (3, 112, 112)
+  assert pixels[1, :28, :28].all() and pixels.sum() == 28 * 28
+  old = np.zeros((112, 112), np.float32)  # stress_faces 1.0.0: one map for every frame
+  old[50:60, 50:60] = 1.0
+  assert occlusion.pixel_regions(old, 3).sum() == 3 * 100
+  clip = {"inputs": np.zeros((3, 112, 112, 3), np.uint8)}
+  greyed = occlusion._occluded(clip, pixels >= 0.5)["inputs"]
+  assert (greyed[1, :28, :28] == occlusion.GREY).all() and greyed.sum() == 28 * 28 * 3 * 128
+  control = occlusion.control_mask(pixels >= 0.5)
+  assert control.sum() == 28 * 28 and not (control & (pixels >= 0.5)).any()
+  assert control[1].any() and not control[0].any()  # the same frame, elsewhere

@@ -11,10 +11,11 @@ checkpoint chosen on validation subjects:
                    faithfulness.spatial_aurocs scores the attention map) says whether the
                    model's evidence sits in the cue region; the attention map's AUROC on
                    the same clips is printed next to it, with the two maps' correlation.
-  region test      the whole cue region (region >= 0.5 at crop resolution) greyed out,
-                   against the same mask shifted elsewhere on the crop (the shift that
-                   overlaps the region least): mean drop of the true-class probability
-                   and how often the prediction changes.
+  region test      the whole cue region (region >= 0.5 at crop resolution; stress_faces
+                   2.0.0 stores one per frame, and each cue frame loses its own) greyed
+                   out, against the same masks shifted elsewhere on the crop (the one
+                   shift that overlaps the region least): mean drop of the true-class
+                   probability and how often the prediction changes.
 
 Greying sets pixels to 0.5 (mid grey), the value the pixel normalisation maps to 0.
 """
@@ -59,20 +60,36 @@ def _predict(trainer, state, clips: list[dict]):
   return np.asarray(probabilities), {k: np.asarray(v) for k, v in aux.items()}
 
 
+def pixel_regions(cue_region, num_frames: int) -> np.ndarray:
+  """A clip's stored region -> (T, 112, 112) in [0, 1]: stress_faces 1.0.0's one (112, 112)
+  map for every frame, or 2.0.0's per-frame (T, 28, 28) uint8 maps enlarged to the crop."""
+  from stress_jax import faithfulness
+
+  regions = faithfulness.frame_regions(np.asarray(cue_region)[None], num_frames)[0]
+  scale = 112 // regions.shape[-1]
+  return regions.repeat(scale, axis=-2).repeat(scale, axis=-1) if scale > 1 else regions
+
+
 def _occluded(clip: dict, mask: np.ndarray) -> dict:
+  """Grey where `mask` is set: (112, 112) on every frame, or (T, 112, 112) frame by frame."""
   inputs = clip["inputs"].copy()
-  inputs[:, mask] = GREY
+  if mask.ndim == 2:
+    inputs[:, mask] = GREY
+  else:
+    inputs[mask] = GREY
   return {**clip, "inputs": inputs}
 
 
-def _control_mask(region_mask: np.ndarray) -> np.ndarray:
+def control_mask(region_mask: np.ndarray) -> np.ndarray:
+  """The region moved by the one shift (the same for every frame) that overlaps the
+  region (over all frames) least."""
+  union = region_mask if region_mask.ndim == 2 else region_mask.any(0)
   best, best_overlap = None, None
   for dy, dx in SHIFTS:
-    shifted = np.roll(region_mask, (dy, dx), axis=(0, 1))
-    overlap = (shifted & region_mask).sum()
+    overlap = (np.roll(union, (dy, dx), axis=(0, 1)) & union).sum()
     if best is None or overlap < best_overlap:
-      best, best_overlap = shifted, overlap
-  return best
+      best, best_overlap = (dy, dx), overlap
+  return np.roll(region_mask, best, axis=(-2, -1))
 
 
 def probe(workdir, num_clips: int) -> dict:
@@ -86,12 +103,9 @@ def probe(workdir, num_clips: int) -> dict:
   ):
     for i in np.flatnonzero(batch["valid"]):
       row = {k: batch[k][i] for k in batch}
-      if row["cue_region"].ndim != 2:
-        sys.exit(
-          "occlusion.py reads stress_faces 1.0.0's one (112, 112) region per clip; this "
-          "dataset stores a region per frame (2.0.0)"
-        )
-      if row["cue_frames"].any() and (row["cue_region"] >= 0.5).any():
+      cues = row["cue_frames"] & row["frame_mask"]
+      row["pixel_region"] = pixel_regions(row["cue_region"], len(cues)) * cues[:, None, None]
+      if cues.any() and (row["pixel_region"] >= 0.5).any():
         rows.append(row)
     if len(rows) >= num_clips:
       break
@@ -108,8 +122,8 @@ def probe(workdir, num_clips: int) -> dict:
         mask = np.zeros((112, 112), bool)
         mask[y * cell_h : (y + 1) * cell_h, x * cell_w : (x + 1) * cell_w] = True
         occluded.append(_occluded(row, mask))
-    region_mask = row["cue_region"] >= 0.5
-    occluded += [_occluded(row, region_mask), _occluded(row, _control_mask(region_mask))]
+    region_mask = row["pixel_region"] >= 0.5  # (T, 112, 112): each cue frame's region
+    occluded += [_occluded(row, region_mask), _occluded(row, control_mask(region_mask))]
     probs, _ = _predict(trainer, state, occluded)
     drops = base_prob[0, label] - probs[:, label]
     sensitivity.append(drops[: h * w].reshape(h, w))
@@ -124,7 +138,10 @@ def probe(workdir, num_clips: int) -> dict:
   cues = np.stack([r["cue_frames"] & r["frame_mask"] for r in rows])
   masks = np.stack([r["frame_mask"] for r in rows])
   ones = np.ones((len(rows), 1), bool)
-  sens_auroc = faithfulness.spatial_aurocs(sensitivity[:, None], regions, ones, ones)
+  # One sensitivity map per clip, scored against its cue frames' mean region.
+  cue_count = np.maximum(cues.sum(1), 1)[:, None, None]
+  mean_region = np.stack([r["pixel_region"].sum(0) for r in rows]) / cue_count
+  sens_auroc = faithfulness.spatial_aurocs(sensitivity[:, None], mean_region[:, None], ones, ones)
   attn_auroc = faithfulness.spatial_aurocs(attention, regions, cues, masks)
   mean_attention = (
     np.where(cues[..., None, None], attention, 0).sum(1) / np.maximum(cues.sum(1), 1)[:, None, None]
