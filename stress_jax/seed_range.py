@@ -36,14 +36,8 @@ def fold_range(config, results_path=None) -> tuple[dict | None, str]:
   ours = results_page.comparable_config(config)
   theirs = table["config"]
 
-  def same(key: str) -> bool:
-    if key in ours and key in theirs:
-      return ours[key] == theirs[key]
-    # A field added after the page's runs: they had its old value in effect.
-    value = ours[key] if key in ours else theirs[key]
-    return provenance.ADDED_LATER.get(key, ...) == value
-
-  differ = sorted(k for k in set(ours) | set(theirs) if not same(k))
+  # provenance's own comparison: a field added after the page's runs matches its old value.
+  differ = provenance.changes({"config": theirs}, {"config": ours})
   if differ:
     listed = ", ".join(differ[:MAX_LISTED])
     more = f" and {len(differ) - MAX_LISTED} more" if len(differ) > MAX_LISTED else ""
