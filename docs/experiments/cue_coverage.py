@@ -25,7 +25,6 @@ import numpy as np
 from absl import app, flags
 
 REFERENCES = ("mean", "median")
-GRID = 7
 
 _POPULATION = flags.DEFINE_string("population", "", "data.simulator overrides ('' = reported).")
 
@@ -116,6 +115,8 @@ def main(argv):
   config.data.simulator = _POPULATION.value
   handle = input_pipeline.open_dataset(config.data)
   source = handle.source(handle.subjects)
+  import simple_probe  # beside this script: the same 7x7 cell colours the probe reads
+
   from stress_jax import faithfulness
 
   labels, cues, masks, visible = [], [], [], []
@@ -131,9 +132,8 @@ def main(argv):
     visible.append(
       faithfulness.event_frames(events, len(mask), faithfulness.LANDMARK_VISIBLE_KINDS)[0]
     )
-    frames = np.stack(record["frames"]).astype(np.float32) / 255.0
-    t, h, w, c = frames.shape
-    cells = frames.reshape(t, GRID, h // GRID, GRID, w // GRID, c).mean((2, 4))
+    # Every frame's cells (masked ones included; `departures` reads only the valid ones).
+    cells = simple_probe.image_cells(np.stack(record["frames"]), np.ones(len(mask), bool))
     points = np.asarray(record["landmarks"], np.float32)
     eyes = np.linalg.norm(points[mask][:, 36:42].mean(1) - points[mask][:, 42:48].mean(1), axis=-1)
     points = points / max(float(np.median(eyes)), 1e-6)
