@@ -34,7 +34,10 @@ flags.disclaim_key_flags()
 
 USER_ERROR_EXIT_CODE = 2
 INTERRUPTED_EXIT_CODE = 130  # 128 + SIGINT
-CHECKPOINT_HELP = "best, latest or a step number."
+CHECKPOINT_HELP = (
+  "reported (the one the run reported: train.report_checkpoint), best (chosen on "
+  "validation subjects), latest or a step number."
+)
 
 
 def one_line(error: BaseException) -> str:
@@ -145,7 +148,9 @@ def define_trained_model(
   """--workdir (a training run; required unless `optional`) and --checkpoint (which of its)."""
   workdir = define_workdir(flag_values, workdir_help, required=not optional)
   checkpoint_help = f"With --workdir: {CHECKPOINT_HELP}" if optional else CHECKPOINT_HELP
-  checkpoint = flags.DEFINE_string("checkpoint", "best", checkpoint_help, flag_values=flag_values)
+  checkpoint = flags.DEFINE_string(
+    "checkpoint", "reported", checkpoint_help, flag_values=flag_values
+  )
   return workdir, checkpoint
 
 

@@ -59,6 +59,10 @@ RANGES = {
 }
 
 
+# "best": chosen on the validation subjects; "last": the final step's.
+REPORT_CHECKPOINTS = ("best", "last")
+
+
 def allowed(spec) -> str:
   low, high, low_in, high_in, integer = spec
   kind = "an integer" if integer else "a number"
@@ -106,6 +110,11 @@ def check(config) -> None:
     for item in values:
       if not _fits(item, spec):
         raise ConfigError(f"{field}={value!r} is out of range: it takes {allowed(spec)}")
+  choice, present = _get(config, "train.report_checkpoint")
+  if present and choice not in REPORT_CHECKPOINTS:
+    raise ConfigError(
+      f"train.report_checkpoint={choice!r} is not one of {', '.join(REPORT_CHECKPOINTS)}"
+    )
   if "model" in config:
     # The model section's own checks (StressNetConfig), before any data is built.
     from stress_jax.models.config import StressNetConfig

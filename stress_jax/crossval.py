@@ -108,7 +108,8 @@ def is_finished(directory, config, handle, allow=()) -> bool:
   current = provenance.fingerprint(config, handle)
   if not provenance.changes(recorded, current):
     return True
-  changed = provenance.changes(recorded, current, allow)
+  # An evaluation-only change (which checkpoint to report) re-evaluates, never retrains.
+  changed = provenance.changes(recorded, current, tuple(allow) + provenance.EVALUATION_ONLY)
   if changed:
     raise CrossValError(
       f"{directory} finished with another config or dataset ({', '.join(changed)} changed); "

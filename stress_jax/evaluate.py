@@ -21,7 +21,9 @@ same subject split, restores the checkpoint and writes `<workdir>/eval/<split>_<
 and `<workdir>/eval/training_curves.png` from `<workdir>/metrics.jsonl`.
 
 <ckpt> is `best` (selected on validation subjects during training), `latest`, or
-`step<N>`. Evaluation runs in one process (on all its local devices).
+`step<N>`; the default, `--checkpoint=reported`, is the one the run's summary reports
+(config.train.report_checkpoint: best or the last). Evaluation runs in one process (on
+all its local devices).
 """
 
 from __future__ import annotations
@@ -64,14 +66,23 @@ def read_config(workdir):
     raise EvaluationError(f"{path} is not valid JSON: {error}") from None
 
 
-def resolve_checkpoint(workdir, config, checkpoint: str = "best") -> tuple[int, str]:
-  """'best' | 'latest' | 'N' -> (step, tag for file names)."""
+def resolve_checkpoint(workdir, config, checkpoint: str = "reported") -> tuple[int, str]:
+  """'reported' | 'best' | 'latest' | 'N' -> (step, tag for file names).
+
+  'reported' is what the run's summary reports: 'latest' when config.train.report_checkpoint
+  is "last", else 'best'.
+  """
   from stress_jax import checkpointing
 
   workdir = storage.as_path(workdir)
   checkpoint = str(checkpoint).strip()
+  if checkpoint == "reported":
+    reported = config.get("train", {}).get("report_checkpoint", "best")
+    checkpoint = "latest" if reported == "last" else "best"
   if checkpoint not in ("best", "latest") and not checkpoint.isdigit():
-    raise EvaluationError(f"--checkpoint must be best, latest or a step number, got {checkpoint!r}")
+    raise EvaluationError(
+      f"--checkpoint must be reported, best, latest or a step number, got {checkpoint!r}"
+    )
   if not (workdir / "checkpoints").is_dir():
     raise EvaluationError(f"no checkpoints in {workdir} (expected {workdir / 'checkpoints'})")
   manager = checkpointing.CheckpointManager(workdir, config.train, read_only=True)
@@ -309,7 +320,7 @@ def write_training_curves(workdir, eval_dir=None) -> pathlib.Path | None:
   return plots.training_curves(eval_dir / "training_curves.png", rows)
 
 
-def restore(workdir, config, checkpoint: str = "best"):
+def restore(workdir, config, checkpoint: str = "reported"):
   """(trainer, inference state, step, tag) of a workdir's checkpoint under `config` (its
   config.json as read_config gives it, or that with inference-only fields changed)."""
   step, tag = resolve_checkpoint(workdir, config, checkpoint)
@@ -321,7 +332,7 @@ def restore(workdir, config, checkpoint: str = "best"):
 def evaluate(
   workdir,
   split: str = "test",
-  checkpoint: str = "best",
+  checkpoint: str = "reported",
   num_pictures: int = 2,
   data_dir: str | None = None,
 ) -> dict:

@@ -220,7 +220,7 @@ def _export(fn, args, platforms) -> bytes:
 
 
 def export_model(
-  workdir, output, checkpoint: str = "best", platforms=DEFAULT_PLATFORMS, verify: bool = True
+  workdir, output, checkpoint: str = "reported", platforms=DEFAULT_PLATFORMS, verify: bool = True
 ) -> dict:
   """Writes the export folder (see the module docstring) and returns its config.json."""
   import jax

@@ -111,14 +111,30 @@ def truncate_metrics(workdir, last_step: int) -> int:
   kept = [row for row in rows if row.get("step", 0) <= last_step]
   dropped = len(rows) - len(kept) + partial
   if dropped:
-    text = "".join(jsonio.dumps(row) + "\n" for row in kept)
-    if storage.is_remote(path):
-      path.write_text(text)  # a bucket object is replaced whole anyway
-    else:
-      temporary = path.with_suffix(".jsonl.tmp")
-      temporary.write_text(text)
-      temporary.replace(path)
+    _rewrite(path, kept)
   return dropped
+
+
+def drop_rows(workdir, prefix: str) -> int:
+  """Drops the metrics.jsonl rows that log `prefix` metrics (say, "test/"); returns how many."""
+  path = storage.as_path(workdir) / "metrics.jsonl"
+  if not path.exists():
+    return 0
+  rows, _ = check_log(workdir)
+  kept = [row for row in rows if not any(name.startswith(prefix) for name in row)]
+  if len(kept) != len(rows):
+    _rewrite(path, kept)
+  return len(rows) - len(kept)
+
+
+def _rewrite(path, rows: list[dict]) -> None:
+  text = "".join(jsonio.dumps(row) + "\n" for row in rows)
+  if storage.is_remote(path):
+    path.write_text(text)  # a bucket object is replaced whole anyway
+  else:
+    temporary = path.with_suffix(".jsonl.tmp")
+    temporary.write_text(text)
+    temporary.replace(path)
 
 
 def read_metrics(workdir) -> list[dict]:

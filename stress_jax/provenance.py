@@ -45,7 +45,12 @@ ADDED_LATER = {
   "model.image_reference": "",
   "model.image_reference_mode": "subtract",
   "preprocess.follow": "prominent",
+  "train.report_checkpoint": "best",
 }
+
+# Fields that change what a finished run reports but not its checkpoints: a rerun with
+# another value is let through without --allow_config_change and evaluates again.
+EVALUATION_ONLY = ("train.report_checkpoint",)
 
 
 class ProvenanceError(cli.UserError):
@@ -182,7 +187,7 @@ def check(workdir, current: dict, allow=()) -> dict | None:
     current = {"config": current["config"]}
   if recorded is None:
     return None
-  changed = changes(recorded, current, allow)
+  changed = changes(recorded, current, tuple(allow) + EVALUATION_ONLY)
   if changed:
     shown = "; ".join(_show(recorded, current, f) for f in changed[:6])
     more = f" and {len(changed) - 6} more" if len(changed) > 6 else ""

@@ -54,7 +54,12 @@ def results_table(summary: dict, seed_range_text: str | None = None) -> str:
     (
       "held-out subjects (clips)",
       f"{len(summary['test_subjects'])} ({test['num_clips']}); checkpoint of step "
-      f"{summary['selected_step']} chosen on {len(summary['val_subjects'])} validation subjects",
+      f"{summary['selected_step']} "
+      + (
+        "(the last)"
+        if summary.get("report_checkpoint") == "last"
+        else f"chosen on {len(summary['val_subjects'])} validation subjects"
+      ),
     ),
     (
       "accuracy / balanced accuracy / macro-F1",

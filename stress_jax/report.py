@@ -33,7 +33,11 @@ def format_summary(summary: dict, workdir) -> str:
   lines = [
     f"== {summary['dataset']} fold {summary['fold']}: held-out subjects "
     f"{', '.join(summary['test_subjects'])} (checkpoint of step {summary['selected_step']}, "
-    "chosen on validation subjects)",
+    + (
+      "the last)"
+      if summary.get("report_checkpoint") == "last"
+      else "chosen on validation subjects)"
+    ),
     f"   accuracy {test['accuracy']:.3f}   balanced accuracy {test['balanced_accuracy']:.3f}   "
     f"macro-F1 {test['macro_f1']:.3f}   clips {test['num_clips']}",
   ]

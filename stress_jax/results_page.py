@@ -258,6 +258,13 @@ def goal_lines(table: dict) -> list[str]:
   return lines
 
 
+def checkpoint_sentence(config) -> str:
+  """Which checkpoint each run reports (config.train.report_checkpoint), as a sentence."""
+  if config.train.get("report_checkpoint", "best") == "last":
+    return "Each run reports its last checkpoint."
+  return "Each run's checkpoint is chosen on validation subjects."
+
+
 def page(table: dict, config, model_line: str) -> str:
   """The markdown of docs/results.md."""
   variants = table["variants"]
@@ -274,8 +281,9 @@ def page(table: dict, config, model_line: str) -> str:
     "(one workdir per variant, fold and seed); do not edit by hand. Dataset "
     f"`{population(config)}`, {config.protocol.kind} protocol with {table['num_folds']} folds "
     f"of held-out subjects, seeds {seeds} (`config.seed`: initialisation, dropout and data "
-    "order; the folds stay the same). Each run's checkpoint is chosen on validation "
-    "subjects. Localisation AUROC: 0.5 is chance, 1.0 perfect (`stress_jax/faithfulness.py`). "
+    "order; the folds stay the same). "
+    + checkpoint_sentence(config)
+    + " Localisation AUROC: 0.5 is chance, 1.0 perfect (`stress_jax/faithfulness.py`). "
     "The landmark stream's frame weights are scored twice: against every cue frame, and "
     "against the frames of the cues that move the 68 points (blinks, brows, lips, head "
     "jitter), the only ones it can sense; its goal reads the second.",

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import json
 import re
 import signal
 import sys
@@ -186,9 +187,13 @@ def _run(config, workdir, trainer, manager, fingerprint, started) -> dict:
   write_config(config, workdir)
   if jax.process_index() == 0:
     provenance.record(workdir, fingerprint)
+  total_steps = trainer.total_steps
+  if start_step >= total_steps and jax.process_index() == 0:
+    # A finished run asked again (say, to report its other checkpoint): its test row is
+    # written anew below.
+    metric_writer.drop_rows(workdir, prefix="test/")
   # Rows logged after the restored checkpoint belong to steps that run again.
   writer = MetricWriter(workdir, resume_step=start_step)
-  total_steps = trainer.total_steps
   # Signals are caught from before the run says it is training: a SIGTERM sent on that
   # line (as a scheduler or a test may) still stops at a saved step.
   signals = contextlib.ExitStack()
@@ -199,7 +204,11 @@ def _run(config, workdir, trainer, manager, fingerprint, started) -> dict:
       f"{len(trainer.split.val)} val / {len(trainer.split.test)} test subjects, "
       f"{trainer.steps_per_epoch} steps per epoch, {total_steps} steps, "
       f"{jax.device_count()} device(s) x {jax.process_count()} process(es)"
-      + (f"; resuming at step {start_step}" if start_step else ""),
+      + (
+        "; already trained, evaluating only"
+        if start_step >= total_steps
+        else (f"; resuming at step {start_step}" if start_step else "")
+      ),
       flush=True,
     )
 
@@ -279,7 +288,11 @@ def _run(config, workdir, trainer, manager, fingerprint, started) -> dict:
       )
     return {"preempted": True, "step": step, "exit_code": PREEMPTED_EXIT_CODE}
 
-  summary = final_evaluation(trainer, manager, state, workdir, writer, started)
+  # An evaluation-only rerun keeps the training's wall time (final_evaluation).
+  trained_now = start_step < total_steps
+  summary = final_evaluation(
+    trainer, manager, state, workdir, writer, started if trained_now else None
+  )
   writer.close()
   manager.close()
   return summary
@@ -290,8 +303,10 @@ def _scalars(result: dict) -> dict:
 
 
 def final_evaluation(trainer, manager, last_state, workdir, writer, started=None) -> dict:
-  """Test-subject metrics of the checkpoint selected on validation subjects."""
-  best_step = manager.best_step()
+  """Test-subject metrics of the reported checkpoint (config.train.report_checkpoint):
+  the one selected on validation subjects, or the last."""
+  rule = trainer.config.train.get("report_checkpoint", "best")
+  best_step = manager.best_step() if rule == "best" else None
   state = last_state
   if best_step is not None and best_step != int(last_state.step):
     state, _ = manager.restore(best_step, last_state)
@@ -315,6 +330,7 @@ def final_evaluation(trainer, manager, last_state, workdir, writer, started=None
     "fold": int(trainer.config.protocol.fold),
     "selected_step": int(state.step),
     "final_step": step,
+    "report_checkpoint": rule,
     "test_subjects": list(trainer.split.test),
     "val_subjects": list(trainer.split.val),
     "label_names": list(trainer.handle.label_names),
@@ -325,6 +341,13 @@ def final_evaluation(trainer, manager, last_state, workdir, writer, started=None
   if started is not None:
     # This invocation only (a resumed run counts from its restart), dataset build included.
     summary["wall_seconds"] = round(time.time() - started, 1)
+  else:
+    previous = storage.as_path(workdir) / "summary.json"
+    if previous.exists():
+      with contextlib.suppress(ValueError, OSError):
+        kept = json.loads(previous.read_text()).get("wall_seconds")
+        if kept is not None:
+          summary["wall_seconds"] = kept
   if faithfulness:
     summary["attention_faithfulness"] = faithfulness
   if jax.process_index() == 0:
@@ -333,7 +356,7 @@ def final_evaluation(trainer, manager, last_state, workdir, writer, started=None
 
 
 def _progress(config, start_step, total_steps):
-  if jax.process_index() != 0 or not config.train.progress_bar:
+  if jax.process_index() != 0 or not config.train.progress_bar or start_step >= total_steps:
     return None
   from tqdm import tqdm
 

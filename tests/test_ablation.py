@@ -288,3 +288,13 @@ def test_the_page_names_the_simulated_population_it_read():
   table = results_page.collect({"full": []}, 4, [0], "elsewhere", config)
   assert table["dataset"] == "stress_faces/synthetic-seed7"
   assert "Dataset `stress_faces/synthetic-seed7`, kfold" in results_page.page(table, config, "")
+
+
+def test_the_page_says_which_checkpoint_each_run_reports():
+  from stress_jax.configs import demo
+
+  config = demo.get_config()
+  table = results_page.collect({"full": []}, 4, [0], "elsewhere", config)
+  assert "Each run reports its last checkpoint." in results_page.page(table, config, "")
+  config.train.report_checkpoint = "best"
+  assert "checkpoint is chosen on validation subjects" in results_page.page(table, config, "")

@@ -20,8 +20,8 @@ def test_shared_flags_belong_to_the_tool_that_defines_them():
   values = _tool_flags()
   # The tool's --help lists the flags filed under its module.
   assert {name for name, _ in values.flags_by_module_dict().items()} == {__name__}
-  assert values["checkpoint"].help == "With --workdir: best, latest or a step number."
-  assert values["checkpoint"].default == "best" and values["overwrite"].default is False
+  assert values["checkpoint"].help == f"With --workdir: {cli.CHECKPOINT_HELP}"
+  assert values["checkpoint"].default == "reported" and values["overwrite"].default is False
   required = flags.FlagValues()
   cli.define_trained_model(required)
   assert required["checkpoint"].help == cli.CHECKPOINT_HELP

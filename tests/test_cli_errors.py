@@ -169,3 +169,7 @@ def test_a_bad_model_field_is_refused_before_any_data_is_built(tmp_path):
     "train.py: error: image_reference must be one of ('', 'mean', 'median'), got 'medain'"
   )
   assert not run.exists() and not empty.exists()
+  fields = {"train.report_checkpoint": "lats", "data.data_dir": str(empty)}
+  line = train_error(run, **fields)
+  assert line == "train.py: error: train.report_checkpoint='lats' is not one of best, last"
+  assert not run.exists() and not empty.exists()

@@ -172,7 +172,7 @@ def _strict_json(path):
 
 
 def test_evaluate_workdir_writes_metrics_and_pictures(trained_workdir):  # noqa: F811
-  result = evaluate.evaluate(trained_workdir, split="test", checkpoint="best", num_pictures=1)
+  result = evaluate.evaluate(trained_workdir, split="test", num_pictures=1)
   summary = json.loads((trained_workdir / "summary.json").read_text())
   # Same checkpoint, same subjects: evaluate reproduces the end-of-training test metrics.
   assert result["step"] == summary["selected_step"]
@@ -191,7 +191,7 @@ def test_evaluate_workdir_writes_metrics_and_pictures(trained_workdir):  # noqa:
   assert "attention localisation AUROC" in printed and "attention mass ratio" in printed
   assert "attention localisation AUROC" in report.format_evaluation(result)
 
-  out = trained_workdir / "eval" / "test_best"
+  out = trained_workdir / "eval" / "test_latest"
   written = _strict_json(out / "metrics.json")
   for level, count in (("clip", "num_clips"), ("video", "num_videos")):
     block = written[level]
@@ -250,3 +250,55 @@ def test_incompatible_checkpoint_names_the_parameter(trained_workdir, tmp_path):
     evaluate.evaluate(trained_workdir, checkpoint="999")
   with pytest.raises(evaluate.EvaluationError, match="best, latest or a step number"):
     evaluate.evaluate(trained_workdir, checkpoint="newest")
+
+
+def test_a_finished_run_reports_its_other_checkpoint_without_training_again(
+  trained_workdir,  # noqa: F811
+  fake_data_dir,
+  tmp_path,
+):
+  from stress_jax import checkpointing, metric_writer, provenance
+  from tests.conftest import train_in_process
+  from tests.trained_model import TINY_RUN_STEPS
+
+  workdir = tmp_path / "run"
+  shutil.copytree(trained_workdir, workdir)
+  # The demo config (and so the tiny one) reports the last checkpoint.
+  trained = json.loads((workdir / "summary.json").read_text())
+  assert trained["report_checkpoint"] == "last"
+  assert trained["selected_step"] == trained["final_step"] == TINY_RUN_STEPS
+  fields = {
+    "train.num_steps": TINY_RUN_STEPS,
+    "train.eval_every_steps": 2,
+    "train.checkpoint_every_steps": 1000,
+    "optim.name": "sgd",
+    "optim.learning_rate": 0.05,
+  }
+  train_rows = [r for r in metric_writer.read_metrics(workdir) if "train/loss" in r]
+
+  best = train_in_process(workdir, fake_data_dir, **fields, **{"train.report_checkpoint": "best"})
+  config = evaluate.read_config(workdir)
+  manager = checkpointing.CheckpointManager(workdir, config.train, read_only=True)
+  assert best["report_checkpoint"] == "best"
+  assert best["selected_step"] == manager.best_step()
+  assert best["final_step"] == TINY_RUN_STEPS
+  assert best["wall_seconds"] == trained["wall_seconds"]  # the training's, not this rerun's
+  rows = metric_writer.read_metrics(workdir)
+  assert [r for r in rows if "train/loss" in r] == train_rows  # no step trained again
+  assert len([r for r in rows if "test/accuracy" in r]) == 1  # the old test row is gone
+  assert provenance.read(workdir)["config"]["train.report_checkpoint"] == "best"
+  assert evaluate.resolve_checkpoint(workdir, config) == (manager.best_step(), "best")
+  trainer, state, _, _ = evaluate.restore(workdir, config)
+  out = trainer.predict(state, trainer.split.test)
+  accuracy = float((out["probabilities"].argmax(-1) == out["label"]).mean())
+  assert best["test"]["accuracy"] == pytest.approx(accuracy)
+
+  # And back to the last checkpoint, as the run first reported it.
+  last = train_in_process(workdir, fake_data_dir, **fields)
+  assert last["selected_step"] == TINY_RUN_STEPS
+  assert last["test"]["accuracy"] == pytest.approx(trained["test"]["accuracy"])
+  assert evaluate.resolve_checkpoint(workdir, evaluate.read_config(workdir))[1] == "latest"
+
+  # A field that changes what is trained is still refused.
+  with pytest.raises(provenance.ProvenanceError, match="optim.learning_rate"):
+    train_in_process(workdir, fake_data_dir, **{**fields, "optim.learning_rate": 0.1})

@@ -171,3 +171,34 @@ def test_occlusion_greys_each_frames_own_region_and_moves_the_control_off_it():
   control = occlusion.control_mask(pixels >= 0.5)
   assert control.sum() == 28 * 28 and not (control & (pixels >= 0.5)).any()
   assert control[1].any() and not control[0].any()  # the same frame, elsewhere
+
+
+def test_checkpoint_choice_compares_best_and_latest_per_configuration_over_seeds():
+  choice = load("checkpoint_choice")
+  assert choice.configuration("runs/dev/demo/full/fold_0/seed_2/") == "runs/dev/demo/full"
+  accuracies = {
+    ("a", 0): (0.5, 0.6),
+    ("a", 1): (0.7, 0.6),
+    ("a", 2): (0.6, 0.6),
+    ("b", 0): (0.4, 0.5),
+    ("b", 1): (0.4, 0.3),
+  }
+  rows = [
+    {"workdir": f"runs/{c}/full/fold_0/seed_{s}", "checkpoint": name, "test_accuracy": value}
+    for (c, s), pair in accuracies.items()
+    for name, value in zip(("best", "latest"), pair, strict=True)
+  ]
+  rows.append({"workdir": "runs/b/full/fold_0/seed_2", "checkpoint": "best", "test_accuracy": 0.9})
+  table = choice.summarise(rows)
+  # The seed without a latest row is left out of both choices, so they stay paired.
+  assert table["runs/b/full"]["best"] == pytest.approx((0.4, 0.0, 2))
+  assert table["runs/a/full"]["best"] == pytest.approx((0.6, 0.1, 3))
+  assert table["runs/a/full"]["latest"] == pytest.approx((0.6, 0.0, 3))
+  assert table["runs/a/full"]["latest_wins"] == 1
+  best, latest = table["all"]["best"], table["all"]["latest"]
+  assert best == pytest.approx((0.52, 0.05, 5))
+  assert latest[0] == pytest.approx(0.52)
+  assert latest[1] == pytest.approx(np.std([0.5, 0.3], ddof=1) / 2)
+  assert table["all"]["paired"] == pytest.approx(0.0)
+  assert table["all"]["latest_wins"] == 2
+  assert "| all (std: mean over configurations) | 5 | 0.520, 0.050 |" in choice.markdown(table)

@@ -19,9 +19,9 @@ from tests.trained_model import exported_dir, trained_workdir  # noqa: F401  (fi
 
 
 def checkpoint_model(workdir):
-  """The trained model straight from its checkpoint, as the training code builds it."""
+  """The trained model straight from the checkpoint its run reports, as training builds it."""
   config = evaluate.read_config(workdir)
-  step, _ = evaluate.resolve_checkpoint(workdir, config, "best")
+  step, _ = evaluate.resolve_checkpoint(workdir, config, "reported")
   model = build_model(config.model)
   variables = evaluate.load_variables(workdir, step, model, int(config.data.num_frames))
   return model, variables, step

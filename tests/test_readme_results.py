@@ -36,6 +36,10 @@ def test_table_carries_the_summary_figures():
   assert "spatial attention AUROC (cue region vs rest of the face) | 0.557 |" in table
   assert "temporal attention mass ratio, image stream | 1.23 |" in table
   assert "landmark stream" not in table  # absent figures are left out, not invented
+  last = readme_results.results_table(
+    {**SUMMARY, "selected_step": 504, "report_checkpoint": "last"}
+  )
+  assert "| 3 (288); checkpoint of step 504 (the last) |" in last
 
 
 def test_main_rewrites_only_the_marked_block(tmp_path, monkeypatch):

@@ -144,6 +144,11 @@ def base_config() -> ml_collections.ConfigDict:
       # Weight of the per-stream cross-entropies (read when model.stream_heads is on),
       # added to the fused classifier's.
       stream_loss_weight=0.5,
+      # Which checkpoint the run reports (summary.json, and what evaluate/export/predict
+      # read by default): "best" on the validation subjects' macro-F1, or "last". It
+      # changes no training step: a finished run asked for the other one is evaluated
+      # again, not retrained (stress_jax/provenance.py EVALUATION_ONLY).
+      report_checkpoint="best",
     )
   )
   return config

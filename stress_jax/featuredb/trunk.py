@@ -50,8 +50,8 @@ def _pixel_norm(model_config) -> str:
   return str(model_config.get("pixel_norm", "") or "fixed")
 
 
-def from_workdir(workdir: str, checkpoint: str = "best") -> Trunk:
-  """The trunk of a trained pixel-mode model (its best, latest or step-N checkpoint)."""
+def from_workdir(workdir: str, checkpoint: str = "reported") -> Trunk:
+  """The trunk of a trained pixel-mode model (its reported, best, latest or step-N checkpoint)."""
   from stress_jax import evaluate
   from stress_jax.models import build_model
 

@@ -168,7 +168,7 @@ def write_database(
   *,
   data_dir: str | None = None,
   workdir: str | None = None,
-  checkpoint: str = "best",
+  checkpoint: str = "reported",
   pretrained: str | None = None,
   pixel_norm: str = "",
   dtype: str = "float32",
