@@ -188,9 +188,10 @@ def _run(config, workdir, trainer, manager, fingerprint, started) -> dict:
   if jax.process_index() == 0:
     provenance.record(workdir, fingerprint)
   total_steps = trainer.total_steps
-  if start_step >= total_steps and jax.process_index() == 0:
-    # A finished run asked again (say, to report its other checkpoint): its test row is
-    # written anew below.
+  # A finished run asked again (say, to report its other checkpoint) trains no step.
+  evaluation_only = start_step >= total_steps
+  if evaluation_only and jax.process_index() == 0:
+    # Its test row is written anew below.
     metric_writer.drop_rows(workdir, prefix="test/")
   # Rows logged after the restored checkpoint belong to steps that run again.
   writer = MetricWriter(workdir, resume_step=start_step)
@@ -206,7 +207,7 @@ def _run(config, workdir, trainer, manager, fingerprint, started) -> dict:
       f"{jax.device_count()} device(s) x {jax.process_count()} process(es)"
       + (
         "; already trained, evaluating only"
-        if start_step >= total_steps
+        if evaluation_only
         else (f"; resuming at step {start_step}" if start_step else "")
       ),
       flush=True,
@@ -289,9 +290,8 @@ def _run(config, workdir, trainer, manager, fingerprint, started) -> dict:
     return {"preempted": True, "step": step, "exit_code": PREEMPTED_EXIT_CODE}
 
   # An evaluation-only rerun keeps the training's wall time (final_evaluation).
-  trained_now = start_step < total_steps
   summary = final_evaluation(
-    trainer, manager, state, workdir, writer, started if trained_now else None
+    trainer, manager, state, workdir, writer, None if evaluation_only else started
   )
   writer.close()
   manager.close()
