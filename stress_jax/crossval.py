@@ -109,7 +109,7 @@ def is_finished(directory, config, handle, allow=()) -> bool:
   if not provenance.changes(recorded, current):
     return True
   # An evaluation-only change (which checkpoint to report) re-evaluates, never retrains.
-  changed = provenance.changes(recorded, current, tuple(allow) + provenance.EVALUATION_ONLY)
+  changed = provenance.training_changes(recorded, current, allow)
   if changed:
     raise CrossValError(
       f"{directory} finished with another config or dataset ({', '.join(changed)} changed); "

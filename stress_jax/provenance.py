@@ -144,6 +144,11 @@ def changes(recorded: dict, current: dict, allow=()) -> list[str]:
   return changed
 
 
+def training_changes(recorded: dict, current: dict, allow=()) -> list[str]:
+  """The changes that only training can honour: `changes` less EVALUATION_ONLY."""
+  return changes(recorded, current, tuple(allow) + EVALUATION_ONLY)
+
+
 def _show(recorded: dict, current: dict, field: str) -> str:
   part, name = (
     ("dataset", field[len("dataset.") :])
