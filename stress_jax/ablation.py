@@ -24,6 +24,7 @@ from __future__ import annotations
 import json
 import os
 import pathlib
+import textwrap
 
 import numpy as np
 from absl import flags
@@ -209,6 +210,13 @@ def write_results(
   """Gathers the finished runs and writes results.md/.json(/.png); returns the page's path."""
   num_folds = crossval.count_folds(config)
   runs, left_out = gather(workdir, num_folds, config)
+  if not any(runs.values()):
+    # A mistyped --workdir must not replace a committed page with an empty one.
+    other = f" ({len(left_out)} of another config, e.g. {left_out[0]})" if left_out else ""
+    raise AblationError(
+      f"{workdir} holds no finished run of this config{other}; nothing to collect, so "
+      f"{pathlib.Path(results_dir) / 'results.md'} is left as it was (check --workdir)"
+    )
   table = results_page.collect(runs, num_folds, seeds, chosen_on, config)
   table["left_out"] = left_out
   return write_files(results_dir, table, config, model_line(config), chart)
@@ -235,12 +243,12 @@ def bar_chart(path, table: dict) -> pathlib.Path:
     x = np.arange(len(columns)) + (i - (len(names) - 1) / 2) * width
     ax.bar(x, means, width, yerr=stds, capsize=2, label=name)
   ax.set_xticks(
-    np.arange(len(columns)), [title.replace(" AUROC", "\nAUROC") for _, title in columns]
+    np.arange(len(columns)), [textwrap.fill(title, 18) for _, title in columns], fontsize=9
   )
   ax.axhline(0.5, color="grey", lw=0.8, ls=":")
   ax.set_ylim(0, 1.05)
   ax.set_ylabel("mean ± std over folds × seeds")
-  ax.legend(fontsize=7, ncol=len(names), loc="upper center", bbox_to_anchor=(0.5, -0.16))
+  ax.legend(fontsize=7, ncol=len(names), loc="upper center", bbox_to_anchor=(0.5, -0.25))
   ax.set_title("Ablations on held-out subjects (dotted: AUROC chance)")
   return plots._save(fig, path)
 
@@ -283,7 +291,8 @@ def run(
   """Trains this shard's unfinished jobs (unless collect_only), then writes the page.
 
   `train_fn(config, workdir) -> summary` is train.train_and_evaluate unless a test swaps it.
-  Returns (the page's path, whether a job was preempted).
+  Returns (the page's path, or None when preempted before any run finished; whether a job
+  was preempted). Raises AblationError when no finished run of this config is found.
   """
   from stress_jax import input_pipeline
   from stress_jax.data import build
@@ -310,7 +319,12 @@ def run(
         break
       # The page after every job (the chart, a second's drawing, once at the end).
       write_results(workdir, config, results_dir, seeds, chosen_on, chart=False)
-  return write_results(workdir, config, results_dir, seeds, chosen_on), preempted
+  try:
+    return write_results(workdir, config, results_dir, seeds, chosen_on), preempted
+  except AblationError:
+    if preempted:  # stopped before any run finished: no page yet, and no error either
+      return None, preempted
+    raise
 
 
 def main(argv):
@@ -328,7 +342,8 @@ def main(argv):
     chosen_on=_CHOSEN_ON.value,
     collect_only=_COLLECT.value,
   )
-  print(page.read_text(), flush=True)
+  if page is not None:
+    print(page.read_text(), flush=True)
   if preempted:
     from stress_jax import train
 

@@ -163,6 +163,7 @@ def test_one_job_then_collect_and_shards(config, tmp_path):
   ablation.run(config, runs, docs, collect_only=True, train_fn=fake_training(calls))
   assert len(calls) == 1
   # A run recorded with another config (here: another learning rate) is left out, by name.
+  ablation.run(config, runs, docs, fold=0, variant="full", seed=0, train_fn=fake_training(calls))
   job = ablation.run_config(config, "no_landmark_stream", 1, 2)
   recorded = provenance.config_fingerprint(job)
   recorded["optim.learning_rate"] = 0.5
@@ -206,6 +207,35 @@ def test_one_job_then_collect_and_shards(config, tmp_path):
     ablation.parse_shard("half")
   with pytest.raises(ablation.AblationError, match="k must be in"):
     ablation.parse_shard("2/2")
+
+
+def test_collecting_nothing_keeps_the_page_it_would_have_replaced(config, tmp_path):
+  runs, docs = tmp_path / "runs", tmp_path / "docs"
+  ablation.run(config, runs, docs, fold=0, variant="full", seed=0, train_fn=fake_training([]))
+  page = (docs / "results.md").read_text()
+  assert "| full | the config as given | 1/6 |" in page
+  # A mistyped --workdir: one line, and the page is as it was.
+  with pytest.raises(ablation.AblationError, match="runz holds no finished run of this config"):
+    ablation.run(config, tmp_path / "runz", docs, collect_only=True)
+  assert (docs / "results.md").read_text() == page
+  # Only runs of another config: the error names one.
+  folder = runs / "full" / "fold_0" / "seed_0"
+  recorded = provenance.config_fingerprint(ablation.run_config(config, "full", 0, 0))
+  recorded["optim.learning_rate"] = 0.5
+  (folder / "provenance.json").write_text(json.dumps({"config": recorded}))
+  with pytest.raises(
+    ablation.AblationError, match=r"1 of another config, e\.g\. full/fold_0/seed_0"
+  ):
+    ablation.run(config, runs, docs, collect_only=True)
+  assert (docs / "results.md").read_text() == page
+
+  # Stopped (SIGTERM) before any run of a new workdir finished: no page, no error, the
+  # exit status the run asked for.
+  def stopped(config, workdir):
+    return {"preempted": True, "exit_code": 143}
+
+  assert ablation.run(config, tmp_path / "new", docs, train_fn=stopped) == (None, 143)
+  assert (docs / "results.md").read_text() == page
 
 
 def _row(fold, seed, accuracy, **extra):
