@@ -109,16 +109,27 @@ def run_config(config, variant: str, fold: int, seed: int):
   return config
 
 
-def jobs(num_folds: int, seeds, fold=None, variant=None, seed=None, shard=(0, 1)) -> list:
+def jobs(
+  num_folds: int, seeds, fold=None, variant=None, seed=None, shard=(0, 1), config=None
+) -> list:
   """(variant, fold, seed) to run, in order, this shard's share only.
 
   Seed-major: every variant of (fold 0, first seed), then fold 1, ..., then the next seed,
   so that a list cut short still holds whole paired comparisons on every fold it reached.
-  `variant` is one name or a list of them.
+  `variant` is one name or a list of them. With `config`, a variant that changes nothing
+  in it (crossval.is_full_model) is left out when not named, and refused when named.
   """
   if isinstance(variant, str):
     variant = [variant]
   variants = crossval._variants(True, None if variant is None else list(variant))
+  if config is not None:
+    same = [v for v in variants if crossval.is_full_model(config, v)]
+    if same and variant is not None:
+      raise AblationError(
+        f"--variant={same[0]} is the full model under this config (it sets "
+        f"{', '.join(f'{k}={v}' for k, v in crossval.VARIANTS[same[0]].items())} already)"
+      )
+    variants = [v for v in variants if v not in same]
   if seed is not None and seed not in seeds:
     raise AblationError(f"--seed={seed} is not one of --seeds={','.join(map(str, seeds))}")
   folds = range(num_folds) if fold is None else [fold]
@@ -138,6 +149,8 @@ def gather(workdir, num_folds: int, config=None) -> tuple[dict, list[str]]:
 
   runs, left_out = {}, []
   for variant in crossval.VARIANTS:
+    if config is not None and crossval.is_full_model(config, variant):
+      continue  # no row of its own: the full model's runs are its runs
     rows = []
     for fold in range(num_folds):
       folder = crossval.fold_directory(workdir, variant, fold, True)
@@ -306,7 +319,7 @@ def run(
     num_folds = crossval.count_folds(config, handle)
     if fold is not None and not 0 <= fold < num_folds:
       raise AblationError(f"--fold={fold} is out of range: this protocol has {num_folds} folds")
-    for v, f, s in jobs(num_folds, seeds, fold, variant, seed, shard):
+    for v, f, s in jobs(num_folds, seeds, fold, variant, seed, shard, config):
       directory = run_directory(workdir, v, f, s)
       job_config = run_config(config, v, f, s)
       if crossval.is_finished(directory, job_config, handle):

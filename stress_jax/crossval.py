@@ -134,6 +134,15 @@ def fold_config(config, fold: int, variant: str):
   return config
 
 
+def is_full_model(config, variant: str) -> bool:
+  """The variant changes nothing in this config (e.g. triplet when the objective is already
+  triplet): its runs would be the full model's, trained again."""
+  return variant != "full" and all(
+    config[key.split(".")[0]][key.split(".")[1]] == value
+    for key, value in VARIANTS[variant].items()
+  )
+
+
 def _train(config, workdir, allow=()):
   from stress_jax import train
 
@@ -174,7 +183,9 @@ def run(
   if fold is not None and not 0 <= fold < num_folds:
     raise CrossValError(f"--fold={fold} is out of range: this protocol has {num_folds} folds")
   folds = range(num_folds) if fold is None else [fold]
-  variants = _variants(ablations, variants if ablations else None)
+  variants = [
+    v for v in _variants(ablations, variants if ablations else None) if not is_full_model(config, v)
+  ]
   trained, skipped, preempted, exit_code = [], [], False, 0
   for variant in variants:
     for k in folds:

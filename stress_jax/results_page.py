@@ -304,7 +304,8 @@ def page(table: dict, config, model_line: str) -> str:
   lines += [
     f"Training: {config.train.num_epochs} epochs"
     + (f" ({config.train.num_steps} steps)" if config.train.num_steps > 0 else "")
-    + f", batch {config.input.batch_size}, learning rate {config.optim.learning_rate}.",
+    + f", batch {config.input.batch_size}, learning rate {config.optim.learning_rate}, "
+    f"objective {config.train.objective}.",
     "",
     model_line,
     "",

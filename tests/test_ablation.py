@@ -238,6 +238,26 @@ def test_collecting_nothing_keeps_the_page_it_would_have_replaced(config, tmp_pa
   assert (docs / "results.md").read_text() == page
 
 
+def test_a_variant_the_config_already_is_neither_trains_nor_gets_a_row(fake_data_dir, tmp_path):
+  config = tiny_config.get_config()
+  config.data.data_dir = str(fake_data_dir)
+  config.protocol.num_folds = 2
+  config.train.objective = "triplet"
+  config.lock()
+  calls, runs, docs = [], tmp_path / "runs", tmp_path / "docs"
+  ablation.run(config, runs, docs, seeds="0", train_fn=fake_training(calls))
+  assert sorted({v for v, *_ in calls}) == sorted(set(crossval.VARIANTS) - {"triplet"})
+  assert {objective for _, _, _, objective, _ in calls} == {"triplet"}
+  text = (docs / "results.md").read_text()
+  assert "| full | the config as given | 2/2 |" in text
+  assert "| triplet |" not in text and "objective triplet." in text
+  with pytest.raises(ablation.AblationError, match="--variant=triplet is the full model"):
+    ablation.run(config, runs, docs, variant="triplet", train_fn=fake_training(calls))
+  # crossval --ablations skips it too.
+  trained = crossval.run(config, tmp_path / "cv", ablations=True, train_fn=lambda c, w: {})
+  assert {v for v, _ in trained["trained"]} == set(crossval.VARIANTS) - {"triplet"}
+
+
 def _row(fold, seed, accuracy, **extra):
   return {"fold": fold, "seed": seed, "accuracy": accuracy, "selected_step": 1, **extra}
 
