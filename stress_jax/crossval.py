@@ -200,10 +200,10 @@ def run(
         preempted, exit_code = True, summary.get("exit_code", 143)
         break
       trained.append((variant, k))
-      write_tables(workdir, collect(workdir, num_folds, ablations), config)
+      write_tables(workdir, collect(workdir, num_folds, ablations, config), config)
     if preempted:
       break
-  table = collect(workdir, num_folds, ablations)
+  table = collect(workdir, num_folds, ablations, config)
   write_tables(workdir, table, config)
   return {
     "trained": trained,
@@ -233,11 +233,16 @@ def _fold_row(summary: dict) -> dict:
   return row
 
 
-def collect(workdir, num_folds: int, ablations: bool) -> dict:
-  """Finished folds' summaries -> per-variant fold rows and mean/std (crossval.json)."""
+def collect(workdir, num_folds: int, ablations: bool, config=None) -> dict:
+  """Finished folds' summaries -> per-variant fold rows and mean/std (crossval.json).
+
+  With `config`, a variant that changes nothing in it (is_full_model) gets no row.
+  """
   from stress_jax import metrics
 
   variants = list(VARIANTS) if ablations else ["full"]
+  if config is not None:
+    variants = [v for v in variants if not is_full_model(config, v)]
   table = {"num_folds": int(num_folds), "ablations": bool(ablations), "variants": {}}
   for variant in variants:
     rows = []
@@ -351,7 +356,7 @@ def main(argv):
   config = _CONFIG.value
   fold = None if _FOLD.value < 0 else _FOLD.value
   if _COLLECT.value:
-    table = collect(_WORKDIR.value, count_folds(config), _ABLATIONS.value)
+    table = collect(_WORKDIR.value, count_folds(config), _ABLATIONS.value, config)
     write_tables(_WORKDIR.value, table, config)
     result = {"preempted": False}
   else:

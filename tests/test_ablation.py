@@ -256,6 +256,7 @@ def test_a_variant_the_config_already_is_neither_trains_nor_gets_a_row(fake_data
   # crossval --ablations skips it too.
   trained = crossval.run(config, tmp_path / "cv", ablations=True, train_fn=lambda c, w: {})
   assert {v for v, _ in trained["trained"]} == set(crossval.VARIANTS) - {"triplet"}
+  assert set(trained["table"]["variants"]) == set(crossval.VARIANTS) - {"triplet"}
 
 
 def _row(fold, seed, accuracy, **extra):
