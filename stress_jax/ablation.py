@@ -116,20 +116,12 @@ def jobs(
 
   Seed-major: every variant of (fold 0, first seed), then fold 1, ..., then the next seed,
   so that a list cut short still holds whole paired comparisons on every fold it reached.
-  `variant` is one name or a list of them. With `config`, a variant that changes nothing
-  in it (crossval.is_full_model) is left out when not named, and refused when named.
+  `variant` is one name or a list of them; `config` leaves out a variant it already is
+  (crossval._variants).
   """
   if isinstance(variant, str):
     variant = [variant]
-  variants = crossval._variants(True, None if variant is None else list(variant))
-  if config is not None:
-    same = [v for v in variants if crossval.is_full_model(config, v)]
-    if same and variant is not None:
-      raise AblationError(
-        f"--variant={same[0]} is the full model under this config (it sets "
-        f"{', '.join(f'{k}={v}' for k, v in crossval.VARIANTS[same[0]].items())} already)"
-      )
-    variants = [v for v in variants if v not in same]
+  variants = crossval._variants(True, None if variant is None else list(variant), config)
   if seed is not None and seed not in seeds:
     raise AblationError(f"--seed={seed} is not one of --seeds={','.join(map(str, seeds))}")
   folds = range(num_folds) if fold is None else [fold]

@@ -149,13 +149,23 @@ def _train(config, workdir, allow=()):
   return train.train_and_evaluate(config, workdir, allow)
 
 
-def _variants(ablations: bool, variants=None) -> list[str]:
+def _variants(ablations: bool, variants=None, config=None) -> list[str]:
+  """The variants to train. With `config`, one that changes nothing in it (is_full_model)
+  is left out when not named, and refused when named."""
   if variants is None:
-    return list(VARIANTS) if ablations else ["full"]
+    named, variants = False, list(VARIANTS) if ablations else ["full"]
+  else:
+    named, variants = True, list(variants)
   unknown = [v for v in variants if v not in VARIANTS]
   if unknown:
     raise CrossValError(f"unknown variant {unknown[0]!r}; choose from {', '.join(VARIANTS)}")
-  return list(variants)
+  same = [v for v in variants if config is not None and is_full_model(config, v)]
+  if same and named:
+    overrides = ", ".join(f"{k}={v}" for k, v in VARIANTS[same[0]].items())
+    raise CrossValError(
+      f"--variant={same[0]} is the full model under this config (it sets {overrides} already)"
+    )
+  return [v for v in variants if v not in same]
 
 
 def run(
@@ -183,9 +193,7 @@ def run(
   if fold is not None and not 0 <= fold < num_folds:
     raise CrossValError(f"--fold={fold} is out of range: this protocol has {num_folds} folds")
   folds = range(num_folds) if fold is None else [fold]
-  variants = [
-    v for v in _variants(ablations, variants if ablations else None) if not is_full_model(config, v)
-  ]
+  variants = _variants(ablations, variants if ablations else None, config)
   trained, skipped, preempted, exit_code = [], [], False, 0
   for variant in variants:
     for k in folds:

@@ -251,7 +251,7 @@ def test_a_variant_the_config_already_is_neither_trains_nor_gets_a_row(fake_data
   text = (docs / "results.md").read_text()
   assert "| full | the config as given | 2/2 |" in text
   assert "| triplet |" not in text and "objective triplet." in text
-  with pytest.raises(ablation.AblationError, match="--variant=triplet is the full model"):
+  with pytest.raises(crossval.CrossValError, match="--variant=triplet is the full model"):
     ablation.run(config, runs, docs, variant="triplet", train_fn=fake_training(calls))
   # crossval --ablations skips it too.
   trained = crossval.run(config, tmp_path / "cv", ablations=True, train_fn=lambda c, w: {})
