@@ -140,9 +140,8 @@ def gather(workdir, num_folds: int, config=None) -> tuple[dict, list[str]]:
   from stress_jax import provenance
 
   runs, left_out = {}, []
-  for variant in crossval.VARIANTS:
-    if config is not None and crossval.is_full_model(config, variant):
-      continue  # no row of its own: the full model's runs are its runs
+  # A variant the config already is gets no row: the full model's runs are its runs.
+  for variant in crossval._variants(True, None, config):
     rows = []
     for fold in range(num_folds):
       folder = crossval.fold_directory(workdir, variant, fold, True)

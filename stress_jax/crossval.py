@@ -150,8 +150,8 @@ def _train(config, workdir, allow=()):
 
 
 def _variants(ablations: bool, variants=None, config=None) -> list[str]:
-  """The variants to train. With `config`, one that changes nothing in it (is_full_model)
-  is left out when not named, and refused when named."""
+  """The variants to train or tabulate. With `config`, one that changes nothing in it
+  (is_full_model) is left out when not named, and refused when named."""
   if variants is None:
     named, variants = False, list(VARIANTS) if ablations else ["full"]
   else:
@@ -248,9 +248,7 @@ def collect(workdir, num_folds: int, ablations: bool, config=None) -> dict:
   """
   from stress_jax import metrics
 
-  variants = list(VARIANTS) if ablations else ["full"]
-  if config is not None:
-    variants = [v for v in variants if not is_full_model(config, v)]
+  variants = _variants(ablations, None, config)
   table = {"num_folds": int(num_folds), "ablations": bool(ablations), "variants": {}}
   for variant in variants:
     rows = []
