@@ -216,7 +216,7 @@ def _run(config, workdir, trainer, manager, fingerprint, started) -> dict:
   eval_every = int(config.train.eval_every_steps)
   eval_every = trainer.steps_per_epoch if eval_every <= 0 else eval_every
   log_every = max(1, int(config.train.log_every_steps))
-  progress = _progress(config, start_step, total_steps)
+  progress = None if evaluation_only else _progress(config, start_step, total_steps)
   pending: list[tuple[int, dict]] = []
   last_log_time, last_log_step = time.time(), start_step
   preempted = False
@@ -356,7 +356,7 @@ def final_evaluation(trainer, manager, last_state, workdir, writer, started=None
 
 
 def _progress(config, start_step, total_steps):
-  if jax.process_index() != 0 or not config.train.progress_bar or start_step >= total_steps:
+  if jax.process_index() != 0 or not config.train.progress_bar:
     return None
   from tqdm import tqdm
 
